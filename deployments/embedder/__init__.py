@@ -1,0 +1,1 @@
+"""Visualized BGE: our inference implementation of the official model."""

@@ -1,0 +1,180 @@
+"""Image decoding and CLIP preprocessing, with a clear error per bad image."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageInput = Union[bytes, bytearray, memoryview, str, PathLike, Image.Image]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Transparent pixels are shown on white, as a shop page would show a cut-out product photo.
+_BACKGROUND = (255, 255, 255)
+
+
+class ImageError(ValueError):
+    """One image could not be used; `code` is machine-readable, the message says what to fix."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __reduce__(self):  # keeps code and message when pickled across processes (Ray)
+        return (type(self), (self.code, self.message))
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_pixels: int = 40_000_000
+    max_bytes: int = 20 * 1024 * 1024
+
+
+def _read_bytes(item: ImageInput, limits: ImageLimits) -> bytes:
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+    elif isinstance(item, (str, PathLike)):
+        path = Path(item)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ImageError("not_found", f"image file not found: {path}") from None
+        except OSError as exc:
+            raise ImageError("unreadable", f"cannot read image file {path}: {exc}") from None
+        if size > limits.max_bytes:
+            raise ImageError(
+                "too_large", f"image file is {size} bytes, over the limit of {limits.max_bytes}"
+            )
+        data = path.read_bytes()
+    else:
+        raise ImageError(
+            "wrong_type",
+            f"expected image bytes, a file path or a PIL image, got {type(item).__name__}",
+        )
+    if not data:
+        raise ImageError("empty", "the image is empty (zero bytes)")
+    if len(data) > limits.max_bytes:
+        raise ImageError(
+            "too_large", f"image is {len(data)} bytes, over the limit of {limits.max_bytes}"
+        )
+    return data
+
+
+def _check_pixels(image: Image.Image, limits: ImageLimits) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError("corrupt", f"image has no pixels ({width}x{height})")
+    if width * height > limits.max_pixels:
+        raise ImageError(
+            "too_large",
+            f"image is {width}x{height} = {width * height} pixels, over the limit of "
+            f"{limits.max_pixels}: downscale it first",
+        )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB without the usual surprises."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        # 16/32-bit grey: Pillow's convert() clips to 0..255 (a white image); rescale instead.
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        if mode == "F" and values.max(initial=0) <= 1.0:
+            top = 1.0
+        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")  # L, P, 1, CMYK, YCbCr, LAB, HSV
+
+
+def _damaged(exc: Exception, part: str) -> ImageError:
+    text = str(exc)
+    code = "truncated" if "runcated" in text or "broken data" in text else "corrupt"
+    return ImageError(code, f"image {part} is {code} ({text}): re-export or re-upload the file")
+
+
+def decode_image(item: ImageInput, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """Open, validate and fully decode one image into an upright 8-bit RGB PIL image."""
+    if isinstance(item, Image.Image):
+        _check_pixels(item, limits)
+        image = item
+    else:
+        data = _read_bytes(item, limits)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise ImageError("not_an_image", "not an image (unknown or unsupported format)") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageError("too_large", "image declares too many pixels (decompression bomb)") from None
+        except Exception as exc:  # Pillow raises many types for hostile headers
+            raise _damaged(exc, "header") from None
+        _check_pixels(image, limits)
+        try:
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)  # animated images: the first frame
+            image.load()
+        except Exception as exc:
+            raise _damaged(exc, "data") from None
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block should not cost the image
+        pass
+    return _to_rgb(image)
+
+
+def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
+    """Resize the short side to `size` (bicubic), then crop the centre square.
+
+    Rounding follows torchvision's Resize/CenterCrop exactly, so pixels match the reference.
+    """
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    if short != size:
+        new_short, new_long = size, int(size * long / short)
+        new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        width, height = new_w, new_h
+    left = int(round((width - size) / 2.0))
+    top = int(round((height - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def to_pixels(image: Image.Image, size: int) -> np.ndarray:
+    """An RGB PIL image -> its (3, size, size) uint8 centre crop (normalised later, on device)."""
+    arr = np.asarray(resize_center_crop(image, size), dtype=np.uint8)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def preprocess(item: ImageInput, size: int, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+    """Decode one image and return its (3, size, size) uint8 crop, or raise ImageError."""
+    return to_pixels(decode_image(item, limits), size)
+
+
+def normalize_pixels(batch, dtype=None):
+    """(B, 3, H, W) uint8 tensor -> CLIP-normalised float tensor, as ToTensor + Normalize do."""
+    import torch
+
+    x = batch.to(torch.float32).div(255.0)
+    mean = torch.tensor(CLIP_MEAN, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    x = x.sub(mean).div(std)
+    return x if dtype is None else x.to(dtype)

@@ -1,0 +1,1 @@
+"""Catalogue ingest: read, decode, embed and write to Milvus with Ray Data."""

@@ -1,0 +1,103 @@
+"""A small synthetic product catalogue (drawn with Pillow) for demos and tests."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+COLORS = {
+    "red": (200, 30, 40), "blue": (30, 70, 200), "green": (40, 160, 70),
+    "black": (20, 20, 20), "yellow": (230, 200, 40), "pink": (235, 120, 170),
+}
+PATTERNS = ("plain", "striped", "dotted", "leopard")
+SHAPES = {"phone case": "phone", "mug": "mug", "t-shirt": "shirt", "bag": "bag"}
+CATEGORIES = {"phone case": "Cell Phones & Accessories", "mug": "Home & Kitchen",
+              "t-shirt": "Clothing", "bag": "Clothing"}
+
+
+@dataclass(frozen=True)
+class SampleItem:
+    item_id: str
+    title: str
+    category: str
+    price: float
+    rating: float
+    image: str  # file name, relative to the catalogue folder
+
+
+def _pattern(draw: ImageDraw.ImageDraw, box, pattern: str, color, rng: random.Random) -> None:
+    x0, y0, x1, y1 = box
+    if pattern == "striped":
+        for y in range(y0, y1, 12):
+            draw.rectangle((x0, y, x1, y + 5), fill=color)
+    elif pattern == "dotted":
+        for y in range(y0 + 6, y1, 16):
+            for x in range(x0 + 6, x1, 16):
+                draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=color)
+    elif pattern == "leopard":
+        for _ in range(40):
+            x, y, r = rng.randint(x0, x1), rng.randint(y0, y1), rng.randint(4, 9)
+            draw.ellipse((x - r, y - r, x + r, y + r), outline=(40, 25, 10), width=3)
+            draw.ellipse((x - r + 3, y - r + 3, x + r - 3, y + r - 3), fill=(140, 90, 30))
+
+
+def draw_product(kind: str, color: str, pattern: str, seed: int = 0, size: int = 256) -> Image.Image:
+    """A simple picture of a product: its silhouette, colour and surface pattern."""
+    rng = random.Random(seed)
+    base = COLORS[color]
+    image = Image.new("RGB", (size, size), (245, 245, 240))
+    draw = ImageDraw.Draw(image)
+    s = size
+    shape = SHAPES[kind]
+    if shape == "phone":
+        box = (s * 3 // 10, s // 10, s * 7 // 10, s * 9 // 10)
+        draw.rounded_rectangle(box, radius=s // 12, fill=base)
+    elif shape == "mug":
+        box = (s // 4, s // 4, s * 2 // 3, s * 4 // 5)
+        draw.rectangle(box, fill=base)
+        draw.ellipse((s * 3 // 5, s * 2 // 5, s * 4 // 5, s * 3 // 5), outline=base, width=s // 20)
+    elif shape == "shirt":
+        box = (s // 4, s // 4, s * 3 // 4, s * 9 // 10)
+        draw.polygon([(s // 10, s // 3), (s // 4, s // 6), (s * 3 // 4, s // 6),
+                      (s * 9 // 10, s // 3), (s * 3 // 4, s * 2 // 5)], fill=base)
+        draw.rectangle(box, fill=base)
+    else:
+        box = (s // 5, s * 2 // 5, s * 4 // 5, s * 9 // 10)
+        draw.arc((s // 3, s // 5, s * 2 // 3, s * 3 // 5), 180, 360, fill=base, width=s // 25)
+        draw.rectangle(box, fill=base)
+    if pattern != "plain":
+        accent = tuple(min(255, c + 90) for c in base)
+        _pattern(draw, box, pattern, accent, rng)
+    return image
+
+
+def write_sample_catalogue(folder: str | Path, count: int = 24, seed: int = 0) -> list[SampleItem]:
+    """Draw `count` products into folder/images and write folder/items.jsonl (Amazon-style)."""
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    items = []
+    for i in range(count):
+        kind = list(SHAPES)[i % len(SHAPES)]
+        color = rng.choice(list(COLORS))
+        pattern = PATTERNS[(i // len(SHAPES)) % len(PATTERNS)]
+        name = f"images/item-{i:04d}.jpg"
+        draw_product(kind, color, pattern, seed=seed * 1000 + i).save(folder / name, quality=90)
+        title = f"{color} {pattern} {kind}".replace("plain ", "")
+        items.append(SampleItem(
+            item_id=f"SAMPLE{i:05d}", title=title, category=CATEGORIES[kind],
+            price=round(rng.uniform(5, 80), 2), rating=round(rng.uniform(2.5, 5.0), 1), image=name,
+        ))
+    with open(folder / "items.jsonl", "w") as out:
+        for item in items:
+            row = asdict(item)
+            out.write(json.dumps({
+                "parent_asin": row["item_id"], "title": row["title"],
+                "main_category": row["category"], "price": row["price"],
+                "average_rating": row["rating"], "images": [{"large": row["image"]}],
+            }) + "\n")
+    return items

@@ -1,0 +1,153 @@
+"""The `pardus` command line."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
+models_app = typer.Typer(help="Model files: tiny random-weight models for tests and demos.")
+app.add_typer(models_app, name="models")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print the Pardus version."""
+    console.print(f"pardus {package_version('pardus')}")
+
+
+@models_app.command("tiny")
+def models_tiny(
+    folder: Annotated[Path, typer.Argument(help="Folder to write the model into.")],
+    seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
+) -> None:
+    """Write a tiny random-weight Visualized BGE in the official formats (rankings meaningless)."""
+    from deployments.embedder.tiny import write_tiny_model
+
+    with console.status(f"writing tiny model to {folder}"):
+        env = write_tiny_model(folder, seed=seed)
+    console.print(f"[green]tiny model written to {folder}[/] (random weights: rankings are meaningless)")
+    console.print("Use it with:")
+    for key, value in env.items():
+        console.print(f"  export {key}={value}")
+
+
+@app.command()
+def embed(
+    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="A text (repeatable).")] = None,
+    image: Annotated[Optional[list[Path]], typer.Option("--image", "-i", help="An image (repeatable).")] = None,
+    query: Annotated[Optional[str], typer.Option(help="Text to pair with each image.")] = None,
+) -> None:
+    """Embed texts and images with the configured model and print their cosine similarities."""
+    import numpy as np
+
+    from deployments.embedder.checkpoint import WeightsNotFound
+    from deployments.embedder.encoder import Embedder
+    from deployments.settings import get_settings
+
+    texts, images = list(text or []), list(image or [])
+    if not texts and not images:
+        raise typer.BadParameter("give at least one --text or --image")
+    try:
+        with console.status("loading Visualized BGE"):
+            embedder = Embedder(get_settings().embedder)
+    except WeightsNotFound as exc:
+        err_console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    labels, rows = [], []
+    if texts:
+        labels += [f"text: {t}" for t in texts]
+        rows.append(embedder.encode_texts(texts).vectors)
+    if images:
+        result = embedder.encode_pairs(images, [query or ""] * len(images))
+        for path, err in zip(images, result.errors):
+            if err is not None:
+                err_console.print(f"[yellow]skipped {path}: {err.message}[/]")
+        labels += [f"image: {p.name}" + (f" + {query!r}" if query else "") for p in images]
+        rows.append(result.vectors)
+    vectors = np.concatenate(rows)
+    table = Table(title=f"cosine similarity ({embedder.dim}-d, {embedder.device}, {embedder.dtype})")
+    table.add_column("")
+    for i in range(len(labels)):
+        table.add_column(str(i))
+    for i, label in enumerate(labels):
+        table.add_row(f"{i} {label}", *[f"{v:.3f}" for v in vectors @ vectors[i]])
+    console.print(table)
+
+
+def _load_embedder_or_tiny(workdir: Path):
+    """The configured embedder; when its weights are missing, a tiny one (and say so)."""
+    from deployments.embedder.checkpoint import WeightsNotFound
+    from deployments.embedder.encoder import Embedder
+    from deployments.embedder.tiny import write_tiny_model
+    from deployments.settings import get_settings
+
+    settings = get_settings().embedder
+    try:
+        with console.status("loading Visualized BGE"):
+            return Embedder(settings)
+    except WeightsNotFound as exc:
+        err_console.print(f"[yellow]{exc}[/]")
+    tiny = workdir / "tiny-model"
+    err_console.print(
+        f"[yellow]Using a tiny random-weight model written to {tiny} instead: the pipeline is "
+        "real, the rankings are meaningless.[/]"
+    )
+    env = write_tiny_model(tiny)
+    return Embedder(settings.model_copy(update={
+        "checkpoint": env["PARDUS_EMBEDDER__CHECKPOINT"],
+        "text_model": env["PARDUS_EMBEDDER__TEXT_MODEL"], "vision_config": None,
+    }))
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the sample catalogue goes.")] = Path("data/demo"),
+    count: Annotated[int, typer.Option(min=1, max=10_000)] = 48,
+    k: Annotated[int, typer.Option(min=1, max=100)] = 5,
+) -> None:
+    """Draw a sample catalogue, embed it, and answer a composed query (image + text)."""
+    import numpy as np
+    from rich.progress import Progress
+
+    from ingest.samples import draw_product, write_sample_catalogue
+
+    embedder = _load_embedder_or_tiny(workdir)
+    items = write_sample_catalogue(workdir / "catalogue", count=count)
+    paths = [workdir / "catalogue" / item.image for item in items]
+    vectors = np.zeros((len(items), embedder.dim), dtype=np.float32)
+    step = embedder.settings.batch_size
+    with Progress(console=console) as progress:
+        task = progress.add_task("embedding catalogue images", total=len(items))
+        for start in range(0, len(items), step):
+            vectors[start : start + step] = embedder.encode_images(paths[start : start + step]).vectors
+            progress.advance(task, len(paths[start : start + step]))
+    query_image = workdir / "query-leopard.jpg"
+    draw_product("bag", "yellow", "leopard", seed=7).save(query_image)
+    query_text = "a phone case with this"
+    query = embedder.encode_pairs([query_image], [query_text]).vectors[0]
+    scores = vectors @ query
+    table = Table(title=f"query: {query_text!r} + {query_image}")
+    for column in ("rank", "score", "id", "title", "category", "price"):
+        table.add_column(column)
+    for rank, i in enumerate(np.argsort(-scores)[:k], start=1):
+        item = items[i]
+        table.add_row(str(rank), f"{scores[i]:.3f}", item.item_id, item.title, item.category,
+                      f"{item.price:.2f}")
+    console.print(table)

@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny random-weight Visualized BGE written once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests never reach the model hub; a test that needs it would hang on retries otherwise.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> dict[str, str]:
+    """Settings values of a tiny model (seed 0) in the official file layout."""
+    from deployments.embedder.tiny import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def embedder_settings(tiny_model):
+    from deployments.settings import EmbedderSettings
+
+    return EmbedderSettings(
+        checkpoint=tiny_model["PARDUS_EMBEDDER__CHECKPOINT"],
+        text_model=tiny_model["PARDUS_EMBEDDER__TEXT_MODEL"],
+        batch_size=4,
+    )
+
+
+@pytest.fixture(scope="session")
+def embedder(embedder_settings):
+    from deployments.embedder.encoder import Embedder
+
+    model = Embedder(embedder_settings)
+    yield model
+    model.close()
