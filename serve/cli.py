@@ -36,16 +36,19 @@ def version() -> None:
 def models_tiny(
     folder: Annotated[Path, typer.Argument(help="Folder to write the model into.")],
     seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
+    full_size: Annotated[
+        bool, typer.Option(help="The real architecture's sizes (196M parameters), for benchmarks.")
+    ] = False,
 ) -> None:
     """Write a tiny random-weight Visualized BGE in the official formats (rankings meaningless)."""
     from deployments.embedder.tiny import write_tiny_model
 
-    with console.status(f"writing tiny model to {folder}"):
-        env = write_tiny_model(folder, seed=seed)
+    with console.status(f"writing random-weight model to {folder}"):
+        env = write_tiny_model(folder, seed=seed, full_size=full_size)
     console.print(f"[green]tiny model written to {folder}[/] (random weights: rankings are meaningless)")
     console.print("Use it with:")
     for key, value in env.items():
-        console.print(f"  export {key}={value}")
+        typer.echo(f"export {key}={value}")  # plain, unwrapped: meant to be copied
 
 
 @app.command()

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from deployments.embedder.checkpoint import VISION_JSON
-from deployments.embedder.eva import EvaVisionConfig, rope_tables
+from deployments.embedder.eva import EVA02_CLIP_B_16, EvaVisionConfig, rope_tables
 
 TINY_VISION = EvaVisionConfig(
     image_size=64, patch_size=16, width=768, layers=2, head_width=64, mlp_ratio=0.5,
@@ -41,21 +41,24 @@ def _vocab() -> list[str]:
     return specials + chars + pieces + _WORDS
 
 
-def _text_config(vocab_size: int) -> dict:
+def _text_config(vocab_size: int, full_size: bool = False) -> dict:
+    """BERT config: tiny (1 layer), or bge-base-en-v1.5's sizes for benchmarks."""
     return {
         "architectures": ["BertModel"], "model_type": "bert", "hidden_size": 768,
-        "num_hidden_layers": 1, "num_attention_heads": 12, "intermediate_size": 256,
+        "num_hidden_layers": 12 if full_size else 1, "num_attention_heads": 12,
+        "intermediate_size": 3072 if full_size else 256,
         "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
         "max_position_embeddings": 512, "type_vocab_size": 2, "initializer_range": 0.02,
-        "layer_norm_eps": 1e-12, "pad_token_id": 0, "vocab_size": vocab_size,
+        "layer_norm_eps": 1e-12, "pad_token_id": 0,
+        "vocab_size": 30522 if full_size else vocab_size,
     }
 
 
-def _write_text_model(folder: Path) -> dict:
+def _write_text_model(folder: Path, full_size: bool) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     vocab = _vocab()
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    config = _text_config(len(vocab))
+    config = _text_config(len(vocab), full_size)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     tokenizer = {
         "tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512,
@@ -117,13 +120,18 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def write_tiny_model(folder: str | Path, seed: int = 0) -> dict[str, str]:
-    """Write the tiny model; returns the settings (env values) that load it."""
+def write_tiny_model(folder: str | Path, seed: int = 0, full_size: bool = False) -> dict[str, str]:
+    """Write a random-weight model; returns the settings (env values) that load it.
+
+    full_size: the real architecture (bge-base + EVA02-CLIP-B-16, 196M parameters) for
+    benchmarks; its tokenizer is still the tiny vocabulary.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    text_config = _write_text_model(folder / TEXT_DIR)
-    (folder / VISION_JSON).write_text(json.dumps(TINY_VISION.to_eva_clip_json(), indent=2))
-    state = random_official_state(text_config, TINY_VISION, seed)
+    text_config = _write_text_model(folder / TEXT_DIR, full_size)
+    vision = EVA02_CLIP_B_16 if full_size else TINY_VISION
+    (folder / VISION_JSON).write_text(json.dumps(vision.to_eva_clip_json("eva-clip-b-16-X"), indent=2))
+    state = random_official_state(text_config, vision, seed)
     torch.save(state, folder / CHECKPOINT_NAME)
     return {
         "PARDUS_EMBEDDER__CHECKPOINT": str((folder / CHECKPOINT_NAME).resolve()),
