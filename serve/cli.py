@@ -36,6 +36,9 @@ def version() -> None:
 def models_tiny(
     folder: Annotated[Path, typer.Argument(help="Folder to write the model into.")],
     seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
+    variant: Annotated[
+        str, typer.Option(help="base (English, bge-base) or m3 (multilingual, bge-m3).")
+    ] = "base",
     full_size: Annotated[
         bool, typer.Option(help="The real architecture's sizes (196M parameters), for benchmarks.")
     ] = False,
@@ -43,8 +46,11 @@ def models_tiny(
     """Write a tiny random-weight Visualized BGE in the official formats (rankings meaningless)."""
     from deployments.embedder.tiny import write_tiny_model
 
-    with console.status(f"writing random-weight model to {folder}"):
-        env = write_tiny_model(folder, seed=seed, full_size=full_size)
+    try:
+        with console.status(f"writing random-weight model to {folder}"):
+            env = write_tiny_model(folder, seed=seed, full_size=full_size, variant=variant)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     console.print(f"[green]tiny model written to {folder}[/] (random weights: rankings are meaningless)")
     console.print("Use it with:")
     for key, value in env.items():
@@ -81,9 +87,13 @@ def embed(
         result = embedder.encode_pairs(images, [query or ""] * len(images))
         for path, err in zip(images, result.errors):
             if err is not None:
-                err_console.print(f"[yellow]skipped {path}: {err.message}[/]")
-        labels += [f"image: {p.name}" + (f" + {query!r}" if query else "") for p in images]
-        rows.append(result.vectors)
+                err_console.print(f"[yellow]skipped {path}: {err.message}[/]", soft_wrap=True)
+        suffix = f" + {query!r}" if query else ""
+        labels += [f"image: {p.name}{suffix}" for p, ok in zip(images, result.ok) if ok]
+        rows.append(result.vectors[result.ok])
+    if not labels:
+        err_console.print("[red]nothing to compare: every input failed[/]")
+        raise typer.Exit(1)
     vectors = np.concatenate(rows)
     table = Table(title=f"cosine similarity ({embedder.dim}-d, {embedder.device}, {embedder.dtype})")
     table.add_column("")

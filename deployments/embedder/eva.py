@@ -68,7 +68,7 @@ class EvaVisionConfig:
     def from_file(cls, path: str | Path) -> "EvaVisionConfig":
         return cls.from_eva_clip_json(json.loads(Path(path).read_text()))
 
-    def to_eva_clip_json(self, name: str = "eva-clip-tiny") -> dict:
+    def to_eva_clip_json(self, name: str = "eva-clip-custom") -> dict:
         vision = {k: v for k, v in asdict(self).items() if k != "embed_dim"}
         vision.update(
             eva_model_name=name, drop_path_rate=0, rope=True, naiveswiglu=True, subln=True,

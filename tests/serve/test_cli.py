@@ -23,6 +23,15 @@ def test_models_tiny_writes_a_loadable_model(tmp_path):
     assert (tmp_path / "m" / "bge-base-en-v1.5" / "vocab.txt").is_file()
 
 
+def test_models_tiny_m3_and_bad_variant(tmp_path):
+    result = runner.invoke(app, ["models", "tiny", str(tmp_path / "m3"), "--variant", "m3"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m3" / "Visualized_m3.pth").is_file()
+    assert (tmp_path / "m3" / "bge-m3" / "sentencepiece.bpe.model").is_file()
+    result = runner.invoke(app, ["models", "tiny", str(tmp_path / "x"), "--variant", "large"])
+    assert result.exit_code == 2 and "variant must be" in result.output
+
+
 def test_embed_prints_similarities(tiny_model, tmp_path, monkeypatch):
     from deployments.settings import get_settings
     from ingest.samples import draw_product
@@ -40,6 +49,7 @@ def test_embed_prints_similarities(tiny_model, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "cosine similarity" in result.output and "1.000" in result.output
     assert "skipped" in result.output and "not an image" in result.output
+    assert "broken.jpg │" not in result.output  # failed inputs are not compared
 
 
 def test_embed_without_weights_explains_what_to_do(tmp_path, monkeypatch):

@@ -7,10 +7,10 @@ from PIL import Image
 
 # Sizes that exercise upscaling, downscaling, odd centre-crop offsets and both orientations.
 IMAGE_SIZES = [(64, 64), (90, 70), (41, 97), (301, 222), (33, 33), (500, 180)]
-IMAGE_TEXTS = ["", "a phone case with this", "red", "leopard print mug for the kitchen",
-               "this in blue, but larger", "a"]
-TEXTS = ["a red phone case", "leopard", "cheap summer dress for women",
-         "a large wooden table with metal legs", "x", "gift for kids 123"]
+IMAGE_TEXTS = ["", "a phone case with this", "ein roter Becher", "leopard print mug for the kitchen",
+               "带 这个 图案 的 手机壳", "a"]
+TEXTS = ["a red phone case", "leopard", "une coque de téléphone avec ce motif",
+         "a large wooden table with metal legs", "x", "красная сумка gift for kids 123"]
 
 
 def parity_images() -> list[Image.Image]:

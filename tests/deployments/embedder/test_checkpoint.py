@@ -41,6 +41,22 @@ def test_resolve_finds_the_vision_json_beside_the_checkpoint(embedder_settings):
     assert ckpt.resolve(explicit).vision == EVA02_CLIP_L_14
 
 
+def test_vision_tower_follows_the_text_model_type(tmp_path):
+    """Without eva_vision.json: BERT -> EVA02-CLIP-B-16, XLM-R (bge-m3) -> EVA02-CLIP-L-14."""
+    env = write_tiny_model(tmp_path / "m3", variant="m3")
+    (tmp_path / "m3" / "eva_vision.json").unlink()
+    settings = EmbedderSettings(
+        checkpoint=env["PARDUS_EMBEDDER__CHECKPOINT"], text_model=env["PARDUS_EMBEDDER__TEXT_MODEL"]
+    )
+    assert ckpt.resolve(settings).vision == EVA02_CLIP_L_14
+    env = write_tiny_model(tmp_path / "base")
+    (tmp_path / "base" / "eva_vision.json").unlink()
+    settings = EmbedderSettings(
+        checkpoint=env["PARDUS_EMBEDDER__CHECKPOINT"], text_model=env["PARDUS_EMBEDDER__TEXT_MODEL"]
+    )
+    assert ckpt.resolve(settings).vision == EVA02_CLIP_B_16
+
+
 def test_missing_weights_say_what_to_do(tmp_path):
     settings = EmbedderSettings(checkpoint=str(tmp_path / "absent.pth"))
     with pytest.raises(ckpt.WeightsNotFound, match="pardus models tiny"):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from deployments.embedder.encoder import Embedder
-from deployments.embedder.tiny import CHECKPOINT_NAME, TEXT_DIR, state_digest, write_tiny_model
+from deployments.embedder.tiny import state_digest, write_tiny_model
 from deployments.settings import EmbedderSettings
 from tests.deployments.embedder.parity_inputs import IMAGE_TEXTS, TEXTS, parity_images
 
@@ -24,19 +24,22 @@ def row_cosines(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return (ours * ref).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(ref, axis=1)
 
 
-def check_parity(fixture: Path, full_size: bool, tmp_path: Path) -> None:
+def tiny_embedder(folder: Path, **model_args) -> Embedder:
+    env = write_tiny_model(folder, **model_args)
+    return Embedder(EmbedderSettings(
+        checkpoint=env["PARDUS_EMBEDDER__CHECKPOINT"], text_model=env["PARDUS_EMBEDDER__TEXT_MODEL"],
+        batch_size=4, dtype="float32", device="cpu",
+    ))
+
+
+def check_parity(fixture: Path, tmp_path: Path, **model_args) -> None:
     ref = np.load(fixture)
-    folder = tmp_path / "model"
-    write_tiny_model(folder, seed=0, full_size=full_size)
-    digest = state_digest(torch.load(folder / CHECKPOINT_NAME))
+    embedder = tiny_embedder(tmp_path / "model", seed=0, **model_args)
+    digest = state_digest(torch.load(embedder.settings.checkpoint))
     assert digest == str(ref["digest"]), (
         "the random checkpoint changed: regenerate the fixture with "
         "tests/deployments/embedder/fixtures/make_parity_fixture.py"
     )
-    embedder = Embedder(EmbedderSettings(
-        checkpoint=str(folder / CHECKPOINT_NAME), text_model=str(folder / TEXT_DIR),
-        batch_size=4, dtype="float32", device="cpu",
-    ))
     images = parity_images()
     ours = {  # batched (4 per pass, mixed sizes and text lengths), unlike the reference
         "image": embedder.encode_images(images).vectors,
@@ -50,21 +53,22 @@ def check_parity(fixture: Path, full_size: bool, tmp_path: Path) -> None:
 
 
 def test_parity_with_reference_tiny(tmp_path):
-    check_parity(FIXTURES / "parity_tiny_seed0.npz", full_size=False, tmp_path=tmp_path)
+    check_parity(FIXTURES / "parity_tiny_seed0.npz", tmp_path)
 
 
 def test_parity_with_reference_full_size(tmp_path):
     """The real architecture's sizes: bge-base (12 layers) + EVA02-CLIP-B-16 at 224 px."""
-    check_parity(FIXTURES / "parity_full_seed0.npz", full_size=True, tmp_path=tmp_path)
+    check_parity(FIXTURES / "parity_full_seed0.npz", tmp_path, full_size=True)
+
+
+def test_parity_with_reference_m3(tmp_path):
+    """The multilingual variant: XLM-R text encoder + an EVA02-CLIP-L-14-shaped tower."""
+    check_parity(FIXTURES / "parity_m3_seed0.npz", tmp_path, variant="m3")
 
 
 def test_parity_check_would_catch_a_wrong_model(tmp_path):
     """Guard: the same comparison fails for another seed's weights (the test can fail)."""
     ref = np.load(FIXTURES / "parity_tiny_seed0.npz")
-    folder = tmp_path / "other"
-    write_tiny_model(folder, seed=1)
-    embedder = Embedder(EmbedderSettings(
-        checkpoint=str(folder / CHECKPOINT_NAME), text_model=str(folder / TEXT_DIR)
-    ))
+    embedder = tiny_embedder(tmp_path / "other", seed=1)
     rows = embedder.encode_pairs(parity_images(), IMAGE_TEXTS).vectors
     assert row_cosines(rows, ref["mm"]).min() < 0.9999
