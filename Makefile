@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/pardus demo
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+	tests/run-isolated $(VENV)/bin/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "slow" $(PYTEST_ARGS)
+	tests/run-isolated $(VENV)/bin/python -m pytest -m "slow" $(PYTEST_ARGS)

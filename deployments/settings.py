@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,11 +30,43 @@ class EmbedderSettings(BaseModel):
 
 
 class MilvusSettings(BaseModel):
-    """The vector store: a local path is Milvus Lite, http(s)://host:port a server."""
+    """The vector store: a local path is Milvus Lite, http(s)://host:port a server or cluster."""
 
     uri: str = "./data/pardus.db"
-    token: str = ""
-    collection: str = "products"
+    token: SecretStr = SecretStr("")  # "user:password" or an API key; empty = no auth
+    collection: str = Field("products", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    # HNSW by default (FLAT is exact and fine for small Lite catalogues); params as Milvus takes them.
+    index_type: Literal["HNSW", "FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW_SQ", "AUTOINDEX"] = "HNSW"
+    index_params: dict[str, int] = {"M": 16, "efConstruction": 200}
+    search_params: dict[str, int] = {"ef": 128}
+    # Strong: a search sees every write acknowledged before it (add an item, find it at once).
+    consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
+    timeout_s: float = Field(10.0, gt=0)
+    # Local paths: share one loopback `milvus-lite server` between processes (Ray workers,
+    # Serve replicas). False = open the directory in this process only.
+    lite_server: bool = True
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.uri
+
+
+class IngestSettings(BaseModel):
+    """Ray Data ingest: stage sizes and resources (fractional CPUs so reads never starve)."""
+
+    batch_size: int = Field(32, ge=1, le=4096, description="Images per embedding batch.")
+    embed_actors: int = Field(1, ge=1, description="Embedder replicas (one model each).")
+    embed_num_cpus: float = Field(0.5, gt=0)
+    embed_num_gpus: float = Field(0.0, ge=0)
+    # torch threads inside each embedder actor; 0 = every core of its node.
+    embed_threads: int = Field(0, ge=0)
+    fetch_actors: int = Field(1, ge=1, description="Read/decode workers.")
+    fetch_num_cpus: float = Field(0.25, gt=0)
+    write_num_cpus: float = Field(0.1, gt=0)
+    write_batch_size: int = Field(256, ge=1)
+    allow_http: bool = False  # fetch http(s) image URLs named in manifests
+    http_timeout_s: float = Field(10.0, gt=0)
+    report: str = "./data/ingest-report.jsonl"
 
 
 class RerankerSettings(BaseModel):
@@ -60,6 +92,7 @@ class Settings(BaseSettings):
 
     embedder: EmbedderSettings = EmbedderSettings()
     milvus: MilvusSettings = MilvusSettings()
+    ingest: IngestSettings = IngestSettings()
     reranker: RerankerSettings = RerankerSettings()
     serving: ServingSettings = ServingSettings()
 

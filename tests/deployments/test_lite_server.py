@@ -1,0 +1,60 @@
+"""The shared loopback milvus-lite server: started once, reused, stopped; no hangs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from deployments import lite_server
+
+
+def test_ensure_starts_once_and_is_reused(tmp_path):
+    path = tmp_path / "shared.db"
+    try:
+        first = lite_server.ensure(path)
+        assert first.uri.startswith("http://127.0.0.1:")
+        assert lite_server.ensure(path) == first == lite_server.running(path)
+        # another process joins the same server
+        code = ("from deployments import lite_server; "
+                f"print(lite_server.ensure({str(path)!r}).pid)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert int(out.stdout.strip()) == first.pid
+    finally:
+        assert lite_server.stop(path)
+    assert lite_server.running(path) is None and not lite_server.stop(path)
+
+
+def test_concurrent_starts_make_one_server(tmp_path):
+    path = tmp_path / "race.db"
+    code = f"from deployments import lite_server; print(lite_server.ensure({str(path)!r}).pid)"
+
+    def start(_):
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            pids = set(pool.map(start, range(3)))
+        assert len(pids) == 1
+    finally:
+        lite_server.stop(path)
+
+
+def test_directory_held_elsewhere_fails_with_a_reason(tmp_path):
+    path = tmp_path / "held.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"from pymilvus import MilvusClient; import time; MilvusClient({str(path)!r}); "
+         "print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(lite_server.LiteServerError, match="another process holds"):
+            lite_server.ensure(path, timeout=30)
+    finally:
+        holder.kill()
+        holder.wait()
