@@ -72,9 +72,9 @@ def read_source(source: Source, read_cpus: float):
             raise SourceError(f"no images under {source.path}")
         return ray.data.from_items(rows)
     if source.kind == "jsonl":
-        lines = ray.data.read_text(str(source.path), ray_remote_args={"num_cpus": read_cpus})
+        lines = ray.data.read_text(str(source.path), num_cpus=read_cpus)
         return lines.map_batches(_parse_lines, batch_format="numpy", num_cpus=read_cpus)
-    records = ray.data.read_parquet(str(source.path), ray_remote_args={"num_cpus": read_cpus})
+    records = ray.data.read_parquet(str(source.path), num_cpus=read_cpus)
     return records.map_batches(_normalize_records, batch_format="pandas", num_cpus=read_cpus)
 
 

@@ -45,7 +45,17 @@ def _pattern(draw: ImageDraw.ImageDraw, box, pattern: str, color, rng: random.Ra
             draw.ellipse((x - r + 3, y - r + 3, x + r - 3, y + r - 3), fill=(140, 90, 30))
 
 
-def draw_product(kind: str, color: str, pattern: str, seed: int = 0, size: int = 256) -> Image.Image:
+def _stamp(draw: ImageDraw.ImageDraw, code: int, size: int) -> None:
+    """A small 12-bit label in the bottom corner, so every catalogue picture is unique."""
+    cell = max(2, size // 64)
+    for bit in range(12):
+        if code >> bit & 1:
+            x = cell + bit * cell
+            draw.rectangle((x, size - 2 * cell, x + cell - 1, size - cell), fill=(30, 30, 30))
+
+
+def draw_product(kind: str, color: str, pattern: str, seed: int = 0, size: int = 256,
+                 code: int | None = None) -> Image.Image:
     """A simple picture of a product: its silhouette, colour and surface pattern."""
     rng = random.Random(seed)
     base = COLORS[color]
@@ -72,6 +82,8 @@ def draw_product(kind: str, color: str, pattern: str, seed: int = 0, size: int =
     if pattern != "plain":
         accent = tuple(min(255, c + 90) for c in base)
         _pattern(draw, box, pattern, accent, rng)
+    if code is not None:
+        _stamp(draw, code, size)
     return image
 
 
@@ -86,7 +98,8 @@ def write_sample_catalogue(folder: str | Path, count: int = 24, seed: int = 0) -
         color = rng.choice(list(COLORS))
         pattern = PATTERNS[(i // len(SHAPES)) % len(PATTERNS)]
         name = f"images/item-{i:04d}.jpg"
-        draw_product(kind, color, pattern, seed=seed * 1000 + i).save(folder / name, quality=90)
+        picture = draw_product(kind, color, pattern, seed=seed * 1000 + i, code=i + 1)
+        picture.save(folder / name, quality=90)
         title = f"{color} {pattern} {kind}".replace("plain ", "")
         items.append(SampleItem(
             item_id=f"SAMPLE{i:05d}", title=title, category=CATEGORIES[kind],

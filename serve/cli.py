@@ -276,3 +276,7 @@ def ingest(
     if summary.failed:
         err_console.print("[red]nothing could be indexed[/]")
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,176 @@
+"""End to end ingest on a real local Ray, Milvus Lite (shared server) and the tiny embedder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deployments import lite_server
+from deployments.filters import SearchFilters
+from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings, Settings
+from deployments.store import CatalogueStore
+from ingest.pipeline import run_ingest
+from ingest.samples import write_sample_catalogue
+from tests.deployments.embedder.test_images import png_header_only
+
+GOOD = 300
+BROKEN = {  # reason -> how many manifest rows fail that way
+    "not_an_image": 1, "truncated": 1, "empty": 1, "too_large": 1, "not_found": 1,
+    "path_escape": 1, "bad_record": 2, "no_image": 1, "http_disabled": 1,
+}
+
+
+def write_broken(folder: Path) -> list[str]:
+    """Broken files in the images folder, and manifest lines that point at trouble."""
+    images = folder / "images"
+    (images / "corrupt.jpg").write_bytes(b"this is no jpeg")
+    good = (images / "item-0000.jpg").read_bytes()
+    (images / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "bomb.png").write_bytes(png_header_only(30_000, 30_000))
+    refs = {"X-CORRUPT": "images/corrupt.jpg", "X-TRUNC": "images/truncated.jpg",
+            "X-EMPTY": "images/empty.jpg", "X-BOMB": "images/bomb.png", "X-MISSING": "images/nope.jpg",
+            "X-ESCAPE": "../../../etc/passwd", "X-HTTP": "http://127.0.0.1:9/x.jpg"}
+    lines = [json.dumps({"parent_asin": k, "title": k, "images": [{"large": v}]}) for k, v in refs.items()]
+    lines += ['{"parent_asin": "X-NOIMG", "title": "no picture", "images": []}', "{broken json", "[1]"]
+    return lines
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("catalogue")
+    write_sample_catalogue(folder, count=GOOD)
+    with open(folder / "items.jsonl", "a") as out:
+        out.write("\n".join(write_broken(folder)) + "\n\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def settings(tiny_model, tmp_path_factory) -> Settings:
+    work = tmp_path_factory.mktemp("ingest")
+    yield Settings(
+        embedder=EmbedderSettings(checkpoint=tiny_model["PARDUS_EMBEDDER__CHECKPOINT"],
+                                  text_model=tiny_model["PARDUS_EMBEDDER__TEXT_MODEL"]),
+        milvus=MilvusSettings(uri=str(work / "catalogue.db"), collection="products"),
+        ingest=IngestSettings(batch_size=16, report=str(work / "report.jsonl")),
+    )
+    lite_server.stop(work / "catalogue.db")
+
+
+def with_collection(settings: Settings, name: str, **milvus) -> Settings:
+    return settings.model_copy(update={"milvus": settings.milvus.model_copy(
+        update={"collection": name, **milvus})})
+
+
+@pytest.fixture(scope="module")
+def first_run(ray_local, catalogue, settings):
+    return run_ingest(str(catalogue / "items.jsonl"), settings)
+
+
+@pytest.fixture(scope="module")
+def store(first_run, settings):
+    store = CatalogueStore(settings.milvus, dim=768)
+    yield store
+    store.close()
+
+
+def test_first_run_indexes_good_items_and_reports_the_rest(first_run, settings):
+    assert first_run.indexed == GOOD and first_run.already == 0 and first_run.duplicates == 0
+    assert dict(first_run.skipped) == BROKEN
+    assert first_run.seen == GOOD + sum(BROKEN.values()) and first_run.count_after == GOOD
+    report = [json.loads(line) for line in Path(settings.ingest.report).read_text().splitlines()]
+    assert sorted(r["reason"] for r in report) == sorted(
+        reason for reason, n in BROKEN.items() for _ in range(n))
+    by_id = {r["id"]: r for r in report}
+    assert by_id["X-ESCAPE"]["reason"] == "path_escape" and "leaves" in by_id["X-ESCAPE"]["message"]
+    assert by_id["X-BOMB"]["reason"] == "too_large"
+
+
+def test_rerun_adds_nothing_and_loses_nothing(first_run, catalogue, settings):
+    again = run_ingest(str(catalogue / "items.jsonl"), settings)
+    assert (again.indexed, again.already, again.count_after) == (0, GOOD, GOOD)
+    assert dict(again.skipped) == BROKEN
+
+
+def test_images_search_back_to_themselves(store, settings, catalogue):
+    from deployments.embedder.encoder import Embedder
+
+    embedder = Embedder(settings.embedder)
+    picks = [0, 77, 150, 299]
+    paths = [catalogue / "images" / f"item-{i:04d}.jpg" for i in picks]
+    for i, vector in zip(picks, embedder.encode_images(paths).vectors):
+        hit = store.search(vector, k=1)[0]
+        assert hit.item.id == f"SAMPLE{i:05d}" and hit.score > 0.999
+        assert hit.item.image == f"images/item-{i:04d}.jpg" and hit.item.title
+
+
+def test_filters_and_delete(store):
+    query = np.ones(768, dtype=np.float32) / np.sqrt(768)
+    hits = store.search(query, k=50, filters=SearchFilters(categories=["Home & Kitchen"], price_max=40))
+    assert hits and all(h.item.category == "Home & Kitchen" and h.item.price <= 40 for h in hits)
+    victim = hits[0].item.id
+    assert store.delete([victim]) == [victim] and store.count() == GOOD - 1
+    assert victim not in {h.item.id for h in store.search(query, k=GOOD)}
+
+
+def test_parquet_manifest_gives_the_same_catalogue(ray_local, catalogue, settings, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = [json.loads(line) for line in (catalogue / "items.jsonl").read_text().splitlines()
+               if line.startswith('{"parent_asin": "SAMPLE')]
+    pq.write_table(pa.Table.from_pylist(records), catalogue / "items.parquet")
+    summary = run_ingest(str(catalogue / "items.parquet"), with_collection(settings, "from_parquet"))
+    assert (summary.indexed, summary.count_after, sum(summary.skipped.values())) == (GOOD, GOOD, 0)
+
+
+def test_folder_source_names_items_by_content(ray_local, catalogue, settings):
+    folder_settings = with_collection(settings, "from_folder")
+    summary = run_ingest(str(catalogue / "images"), folder_settings)
+    assert summary.indexed == GOOD and summary.count_after == GOOD
+    assert dict(summary.skipped) == {"not_an_image": 1, "truncated": 1, "empty": 1, "too_large": 1}
+    store = CatalogueStore(folder_settings.milvus, dim=768)
+    item = store.search(np.ones(768, dtype=np.float32), k=1)[0].item
+    assert item.id.startswith("sha256-") and item.image.startswith("item-")
+    again = run_ingest(str(catalogue / "images"), folder_settings)
+    assert (again.indexed, again.already) == (0, GOOD)
+
+
+def test_killed_run_resumes_to_the_exact_count(first_run, catalogue, settings, tiny_model):
+    env = {**os.environ, **tiny_model, "PARDUS_MILVUS__URI": settings.milvus.uri,
+           "PARDUS_MILVUS__COLLECTION": "resumed", "PARDUS_INGEST__BATCH_SIZE": "4",
+           "PARDUS_INGEST__REPORT": settings.ingest.report + ".killed"}
+    cmd = [sys.executable, "-m", "serve.cli", "ingest", str(catalogue / "items.jsonl")]
+    process = subprocess.Popen(cmd, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = CatalogueStore(with_collection(settings, "resumed").milvus, dim=768)
+    deadline, partial = time.monotonic() + 240, 0
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            partial = store.count() if store.ping() else 0
+            if partial >= 20:
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert 0 < partial < GOOD, f"the kill should land mid-run (had {partial} of {GOOD})"
+    summary = run_ingest(str(catalogue / "items.jsonl"), with_collection(settings, "resumed"))
+    assert summary.count_after == GOOD
+    assert summary.already >= partial and summary.indexed + summary.already == GOOD
+
+
+def test_ingest_into_a_milvus_server(ray_local, milvus_server, catalogue, settings):
+    server = with_collection(settings, "products_on_server", uri=milvus_server)
+    summary = run_ingest(str(catalogue / "items.jsonl"), server)
+    assert (summary.indexed, summary.count_after) == (GOOD, GOOD)
+    again = run_ingest(str(catalogue / "items.jsonl"), server)
+    assert (again.indexed, again.already, again.count_after) == (0, GOOD, GOOD)
