@@ -72,8 +72,27 @@ class IngestSettings(BaseModel):
 class RerankerSettings(BaseModel):
     """The vision-language reranker served by vLLM."""
 
-    model: str = "microsoft/Phi-3-vision-128k-instruct"
     enabled: bool = True
+    model: str = "microsoft/Phi-3-vision-128k-instruct"  # a hub id or a local folder
+    prompt_format: str | None = None  # None: chosen from the model name (prompts.REGISTRY)
+    timeout_s: float = Field(20.0, gt=0)  # past it, the retrieval order is returned, flagged
+    max_tokens: int = Field(256, ge=16)
+    max_candidates: int = Field(16, ge=1, le=64)
+    grid_cell: int = Field(224, ge=64, le=672)  # pixels per candidate in the composite
+    # "fold": the ranking answer also captions the query image (one call); "separate": a
+    # caption call first. Captions are cached by image content either way.
+    caption_mode: Literal["fold", "separate"] = "fold"
+    caption_max_tokens: int = Field(64, ge=8)
+    caption_cache_size: int = Field(1024, ge=0)
+    # vLLM engine arguments
+    dtype: str = "auto"
+    max_model_len: int = Field(8192, ge=256)
+    num_crops: int = Field(4, ge=1, le=16)  # Phi-3-Vision HD crops of the composite
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    load_format: str = "auto"  # "dummy": random weights (throughput tests)
+    trust_remote_code: bool = True
+    enforce_eager: bool = False
+    max_num_seqs: int = Field(16, ge=1)
 
 
 class ServingSettings(BaseModel):

@@ -82,6 +82,7 @@ def _guard(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        import grpc
         from pymilvus.exceptions import MilvusException, MilvusUnavailableException
 
         try:
@@ -97,6 +98,10 @@ def _guard(method):
             raise StoreError(f"Milvus refused {method.__name__}: {text}") from None
         except (ConnectionError, OSError) as exc:
             raise StoreUnavailable(f"Milvus at {self.uri} is unreachable: {exc}") from None
+        except grpc.RpcError as exc:  # deadlines and dropped streams surface raw from pymilvus
+            code = exc.code() if hasattr(exc, "code") else None
+            raise StoreUnavailable(f"Milvus at {self.uri} did not answer {method.__name__} "
+                                   f"({getattr(code, 'name', code)})") from None
 
     return wrapper
 
@@ -216,6 +221,12 @@ class CatalogueStore:
         rows = [{**asdict(item.clipped()), "vector": vec} for item, vec in zip(items, vectors)]
         self._client.upsert(self.collection, rows, timeout=self.settings.timeout_s)
         return len(rows)
+
+    @_guard
+    def flush(self) -> None:
+        """Seal what was written so it is indexed (after bulk writes: searches over unsealed
+        rows are brute force, and on Milvus Lite they also re-read the in-memory table)."""
+        self._client.flush(self.collection, timeout=max(60.0, self.settings.timeout_s))
 
     @_guard
     def delete(self, ids: Sequence[str]) -> list[str]:

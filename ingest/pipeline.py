@@ -133,6 +133,8 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False) -> Inge
     summary.skipped = Counter(row["reason"] for row in skipped_rows)
     summary.seen = len(written) + summary.already + len(skipped_rows)
     summary.report = write_report(Path(opts.report), skipped_rows)
+    if written:
+        store.flush()  # seal the new rows so searches use the index
     summary.count_after = store.count()
     store.close()
     return summary

@@ -104,17 +104,16 @@ def embed(
     console.print(table)
 
 
-def _load_embedder_or_tiny(workdir: Path):
-    """The configured embedder; when its weights are missing, a tiny one (and say so)."""
-    from deployments.embedder.checkpoint import WeightsNotFound
-    from deployments.embedder.encoder import Embedder
+def _embedder_settings_or_tiny(workdir: Path):
+    """The configured embedder settings; when its weights are missing, a tiny model (say so)."""
+    from deployments.embedder.checkpoint import WeightsNotFound, resolve
     from deployments.embedder.tiny import write_tiny_model
     from deployments.settings import get_settings
 
     settings = get_settings().embedder
     try:
-        with console.status("loading Visualized BGE"):
-            return Embedder(settings)
+        resolve(settings)
+        return settings
     except WeightsNotFound as exc:
         err_console.print(f"[yellow]{exc}[/]")
     tiny = workdir / "tiny-model"
@@ -123,47 +122,72 @@ def _load_embedder_or_tiny(workdir: Path):
         "real, the rankings are meaningless.[/]"
     )
     env = write_tiny_model(tiny)
-    return Embedder(settings.model_copy(update={
+    return settings.model_copy(update={
         "checkpoint": env["PARDUS_EMBEDDER__CHECKPOINT"],
         "text_model": env["PARDUS_EMBEDDER__TEXT_MODEL"], "vision_config": None,
-    }))
+    })
 
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the sample catalogue goes.")] = Path("data/demo"),
+    workdir: Annotated[Path, typer.Option(help="Where the sample catalogue and store go.")] = Path("data/demo"),
     count: Annotated[int, typer.Option(min=1, max=10_000)] = 48,
     k: Annotated[int, typer.Option(min=1, max=100)] = 5,
 ) -> None:
-    """Draw a sample catalogue, embed it, and answer a composed query (image + text)."""
-    import numpy as np
-    from rich.progress import Progress
-
+    """Draw a sample catalogue, ingest it into Milvus Lite with Ray Data, run a composed query."""
+    from deployments import lite_server
+    from deployments.embedder.encoder import Embedder
+    from deployments.settings import get_settings
+    from deployments.store import CatalogueStore
+    from ingest.pipeline import run_ingest
     from ingest.samples import draw_product, write_sample_catalogue
 
-    embedder = _load_embedder_or_tiny(workdir)
-    items = write_sample_catalogue(workdir / "catalogue", count=count)
-    paths = [workdir / "catalogue" / item.image for item in items]
-    vectors = np.zeros((len(items), embedder.dim), dtype=np.float32)
-    step = embedder.settings.batch_size
-    with Progress(console=console) as progress:
-        task = progress.add_task("embedding catalogue images", total=len(items))
-        for start in range(0, len(items), step):
-            vectors[start : start + step] = embedder.encode_images(paths[start : start + step]).vectors
-            progress.advance(task, len(paths[start : start + step]))
-    query_image = workdir / "query-leopard.jpg"
-    draw_product("bag", "yellow", "leopard", seed=7).save(query_image)
-    query_text = "a phone case with this"
-    query = embedder.encode_pairs([query_image], [query_text]).vectors[0]
-    scores = vectors @ query
+    settings = get_settings().model_copy(update={"embedder": _embedder_settings_or_tiny(workdir)})
+    settings = _with_overrides(settings, "milvus", uri=str(workdir / "pardus.db"), collection="demo")
+    settings = _with_overrides(settings, "ingest", report=str(workdir / "ingest-report.jsonl"))
+    with console.status(f"drawing {count} sample products"):
+        write_sample_catalogue(workdir / "catalogue", count=count)
+    try:
+        summary = run_ingest(str(workdir / "catalogue" / "items.jsonl"), settings)
+        _print_summary(summary)
+        embedder = Embedder(settings.embedder)
+        query_image, query_text = workdir / "query-leopard.jpg", "a phone case with this"
+        draw_product("bag", "yellow", "leopard", seed=7).save(query_image)
+        query = embedder.encode_pairs([query_image], [query_text]).vectors[0]
+        store = CatalogueStore(settings.milvus, embedder.dim)
+        hits = store.search(query, k)
+        store.close()
+    finally:
+        lite_server.stop(settings.milvus.uri)
     table = Table(title=f"query: {query_text!r} + {query_image}")
     for column in ("rank", "score", "id", "title", "category", "price"):
         table.add_column(column)
-    for rank, i in enumerate(np.argsort(-scores)[:k], start=1):
-        item = items[i]
-        table.add_row(str(rank), f"{scores[i]:.3f}", item.item_id, item.title, item.category,
-                      f"{item.price:.2f}")
+    for rank, hit in enumerate(hits, start=1):
+        item = hit.item
+        table.add_row(str(rank), f"{hit.score:.3f}", item.id, item.title, item.category,
+                      f"{item.price:.2f}" if item.price >= 0 else "-")
     console.print(table)
+
+
+def _print_summary(summary) -> None:
+    console.print(f"ingested {summary.source} into {summary.collection!r} at {summary.uri}",
+                  soft_wrap=True)
+    table = Table()
+    table.add_column("")
+    table.add_column("items", justify="right")
+    table.add_row("seen", str(summary.seen))
+    table.add_row("indexed now", str(summary.indexed))
+    if summary.duplicates:
+        table.add_row("duplicates (same id again)", str(summary.duplicates))
+    table.add_row("already indexed", str(summary.already))
+    for reason, count in sorted(summary.skipped.items()):
+        table.add_row(f"skipped: {reason}", str(count))
+    table.add_row("in collection", str(summary.count_after))
+    table.add_row("seconds", f"{summary.seconds:.1f}")
+    table.add_row("indexed items/s", f"{summary.items_per_s:.1f}")
+    console.print(table)
+    if summary.skipped:
+        console.print(f"skipped items and reasons: {summary.report}", soft_wrap=True)
 
 
 def _say_lite_server(settings) -> None:
@@ -254,24 +278,7 @@ def ingest(
     except (SourceError, WeightsNotFound, StoreUnavailable, StoreError, LiteServerError) as exc:
         err_console.print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(2) from None
-    console.print(f"ingested {summary.source} into {summary.collection!r} at {summary.uri}",
-                  soft_wrap=True)
-    table = Table()
-    table.add_column("")
-    table.add_column("items", justify="right")
-    table.add_row("seen", str(summary.seen))
-    table.add_row("indexed now", str(summary.indexed))
-    if summary.duplicates:
-        table.add_row("duplicates (same id again)", str(summary.duplicates))
-    table.add_row("already indexed", str(summary.already))
-    for reason, count in sorted(summary.skipped.items()):
-        table.add_row(f"skipped: {reason}", str(count))
-    table.add_row("in collection", str(summary.count_after))
-    table.add_row("seconds", f"{summary.seconds:.1f}")
-    table.add_row("indexed items/s", f"{summary.items_per_s:.1f}")
-    console.print(table)
-    if summary.skipped:
-        console.print(f"skipped items and reasons: {summary.report}", soft_wrap=True)
+    _print_summary(summary)
     _say_lite_server(settings)
     if summary.failed:
         err_console.print("[red]nothing could be indexed[/]")

@@ -1,0 +1,114 @@
+"""Ingest throughput: `pardus ingest` (Ray Data) against a notebook-style loop, in one run.
+
+    .venv/bin/python benchmarks/ingest_throughput.py [--items 64]
+
+Same images, same full-size random-weight model (bge-base + EVA02-CLIP-B-16), same Milvus
+Lite store. The baseline opens each image, encodes it alone and inserts it alone; the pipeline
+decodes in parallel, embeds in batches and writes in batches. Prints items/s and the ratio,
+for the pipeline in fp32 and in bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from deployments import lite_server  # noqa: E402
+from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings, Settings  # noqa: E402
+from deployments.store import CatalogueItem, CatalogueStore  # noqa: E402
+from ingest.samples import write_sample_catalogue  # noqa: E402
+
+console = Console()
+
+
+def notebook_loop(settings: Settings, folder: Path, items) -> float:
+    """The loop a notebook would write: one image in, one vector out, one insert."""
+    from PIL import Image
+
+    from deployments.embedder.encoder import Embedder
+
+    embedder = Embedder(settings.embedder.model_copy(update={"batch_size": 1}))
+    store = CatalogueStore(settings.milvus, embedder.dim, shared=True)
+    store.ensure_collection()
+    start = time.perf_counter()
+    for item in items:
+        image = Image.open(folder / item.image)
+        vector = embedder.encode_images([image]).vectors
+        store.upsert([CatalogueItem(id=item.item_id, title=item.title, category=item.category,
+                                    price=item.price, rating=item.rating, image=item.image)], vector)
+    seconds = time.perf_counter() - start
+    assert store.count() == len(items)
+    store.close()
+    return len(items) / seconds
+
+
+def pipeline(settings: Settings, manifest: Path, n: int) -> float:
+    from ingest.pipeline import run_ingest
+
+    summary = run_ingest(str(manifest), settings)
+    assert summary.indexed == n and summary.count_after == n, summary
+    return summary.items_per_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=64)
+    parser.add_argument("--workdir", type=Path, default=REPO / "data" / "bench")
+    args = parser.parse_args()
+    model = args.workdir / "model-full"
+    if not (model / "Visualized_base_en_v1.5.pth").exists():
+        from deployments.embedder.tiny import write_tiny_model
+
+        with console.status("writing the full-size random-weight model"):
+            write_tiny_model(model, full_size=True)
+    folder = args.workdir / f"catalogue-{args.items}"
+    items = write_sample_catalogue(folder, count=args.items)
+    db = Path(tempfile.mkdtemp(prefix="pardus-bench-")) / "bench.db"
+    base = Settings(
+        embedder=EmbedderSettings(checkpoint=str(model / "Visualized_base_en_v1.5.pth"),
+                                  text_model=str(model / "bge-base-en-v1.5")),
+        milvus=MilvusSettings(uri=str(db)),
+        ingest=IngestSettings(batch_size=16, report=str(db.parent / "report.jsonl")),
+    )
+
+    def variant(collection: str, dtype: str) -> Settings:
+        return base.model_copy(update={
+            "milvus": base.milvus.model_copy(update={"collection": collection}),
+            "embedder": base.embedder.model_copy(update={"dtype": dtype}),
+        })
+
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        with console.status("notebook loop (fp32, one at a time)"):
+            loop = notebook_loop(variant("loop", "float32"), folder, items)
+        rates = {}
+        for dtype in ("float32", "bfloat16"):
+            with console.status(f"pardus ingest ({dtype})"):
+                rates[dtype] = pipeline(variant(f"pipe_{dtype}", dtype), folder / "items.jsonl", len(items))
+    finally:
+        ray.shutdown()
+        lite_server.stop(db)
+    table = Table(title=f"ingest of {len(items)} images, full-size model, {os.cpu_count()} cores")
+    for column in ("method", "items/s", "ratio to the loop"):
+        table.add_column(column, justify="right")
+    table.add_row("notebook loop, fp32", f"{loop:.2f}", "1.00x")
+    for dtype, rate in rates.items():
+        table.add_row(f"pardus ingest, {dtype}", f"{rate:.2f}", f"{rate / loop:.2f}x")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
