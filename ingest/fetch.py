@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from deployments.embedder.images import ImageError
+from deployments.embedder.images import ImageError, read_file
 
 REMOTE_SCHEMES = {"s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file"}
 
@@ -14,15 +14,7 @@ def _read_local(path: Path, root: Path, max_bytes: int) -> bytes:
     resolved = path.resolve()
     if not resolved.is_relative_to(root):
         raise ImageError("path_escape", f"image path {path} leaves the source folder {root}")
-    try:
-        size = resolved.stat().st_size
-    except FileNotFoundError:
-        raise ImageError("not_found", f"image file not found: {path}") from None
-    except OSError as exc:
-        raise ImageError("unreadable", f"cannot read {path}: {exc}") from None
-    if size > max_bytes:
-        raise ImageError("too_large", f"{path} is {size} bytes, over the limit of {max_bytes}")
-    return resolved.read_bytes()
+    return read_file(resolved, max_bytes)
 
 
 def _read_pyarrow(uri: str, max_bytes: int) -> bytes:

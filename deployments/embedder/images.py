@@ -39,22 +39,25 @@ class ImageLimits:
     max_bytes: int = 20 * 1024 * 1024
 
 
+def read_file(path: Path, max_bytes: int) -> bytes:
+    """A file's bytes, or an ImageError when it is missing, unreadable or over max_bytes."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageError("too_large", f"image file {path} is {size} bytes, over the limit "
+                                          f"of {max_bytes}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError("not_found", f"image file not found: {path}") from None
+    except OSError as exc:
+        raise ImageError("unreadable", f"cannot read image file {path}: {exc}") from None
+
+
 def _read_bytes(item: ImageInput, limits: ImageLimits) -> bytes:
     if isinstance(item, (bytes, bytearray, memoryview)):
         data = bytes(item)
     elif isinstance(item, (str, PathLike)):
-        path = Path(item)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise ImageError("not_found", f"image file not found: {path}") from None
-        except OSError as exc:
-            raise ImageError("unreadable", f"cannot read image file {path}: {exc}") from None
-        if size > limits.max_bytes:
-            raise ImageError(
-                "too_large", f"image file is {size} bytes, over the limit of {limits.max_bytes}"
-            )
-        data = path.read_bytes()
+        data = read_file(Path(item), limits.max_bytes)
     else:
         raise ImageError(
             "wrong_type",

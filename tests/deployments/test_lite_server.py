@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from deployments import lite_server
+from tests.support.lite_holder import foreign_holder
 
 
 def test_ensure_starts_once_and_is_reused(tmp_path):
@@ -44,17 +45,6 @@ def test_concurrent_starts_make_one_server(tmp_path):
 
 
 def test_directory_held_elsewhere_fails_with_a_reason(tmp_path):
-    path = tmp_path / "held.db"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         f"from pymilvus import MilvusClient; import time; MilvusClient({str(path)!r}); "
-         "print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with foreign_holder(tmp_path / "held.db"):
         with pytest.raises(lite_server.LiteServerError, match="another process holds"):
-            lite_server.ensure(path, timeout=30)
-    finally:
-        holder.kill()
-        holder.wait()
+            lite_server.ensure(tmp_path / "held.db", timeout=30)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 
 import numpy as np
@@ -13,6 +11,7 @@ from deployments import lite_server
 from deployments.filters import SearchFilters
 from deployments.settings import MilvusSettings
 from deployments.store import CatalogueItem, CatalogueStore, StoreError, StoreUnavailable
+from tests.support.lite_holder import foreign_holder
 
 DIM = 16
 
@@ -120,17 +119,6 @@ def test_unreachable_server_is_unavailable_quickly():
 
 
 def test_a_locked_lite_directory_is_a_clear_error(tmp_path):
-    path = tmp_path / "held.db"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         f"from pymilvus import MilvusClient; import time; MilvusClient({str(path)!r}); "
-         "print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with foreign_holder(tmp_path / "held.db"):
         with pytest.raises(StoreUnavailable, match="locked by another process"):
-            CatalogueStore(MilvusSettings(uri=str(path), lite_server=False), DIM)
-    finally:
-        holder.kill()
-        holder.wait()
+            CatalogueStore(MilvusSettings(uri=str(tmp_path / "held.db"), lite_server=False), DIM)
