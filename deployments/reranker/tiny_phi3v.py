@@ -1,4 +1,4 @@
-"""Write a tiny random-weight Phi-3-Vision (Phi3VForCausalLM) folder in the official checkpoint format."""
+"""Write a tiny random-weight Phi-3-Vision folder in the official checkpoint format."""
 
 from __future__ import annotations
 
@@ -7,94 +7,96 @@ from pathlib import Path
 from typing import Any
 
 VOCAB_SIZE = 32064  # Phi-3-Vision's embedding rows
-IMAGE_TOKEN_ID = 32044  # "<|image|>": hard-coded in vLLM's phi3v.py as the image feature slot
+IMAGE_TOKEN_ID = 32044  # "<|image|>": vLLM's phi3v.py hard-codes it as the image feature slot
 MAX_IMAGES = 16  # <|image_1|> ... <|image_16|> are single tokens
 CLIP_WIDTH, CLIP_MLP, CLIP_PATCH, CLIP_SIDE = 1024, 4096, 14, 336  # ViT-L/14-336, fixed in vLLM
-CLIP_LAYERS = 1  # img_processor.layer_idx 0 keeps one CLIP layer
+CLIP_LAYERS = 1  # img_processor.layer_idx 0: vLLM builds one CLIP layer
 TEXT = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "num_key_value_heads": 2}  # head_dim 64: CPU attention supports it
+        "num_attention_heads": 2, "num_key_value_heads": 2}  # head_dim 64 (CPU attn: 32, 64, 80..)
 DEFAULT_NUM_CROPS = 1  # one 336 px crop + the global view: 313 image tokens per image
-CHAT_TEMPLATE = (  # Phi-3 style, plain-string content ("<|image_1|>" placeholders inline)
-    "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt and messages[-1]['role'] != 'assistant' %}"
+CHAT_TEMPLATE = (  # Phi-3 style over plain-string content; "<|image_1|>" placeholders sit inline
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt and messages[-1]['role'] != 'assistant' %}"
     "{{ '<|assistant|>\n' }}{% endif %}"
+)
+_CORPUS = (
+    "a an the this that with for and or of in on to is are be it as at by from my new red blue "
+    "green black white pink grey gold silver phone case leopard cat dog shoe shoes dress shirt bag "
+    "watch lamp chair table cup mug print pattern striped leather cotton wooden metal small large "
+    "kids women men cheap gift summer winter sport running home kitchen garden toy book image "
+    "picture photo query candidate rank ranking reason best match relevant product item user "
+    "assistant system describe which show looks like because colour style size true false null"
 )
 
 
 def _added_tokens() -> list[str]:
-    """Tokens 32000..32063, laid out like Phi-3 (chat tokens at their official ids, <|image|> at 32044)."""
+    """Ids 32000..32063 as Phi-3 lays them out: chat tokens at their ids, <|image|> at 32044."""
     tokens = [f"<|placeholder{i}|>" for i in range(VOCAB_SIZE - 32000)]
-    fixed = {0: "<|endoftext|>", 1: "<|assistant|>", 6: "<|system|>", 7: "<|end|>", 10: "<|user|>",
-             IMAGE_TOKEN_ID - 32000: "<|image|>"}
+    fixed = {0: "<|endoftext|>", 1: "<|assistant|>", 6: "<|system|>", 7: "<|end|>",
+             10: "<|user|>", IMAGE_TOKEN_ID - 32000: "<|image|>"}
     fixed.update({10 + i: f"<|image_{i}|>" for i in range(1, MAX_IMAGES + 1)})
     for offset, token in fixed.items():
         tokens[offset] = token
     return tokens
 
 
-SPECIAL_TOKEN_IDS = {"<unk>": 0, "<s>": 1, "</s>": 2} | {t: 32000 + i for i, t in enumerate(_added_tokens())}
-
-_CORPUS_WORDS = (
-    "a an the this that with for and or of in on to is are be it as at by from my new red blue green "
-    "black white pink grey gold silver phone case leopard cat dog shoe shoes dress shirt bag watch lamp "
-    "chair table cup mug print pattern striped leather cotton wooden metal small large kids women men "
-    "cheap gift summer winter sport running home kitchen garden toy book image picture photo query "
-    "candidate candidates rank ranking reason best match matches relevant product item user assistant "
-    "system describe which show shows looks like because colour color style size number true false null"
-).split()
+SPECIAL_TOKEN_IDS = {"<unk>": 0, "<s>": 1, "</s>": 2} | {
+    token: 32000 + i for i, token in enumerate(_added_tokens())}
 
 
 def _corpus() -> list[str]:
-    """Deterministic training text for the byte-level BPE: words, JSON, digits, punctuation."""
-    lines = [" ".join(_CORPUS_WORDS[i:i + 9]) for i in range(0, len(_CORPUS_WORDS), 3)]
-    lines += [w.capitalize() + "." for w in _CORPUS_WORDS]
-    lines += [json.dumps({"ranking": [i % 9 + 1, (i * 7) % 9 + 1], "reason": " ".join(_CORPUS_WORDS[i:i + 5])})
-              for i in range(0, len(_CORPUS_WORDS), 5)]
-    lines += [" ".join(str(n) for n in range(k, k + 20)) for k in range(0, 200, 20)]
-    return lines * 3
+    """Deterministic training text for the byte-level BPE: words, JSON, digits."""
+    words = _CORPUS.split()
+    lines = [" ".join(words[i:i + 9]) for i in range(0, len(words), 3)]
+    lines += [w.capitalize() + "." for w in words]
+    lines += [json.dumps({"ranking": [i % 9 + 1, i * 7 % 9 + 1], "reason": words[i]})
+              for i in range(0, len(words), 5)]
+    return (lines + [" ".join(str(n) for n in range(k, k + 20)) for k in range(0, 200, 20)]) * 3
 
 
 def _tokenizer_json() -> str:
     """Byte-level BPE (no unknown text) padded to 32000 base ids, plus Phi-3's added tokens."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    import tokenizers as tk
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1500, min_frequency=2, show_progress=False,
-                                  special_tokens=["<unk>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer = tk.Tokenizer(tk.models.BPE())
+    tokenizer.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = tk.decoders.ByteLevel()
+    trainer = tk.trainers.BpeTrainer(vocab_size=1500, min_frequency=2, show_progress=False,
+                                     special_tokens=["<unk>", "<s>", "</s>"],
+                                     initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(_corpus(), trainer=trainer)
     spec = json.loads(tokenizer.to_str())
     vocab = spec["model"]["vocab"]
-    for i in range(len(vocab), 32000):  # unreachable filler ids keep the layout of the real vocabulary
+    for i in range(len(vocab), 32000):  # unreachable fillers keep the real vocabulary's id layout
         vocab[f"<|reserved_{i}|>"] = i
-    tokenizer = Tokenizer.from_str(json.dumps(spec))
-    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False)
+    tokenizer = tk.Tokenizer.from_str(json.dumps(spec))
+    tokenizer.add_special_tokens([tk.AddedToken(t, special=True, normalized=False)
                                   for t in ["<unk>", "<s>", "</s>", *_added_tokens()]])
-    tokenizer.post_processor = processors.TemplateProcessing(  # Llama-style: BOS in front
+    tokenizer.post_processor = tk.processors.TemplateProcessing(  # Llama-style: BOS in front
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
     for token, token_id in SPECIAL_TOKEN_IDS.items():
         if tokenizer.token_to_id(token) != token_id:
-            raise RuntimeError(f"tokenizer layout broken: {token} -> {tokenizer.token_to_id(token)}")
+            raise RuntimeError(f"tokenizer layout broken at {token}")
     return tokenizer.to_str()
 
 
 def _config() -> dict[str, Any]:
-    head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
+    rotary_pairs = TEXT["hidden_size"] // TEXT["num_attention_heads"] // 2
     return {
         "architectures": ["Phi3VForCausalLM"], "model_type": "phi3", **TEXT,
-        "vocab_size": VOCAB_SIZE, "hidden_act": "silu", "rms_norm_eps": 1e-5, "initializer_range": 0.02,
-        "attention_dropout": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0,
+        "vocab_size": VOCAB_SIZE, "hidden_act": "silu", "rms_norm_eps": 1e-5,
+        "initializer_range": 0.02, "attention_dropout": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0,
         "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
         "rope_theta": 10000.0, "sliding_window": None,
-        "rope_scaling": {"type": "longrope",  # Phi-3-128k's "su"/longrope: one factor per rotary pair
-                         "short_factor": [1.0 + 0.05 * i for i in range(head_dim // 2)],
-                         "long_factor": [1.0 + 2.0 * i for i in range(head_dim // 2)]},
-        "bos_token_id": 1, "eos_token_id": 32000, "pad_token_id": 32000, "tie_word_embeddings": False,
-        "torch_dtype": "float32", "use_cache": True,
-        "img_processor": {"name": "clip_vision_model", "model_name": "openai/clip-vit-large-patch14-336",
-                          "image_dim_out": CLIP_WIDTH, "num_img_tokens": 144, "layer_idx": CLIP_LAYERS - 1,
+        "rope_scaling": {"type": "longrope",  # Phi-3-128k's "su" scaling: a factor per rotary pair
+                         "short_factor": [1.0 + 0.05 * i for i in range(rotary_pairs)],
+                         "long_factor": [1.0 + 2.0 * i for i in range(rotary_pairs)]},
+        "bos_token_id": 1, "eos_token_id": 32000, "pad_token_id": 32000,
+        "tie_word_embeddings": False, "torch_dtype": "float32", "use_cache": True,
+        "img_processor": {"name": "clip_vision_model", "image_dim_out": CLIP_WIDTH,
+                          "model_name": "openai/clip-vit-large-patch14-336",
+                          "num_img_tokens": 144, "layer_idx": CLIP_LAYERS - 1,
                           "type_feature": "patch"},
         "embd_layer": {"embedding_cls": "image", "projection_cls": "mlp", "use_hd_transform": True,
                        "with_learnable_separator": True, "hd_transform_order": "sub_glb"},
@@ -111,8 +113,13 @@ def _state_dict(config: dict[str, Any], seed: int) -> dict[str, Any]:
     qkv = (config["num_attention_heads"] + 2 * config["num_key_value_heads"]) * head_dim
     weights: dict[str, Any] = {}
 
-    def rand(name: str, *shape: int, std: float = 0.02) -> None:
-        weights[name] = torch.randn(*shape, generator=gen) * std
+    def rand(name: str, *shape: int) -> None:
+        weights[name] = torch.randn(*shape, generator=gen) * 0.02
+
+    def linear(name: str, out_dim: int, in_dim: int, bias: bool = True) -> None:
+        rand(f"{name}.weight", out_dim, in_dim)
+        if bias:
+            rand(f"{name}.bias", out_dim)
 
     def norm(name: str, width: int, bias: bool = True) -> None:
         weights[f"{name}.weight"] = torch.ones(width)
@@ -122,22 +129,20 @@ def _state_dict(config: dict[str, Any], seed: int) -> dict[str, Any]:
     rand("model.embed_tokens.weight", vocab, h)
     for i in range(config["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        rand(p + "self_attn.qkv_proj.weight", qkv, h)
-        rand(p + "self_attn.o_proj.weight", h, h)
-        rand(p + "mlp.gate_up_proj.weight", 2 * inter, h)
-        rand(p + "mlp.down_proj.weight", h, inter)
+        linear(p + "self_attn.qkv_proj", qkv, h, bias=False)  # Phi-3 stores q, k, v fused
+        linear(p + "self_attn.o_proj", h, h, bias=False)
+        linear(p + "mlp.gate_up_proj", 2 * inter, h, bias=False)  # and gate, up fused
+        linear(p + "mlp.down_proj", h, inter, bias=False)
         norm(p + "input_layernorm", h, bias=False)
         norm(p + "post_attention_layernorm", h, bias=False)
     norm("model.norm", h, bias=False)
     rand("lm_head.weight", vocab, h)
 
     v = "model.vision_embed_tokens."
-    rand(v + "glb_GN", 1, 1, 4 * CLIP_WIDTH)
-    rand(v + "sub_GN", 1, 1, 1, 4 * CLIP_WIDTH)
-    rand(v + "img_projection.0.weight", h, 4 * CLIP_WIDTH)
-    rand(v + "img_projection.0.bias", h)
-    rand(v + "img_projection.2.weight", h, h)
-    rand(v + "img_projection.2.bias", h)
+    rand(v + "glb_GN", 1, 1, 4 * CLIP_WIDTH)  # separator before the global view
+    rand(v + "sub_GN", 1, 1, 1, 4 * CLIP_WIDTH)  # end-of-row separator
+    linear(v + "img_projection.0", h, 4 * CLIP_WIDTH)  # 2x2-merged patches -> GELU -> Linear
+    linear(v + "img_projection.2", h, h)
     c = v + "img_processor.vision_model."
     rand(c + "embeddings.class_embedding", CLIP_WIDTH)
     rand(c + "embeddings.patch_embedding.weight", CLIP_WIDTH, 3, CLIP_PATCH, CLIP_PATCH)
@@ -146,53 +151,53 @@ def _state_dict(config: dict[str, Any], seed: int) -> dict[str, Any]:
     for j in range(CLIP_LAYERS):
         p = f"{c}encoder.layers.{j}."
         for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            rand(f"{p}self_attn.{proj}.weight", CLIP_WIDTH, CLIP_WIDTH)
-            rand(f"{p}self_attn.{proj}.bias", CLIP_WIDTH)
+            linear(f"{p}self_attn.{proj}", CLIP_WIDTH, CLIP_WIDTH)
         norm(p + "layer_norm1", CLIP_WIDTH)
         norm(p + "layer_norm2", CLIP_WIDTH)
-        rand(p + "mlp.fc1.weight", CLIP_MLP, CLIP_WIDTH)
-        rand(p + "mlp.fc1.bias", CLIP_MLP)
-        rand(p + "mlp.fc2.weight", CLIP_WIDTH, CLIP_MLP)
-        rand(p + "mlp.fc2.bias", CLIP_WIDTH)
-    norm(c + "post_layernorm", CLIP_WIDTH)
+        linear(p + "mlp.fc1", CLIP_MLP, CLIP_WIDTH)
+        linear(p + "mlp.fc2", CLIP_WIDTH, CLIP_MLP)
+    norm(c + "post_layernorm", CLIP_WIDTH)  # unused (Phi-3-V reads a hidden layer); vLLM skips it
     return {name: t.to(torch.float32).contiguous() for name, t in weights.items()}
 
 
 def write_tiny_phi3v(folder: str | Path, seed: int = 0) -> Path:
-    """Write config, safetensors weights, offline tokenizer and processor code to folder; return it."""
+    """Write config, safetensors weights, offline tokenizer and processor code; return folder."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = _config()
-    save_file(_state_dict(config, seed), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    weights = _state_dict(config, seed)
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
     auto_map = {"AutoProcessor": "processing_pardus_phi3v.PardusPhi3VProcessor",
                 "AutoImageProcessor": "processing_pardus_phi3v.PardusPhi3VImageProcessor"}
+    specials = {"bos_token": "<s>", "eos_token": "<|endoftext|>", "unk_token": "<unk>",
+                "pad_token": "<|endoftext|>"}
     files: dict[str, Any] = {
         "config.json": config,
         "generation_config.json": {"bos_token_id": 1, "eos_token_id": [32000, 32001, 32007],
                                    "pad_token_id": 32000},
         "tokenizer_config.json": {
-            "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "<|endoftext|>",
-            "unk_token": "<unk>", "pad_token": "<|endoftext|>", "add_bos_token": True, "add_eos_token": False,
-            "clean_up_tokenization_spaces": False, "model_max_length": 131072, "padding_side": "left",
-            "chat_template": CHAT_TEMPLATE},
-        "special_tokens_map.json": {"bos_token": "<s>", "eos_token": "<|endoftext|>", "unk_token": "<unk>",
-                                    "pad_token": "<|endoftext|>"},
+            "tokenizer_class": "PreTrainedTokenizerFast", **specials, "add_bos_token": True,
+            "add_eos_token": False, "clean_up_tokenization_spaces": False,
+            "model_max_length": 131072, "padding_side": "left", "chat_template": CHAT_TEMPLATE},
+        "special_tokens_map.json": specials,
         "preprocessor_config.json": {
-            "image_processor_type": "PardusPhi3VImageProcessor", "processor_class": "PardusPhi3VProcessor",
-            "auto_map": auto_map, "num_crops": DEFAULT_NUM_CROPS, "num_img_tokens": 144,
-            "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]},
+            "image_processor_type": "PardusPhi3VImageProcessor", "auto_map": auto_map,
+            "processor_class": "PardusPhi3VProcessor", "num_crops": DEFAULT_NUM_CROPS,
+            "num_img_tokens": 144, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_std": [0.26862954, 0.26130258, 0.27577711]},
         "processor_config.json": {"processor_class": "PardusPhi3VProcessor", "auto_map": auto_map},
     }
     for name, content in files.items():
         (folder / name).write_text(json.dumps(content, indent=2) + "\n")
     (folder / "tokenizer.json").write_text(_tokenizer_json())
-    (folder / "processing_pardus_phi3v.py").write_text(_PROCESSOR_SOURCE.replace("MAX_IMAGES", str(MAX_IMAGES)))
+    source = _PROCESSOR_SOURCE.replace("MAX_IMAGES", str(MAX_IMAGES))
+    (folder / "processing_pardus_phi3v.py").write_text(source)
     return folder
 
 
-_PROCESSOR_SOURCE = r'''"""HF processor of the Pardus tiny Phi-3-Vision: HD crops laid out as vLLM's Phi3VForCausalLM expects."""
+_PROCESSOR_SOURCE = r'''"""HF processor of Pardus' tiny Phi-3-Vision, shaped for vLLM's Phi3V."""
 
 import json
 import math
@@ -207,21 +212,21 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.processing_utils import ProcessorMixin
 
 CROP = 336  # CLIP ViT-L/14-336 input side
-SETTINGS = ("num_crops", "num_img_tokens", "image_mean", "image_std")
 
 
 class PardusPhi3VImageProcessor(BaseImageProcessor):
-    """Phi-3-Vision HD transform: scale to at most num_crops 336 px crops, pad, add a global view."""
+    """Phi-3-Vision HD transform: at most num_crops 336 px crops, padded, plus a global view."""
 
     model_input_names = ["pixel_values", "image_sizes", "num_img_tokens"]
 
-    def __init__(self, num_crops=1, num_img_tokens=144, image_mean=(0.5,) * 3, image_std=(0.5,) * 3, **kwargs):
+    def __init__(self, num_crops=1, num_img_tokens=144, image_mean=(0.5,) * 3,
+                 image_std=(0.5,) * 3, **kwargs):
         super().__init__(**kwargs)
         self.num_crops, self.num_img_tokens = int(num_crops), int(num_img_tokens)
         self.image_mean, self.image_std = list(image_mean), list(image_std)
 
     def _layout(self, width, height, num_crops):
-        """Scaled width, scaled height and padded height in the landscape frame, and whether it was turned."""
+        """Scaled width and height, padded height (landscape frame), and whether it was turned."""
         turned = width < height
         if turned:
             width, height = height, width
@@ -232,14 +237,11 @@ class PardusPhi3VImageProcessor(BaseImageProcessor):
         new_h = max(1, int(new_w / ratio))
         return new_w, new_h, math.ceil(new_h / CROP) * CROP, turned
 
-    def padded_size(self, width, height, num_crops=None):
-        """(height, width) of the padded HD image, both multiples of 336."""
-        new_w, _, pad_h, turned = self._layout(width, height, num_crops or self.num_crops)
-        return (new_w, pad_h) if turned else (pad_h, new_w)
-
     def calc_num_image_tokens_from_image_size(self, width, height, num_crops=None):
-        rows, cols = (side // CROP for side in self.padded_size(width, height, num_crops))
-        per_row = math.isqrt(self.num_img_tokens)  # 12 merged patches per crop row, plus a separator
+        new_w, _, pad_h, turned = self._layout(width, height, num_crops or self.num_crops)
+        rows, cols = (new_w, pad_h) if turned else (pad_h, new_w)
+        rows, cols = rows // CROP, cols // CROP
+        per_row = math.isqrt(self.num_img_tokens)  # 12 merged patches per row, then a separator
         return (rows * cols + 1) * self.num_img_tokens + 1 + (rows + 1) * per_row
 
     def _hd_image(self, image, num_crops):
@@ -248,7 +250,8 @@ class PardusPhi3VImageProcessor(BaseImageProcessor):
         if turned:
             image = image.transpose(Image.Transpose.TRANSPOSE)
         canvas = Image.new("RGB", (new_w, pad_h), (255, 255, 255))
-        canvas.paste(image.resize((new_w, new_h), Image.Resampling.BILINEAR), (0, (pad_h - new_h) // 2))
+        resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+        canvas.paste(resized, (0, (pad_h - new_h) // 2))
         if turned:
             canvas = canvas.transpose(Image.Transpose.TRANSPOSE)
         pixels = np.asarray(canvas, dtype=np.float32) / 255.0
@@ -260,26 +263,25 @@ class PardusPhi3VImageProcessor(BaseImageProcessor):
         images = list(images) if isinstance(images, (list, tuple)) else [images]
         pixel_values, sizes, counts = [], [], []
         for image in images:
-            image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+            if not isinstance(image, Image.Image):
+                image = Image.fromarray(np.asarray(image))
             hd = self._hd_image(image, num_crops)
             h, w = hd.shape[1:]
-            crops = hd.reshape(3, h // CROP, CROP, w // CROP, CROP).permute(1, 3, 0, 2, 4).reshape(-1, 3, CROP, CROP)
-            view = torch.nn.functional.interpolate(hd[None], size=(CROP, CROP), mode="bicubic", align_corners=False)
-            stack = torch.zeros(num_crops + 1, 3, CROP, CROP)  # global view first, unused crops stay zero
+            grid = hd.reshape(3, h // CROP, CROP, w // CROP, CROP).permute(1, 3, 0, 2, 4)
+            crops = grid.flatten(0, 1)  # row-major 336 px tiles
+            view = torch.nn.functional.interpolate(hd[None], size=(CROP, CROP), mode="bicubic")
+            stack = torch.zeros(num_crops + 1, 3, CROP, CROP)  # global view first, unused stay 0
             stack[: 1 + len(crops)] = torch.cat([view, crops])
             pixel_values.append(stack)
-            sizes.append([h, w])
-            counts.append(self.calc_num_image_tokens_from_image_size(image.width, image.height, num_crops))
+            sizes.append([h, w])  # padded size: vLLM derives the crop grid from it
+            counts.append(self.calc_num_image_tokens_from_image_size(*image.size, num_crops))
         data = {"pixel_values": torch.stack(pixel_values), "image_sizes": torch.tensor(sizes),
                 "num_img_tokens": torch.tensor(counts)}
         return BatchFeature(data=data, tensor_type=return_tensors)
 
-    def __call__(self, images, **kwargs):
-        return self.preprocess(images, **kwargs)
-
 
 class PardusPhi3VProcessor(ProcessorMixin):
-    """Tokenizer + image processor; "<|image_N|>" in text expands to the image's count of "<|image|>"."""
+    """Tokenizer + image processor; text's "<|image_N|>" becomes that many "<|image|>" tokens."""
 
     special_image_token = "<|image|>"
 
@@ -291,19 +293,16 @@ class PardusPhi3VProcessor(ProcessorMixin):
         folder = str(pretrained_model_name_or_path)
         tokenizer = kwargs.get("tokenizer") or AutoTokenizer.from_pretrained(folder)
         with open(os.path.join(folder, "preprocessor_config.json")) as f:
-            settings = {k: v for k, v in json.load(f).items() if k in SETTINGS}
+            keep = ("num_crops", "num_img_tokens", "image_mean", "image_std")
+            settings = {k: v for k, v in json.load(f).items() if k in keep}
         if kwargs.get("num_crops") is not None:
             settings["num_crops"] = kwargs["num_crops"]
         image_processor = PardusPhi3VImageProcessor(**settings)
-        return cls(image_processor, tokenizer, chat_template=getattr(tokenizer, "chat_template", None))
+        return cls(image_processor, tokenizer, getattr(tokenizer, "chat_template", None))
 
     @property
     def img_tokens(self):
         return [f"<|image_{i}|>" for i in range(1, MAX_IMAGES + 1)]
-
-    @property
-    def num_crops(self):
-        return self.image_processor.num_crops
 
     def calc_num_image_tokens_from_image_size(self, width, height):
         return self.image_processor.calc_num_image_tokens_from_image_size(width, height)
@@ -319,7 +318,7 @@ class PardusPhi3VProcessor(ProcessorMixin):
             def expand(match):
                 index = int(match.group(1)) - 1
                 if index >= len(counts):
-                    raise ValueError(f"{match.group(0)} but only {len(counts)} image(s) given")
+                    raise ValueError(f"{match.group(0)} but {len(counts)} image(s) given")
                 return self.special_image_token * counts[index]
 
             texts = [re.sub(r"<\|image_(\d+)\|>", expand, t) for t in texts]
