@@ -39,8 +39,9 @@ class MilvusSettings(BaseModel):
     index_type: Literal["HNSW", "FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW_SQ", "AUTOINDEX"] = "HNSW"
     index_params: dict[str, int] = {"M": 16, "efConstruction": 200}
     search_params: dict[str, int] = {"ef": 128}
-    # Strong: a search sees every write acknowledged before it (add an item, find it at once).
-    consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
+    # Searches: Session sees this client's own writes at once and costs ~nothing; Strong waits
+    # for every write cluster-wide (~400 ms a search on a Milvus 2.3 server, measured).
+    consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Session"
     timeout_s: float = Field(10.0, gt=0)
     # Local paths: share one loopback `milvus-lite server` between processes (Ray workers,
     # Serve replicas). False = open the directory in this process only.
@@ -93,6 +94,8 @@ class RerankerSettings(BaseModel):
     trust_remote_code: bool = True
     enforce_eager: bool = False
     max_num_seqs: int = Field(16, ge=1)
+    # CPU only: KV cache size (vLLM otherwise claims 90 % of the machine's memory).
+    cpu_kv_cache_gib: int = Field(2, ge=1)
 
 
 class ServingSettings(BaseModel):

@@ -237,12 +237,11 @@ class CatalogueStore:
         return present
 
     # -- reads -------------------------------------------------------------------------------
-    def _query(self, expression: str, output_fields: list[str], limit: int | None = None):
-        kwargs = {"limit": limit} if limit else {}
+    def _query(self, expression: str, output_fields: list[str]):
+        # Reads by id and counts decide what to write (resume, 404s): always Strong.
         return self._client.query(
             self.collection, filter=expression, output_fields=output_fields,
-            consistency_level=self.settings.consistency_level, timeout=self.settings.timeout_s,
-            **kwargs,
+            consistency_level="Strong", timeout=self.settings.timeout_s,
         )
 
     @staticmethod

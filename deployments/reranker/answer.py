@@ -108,7 +108,9 @@ def _order_from_ranking(ranking: list, k: int, repairs: list[str]) -> list[int]:
 def parse_answer(text: str, k: int) -> ParsedAnswer:
     """Turn the model's text into a complete ordering of k candidates, or raise UnusableAnswer."""
     try:
-        data = json.loads(text)
+        # strict=False: xgrammar's maxLength strings can let raw control characters through
+        # (seen with vLLM 0.32); they are harmless inside strings and cleaned below.
+        data = json.loads(text, strict=False)
     except (TypeError, ValueError):
         raise UnusableAnswer(f"the answer is not JSON: {str(text)[:80]!r}") from None
     if not isinstance(data, dict):
@@ -120,10 +122,15 @@ def parse_answer(text: str, k: int) -> ParsedAnswer:
         order = _order_from_ranking(data["ranking"], k, repairs)
     else:
         raise UnusableAnswer("the answer has neither scores nor a ranking")
-    reason = data.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
+    reason = _clean(data.get("reason"))
+    if not reason:
         repairs.append("no reason given")
-        reason = ""
-    caption = data.get("caption") if isinstance(data.get("caption"), str) else None
-    return ParsedAnswer(order=order, reason=reason.strip()[:REASON_MAX], caption=caption,
-                        repairs=repairs)
+    return ParsedAnswer(order=order, reason=reason[:REASON_MAX],
+                        caption=_clean(data.get("caption"))[:CAPTION_MAX] or None, repairs=repairs)
+
+
+def _clean(value) -> str:
+    """A model-written string without control characters (shown to shoppers as is)."""
+    if not isinstance(value, str):
+        return ""
+    return "".join(ch if ch.isprintable() else " " for ch in value).strip()

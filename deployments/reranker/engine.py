@@ -7,6 +7,7 @@ that is cancelled (the reranker's timeout) aborts its request so it stops using 
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 
 from PIL import Image
@@ -32,6 +33,8 @@ def engine_args(settings: RerankerSettings):
         load_format=settings.load_format,
         enforce_eager=settings.enforce_eager,
         disable_log_stats=True,
+        # Compact JSON: without it a random-weight model pads answers with whitespace runs.
+        structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
     )
 
 
@@ -39,6 +42,10 @@ class VLLMGenerator:
     """`await generator(prompt, picture, schema, max_tokens)` -> the model's text."""
 
     def __init__(self, settings: RerankerSettings):
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.cpu_kv_cache_gib))
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.settings = settings

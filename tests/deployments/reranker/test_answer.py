@@ -41,6 +41,11 @@ def test_unusable_answers_raise(text):
         parse_answer(text, 3)
 
 
+def test_control_characters_inside_strings_are_tolerated_and_cleaned():
+    parsed = parse_answer('{"scores": {"1": 2, "2": 1}, "reason": "spots\x16 and\x0bstripes"}', 2)
+    assert parsed.valid and parsed.reason == "spots  and stripes"
+
+
 def test_missing_reason_is_a_repair():
     parsed = parse_answer(json.dumps({"scores": {"1": 1, "2": 2}}), 2)
     assert parsed.order == [1, 0] and parsed.repairs == ["no reason given"]
