@@ -11,6 +11,7 @@ A plain `ranking` list is accepted too (other prompts, other models), with the s
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 MAX_SCORE = 10
@@ -60,7 +61,7 @@ def _as_int(value) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,6}", value.strip()):
         return int(value.strip())
     return None
 

@@ -46,6 +46,11 @@ def test_control_characters_inside_strings_are_tolerated_and_cleaned():
     assert parsed.valid and parsed.reason == "spots  and stripes"
 
 
+def test_unicode_digits_are_not_candidate_numbers():
+    parsed = parse_answer(answer({"²": 5, "1": 3, "2": "٣"}), 2)
+    assert parsed.order == [0, 1] and len(parsed.repairs) == 3
+
+
 def test_missing_reason_is_a_repair():
     parsed = parse_answer(json.dumps({"scores": {"1": 1, "2": 2}}), 2)
     assert parsed.order == [1, 0] and parsed.repairs == ["no reason given"]

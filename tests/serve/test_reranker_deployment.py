@@ -1,0 +1,59 @@
+"""The reranker as a Ray Serve deployment on a real local Ray, with a real vLLM engine."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+
+import pytest
+
+pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e '.[cpu]')")
+
+from deployments.reranker.tiny_phi3v import write_tiny_phi3v  # noqa: E402
+from ingest.samples import draw_product  # noqa: E402
+
+
+def jpeg(seed: int) -> bytes:
+    rng = random.Random(seed)
+    buf = io.BytesIO()
+    draw_product(rng.choice(["mug", "bag"]), rng.choice(["red", "blue"]), "dotted",
+                 seed=seed, code=seed).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def reranker_handle(ray_local, tmp_path_factory):
+    from ray import serve
+
+    from serve.reranker import RerankerDeployment
+
+    folder = write_tiny_phi3v(tmp_path_factory.mktemp("phi3v") / "phi3v-tiny")
+    settings = {"model": str(folder), "dtype": "float32", "max_model_len": 4096, "num_crops": 1,
+                "enforce_eager": True, "timeout_s": 60, "grid_cell": 96, "max_tokens": 160}
+    serve.start(http_options={"host": "127.0.0.1", "port": 8127})
+    app = RerankerDeployment.options(ray_actor_options={"num_cpus": 0.5}).bind(settings)
+    handle = serve.run(app, name="reranker-test", route_prefix=None)
+    yield handle
+    serve.delete("reranker-test")
+
+
+def test_concurrent_reranks_through_serve(reranker_handle):
+    candidates = [[(f"q{q}c{j}", jpeg(q * 10 + j)) for j in range(5)] for q in range(6)]
+
+    async def many():
+        responses = [reranker_handle.rerank.remote("a mug like this", jpeg(100 + q), cands)
+                     for q, cands in enumerate(candidates)]
+        return await asyncio.gather(*responses)
+
+    results = asyncio.run(many())
+    for cands, result in zip(candidates, results):
+        assert result["reranked"], result["fallback"]
+        assert sorted(result["order"]) == sorted(cid for cid, _ in cands)
+    stats = reranker_handle.stats.remote().result()
+    assert stats["answers_valid"] + stats.get("answers_repaired", 0) == len(candidates)
+
+
+def test_text_only_and_missing_images(reranker_handle):
+    result = reranker_handle.rerank.remote("red mug", None, [("a", jpeg(1)), ("b", None)]).result()
+    assert sorted(result["order"]) == ["a", "b"] and result["reranked"]
