@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from serve.cli_catalogue import console, err_console, ingest, print_summary, store_app, with_overrides
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
 models_app = typer.Typer(help="Model files: tiny random-weight models for tests and demos.")
 app.add_typer(models_app, name="models")
-console = Console()
-err_console = Console(stderr=True)
 
 
 @app.callback()
@@ -55,6 +54,20 @@ def models_tiny(
     console.print("Use it with:")
     for key, value in env.items():
         typer.echo(f"export {key}={value}")  # plain, unwrapped: meant to be copied
+
+
+@models_app.command("tiny-reranker")
+def models_tiny_reranker(
+    folder: Annotated[Path, typer.Argument(help="Folder to write the model into.")],
+    seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
+) -> None:
+    """Write a tiny random-weight Phi-3-Vision (official format) that vLLM loads (answers meaningless)."""
+    from deployments.reranker.tiny_phi3v import write_tiny_phi3v
+
+    with console.status(f"writing tiny Phi-3-Vision to {folder}"):
+        path = write_tiny_phi3v(folder, seed=seed)
+    console.print(f"[green]tiny Phi-3-Vision written to {path}[/] (random weights)")
+    typer.echo(f"export PARDUS_RERANKER__MODEL={path.resolve()}")
 
 
 @app.command()
@@ -143,13 +156,13 @@ def demo(
     from ingest.samples import draw_product, write_sample_catalogue
 
     settings = get_settings().model_copy(update={"embedder": _embedder_settings_or_tiny(workdir)})
-    settings = _with_overrides(settings, "milvus", uri=str(workdir / "pardus.db"), collection="demo")
-    settings = _with_overrides(settings, "ingest", report=str(workdir / "ingest-report.jsonl"))
+    settings = with_overrides(settings, "milvus", uri=str(workdir / "pardus.db"), collection="demo")
+    settings = with_overrides(settings, "ingest", report=str(workdir / "ingest-report.jsonl"))
     with console.status(f"drawing {count} sample products"):
         write_sample_catalogue(workdir / "catalogue", count=count)
     try:
         summary = run_ingest(str(workdir / "catalogue" / "items.jsonl"), settings)
-        _print_summary(summary)
+        print_summary(summary)
         embedder = Embedder(settings.embedder)
         query_image, query_text = workdir / "query-leopard.jpg", "a phone case with this"
         draw_product("bag", "yellow", "leopard", seed=7).save(query_image)
@@ -169,120 +182,9 @@ def demo(
     console.print(table)
 
 
-def _print_summary(summary) -> None:
-    console.print(f"ingested {summary.source} into {summary.collection!r} at {summary.uri}",
-                  soft_wrap=True)
-    table = Table()
-    table.add_column("")
-    table.add_column("items", justify="right")
-    table.add_row("seen", str(summary.seen))
-    table.add_row("indexed now", str(summary.indexed))
-    if summary.duplicates:
-        table.add_row("duplicates (same id again)", str(summary.duplicates))
-    table.add_row("already indexed", str(summary.already))
-    for reason, count in sorted(summary.skipped.items()):
-        table.add_row(f"skipped: {reason}", str(count))
-    table.add_row("in collection", str(summary.count_after))
-    table.add_row("seconds", f"{summary.seconds:.1f}")
-    table.add_row("indexed items/s", f"{summary.items_per_s:.1f}")
-    console.print(table)
-    if summary.skipped:
-        console.print(f"skipped items and reasons: {summary.report}", soft_wrap=True)
-
-
-def _say_lite_server(settings) -> None:
-    from deployments import lite_server
-
-    if settings.milvus.is_local:
-        server = lite_server.running(settings.milvus.uri)
-        if server is not None:
-            console.print(
-                f"Milvus Lite serves {settings.milvus.uri} at {server.uri} (pid {server.pid}) for "
-                "other processes; `pardus store stop` stops it.", soft_wrap=True,
-            )
-
-
-store_app = typer.Typer(help="The Milvus store: status, stop the shared Milvus Lite server.")
+# The catalogue commands (ingest, store ...) live in their own module.
+app.command()(ingest)
 app.add_typer(store_app, name="store")
-
-
-@store_app.command("status")
-def store_status(
-    milvus_uri: Annotated[Optional[str], typer.Option(help="Local path or http://host:port.")] = None,
-    collection: Annotated[Optional[str], typer.Option()] = None,
-) -> None:
-    """Show the collection's item count and where it is served."""
-    from deployments.settings import get_settings
-    from deployments.store import CatalogueStore, StoreError, StoreUnavailable
-
-    settings = _with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
-    try:
-        store = CatalogueStore(settings.milvus, dim=0, shared=False)  # never starts a server
-        exists = store.ping()
-        count = store.count() if exists else 0
-        store.close()
-    except (StoreError, StoreUnavailable) as exc:
-        err_console.print(f"[red]{exc}[/]", soft_wrap=True)
-        raise typer.Exit(2) from None
-    state = f"{count} items" if exists else "does not exist yet"
-    console.print(f"collection {settings.milvus.collection!r} at {store.uri}: {state}", soft_wrap=True)
-
-
-@store_app.command("stop")
-def store_stop(
-    milvus_uri: Annotated[Optional[str], typer.Option(help="The local Milvus Lite path.")] = None,
-) -> None:
-    """Stop the shared Milvus Lite server of a local path."""
-    from deployments import lite_server
-    from deployments.settings import get_settings
-
-    settings = _with_overrides(get_settings(), "milvus", uri=milvus_uri)
-    if not settings.milvus.is_local:
-        raise typer.BadParameter(f"{settings.milvus.uri} is not a local Milvus Lite path")
-    stopped = lite_server.stop(settings.milvus.uri)
-    console.print("stopped" if stopped else f"no Milvus Lite server runs for {settings.milvus.uri}")
-
-
-def _with_overrides(settings, section: str, **values):
-    """A copy of settings with some fields of one section replaced (None = keep)."""
-    values = {k: v for k, v in values.items() if v is not None}
-    if not values:
-        return settings
-    part = getattr(settings, section).model_copy(update=values)
-    return settings.model_copy(update={section: part})
-
-
-@app.command()
-def ingest(
-    source: Annotated[str, typer.Argument(help="A folder of images, or a .jsonl/.parquet manifest.")],
-    collection: Annotated[Optional[str], typer.Option(help="Collection name.")] = None,
-    milvus_uri: Annotated[Optional[str], typer.Option(help="Local path (Milvus Lite) or http://host:port.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Images per embedding batch.")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Where to write the skipped items (JSONL).")] = None,
-    allow_http: Annotated[Optional[bool], typer.Option("--allow-http", help="Fetch http(s) image URLs.")] = None,
-    reembed: Annotated[bool, typer.Option(help="Embed items already indexed again.")] = False,
-) -> None:
-    """Index a catalogue into Milvus (idempotent: re-running adds nothing twice)."""
-    from deployments.embedder.checkpoint import WeightsNotFound
-    from deployments.lite_server import LiteServerError
-    from deployments.settings import get_settings
-    from deployments.store import StoreError, StoreUnavailable
-    from ingest.pipeline import run_ingest
-    from ingest.sources import SourceError
-
-    settings = _with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
-    settings = _with_overrides(settings, "ingest", batch_size=batch_size, allow_http=allow_http,
-                               report=str(report) if report else None)
-    try:
-        summary = run_ingest(source, settings, reembed=reembed)
-    except (SourceError, WeightsNotFound, StoreUnavailable, StoreError, LiteServerError) as exc:
-        err_console.print(f"[red]{exc}[/]", soft_wrap=True)
-        raise typer.Exit(2) from None
-    _print_summary(summary)
-    _say_lite_server(settings)
-    if summary.failed:
-        err_console.print("[red]nothing could be indexed[/]")
-        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,18 @@ def parse_answer(text: str, k: int) -> ParsedAnswer:
                         caption=_clean(data.get("caption"))[:CAPTION_MAX] or None, repairs=repairs)
 
 
+def parse_caption(text: str) -> str:
+    """The caption from a caption-only answer ({"caption": ...}), or raise UnusableAnswer."""
+    try:
+        data = json.loads(text, strict=False)
+    except (TypeError, ValueError):
+        raise UnusableAnswer(f"the caption answer is not JSON: {str(text)[:80]!r}") from None
+    caption = _clean(data.get("caption") if isinstance(data, dict) else None)[:CAPTION_MAX]
+    if not caption:
+        raise UnusableAnswer("the caption answer has no caption")
+    return caption
+
+
 def _clean(value) -> str:
     """A model-written string without control characters (shown to shoppers as is)."""
     if not isinstance(value, str):

@@ -17,7 +17,7 @@ from typing import Awaitable, Callable, Sequence
 
 from PIL import Image
 
-from deployments.reranker.answer import UnusableAnswer, parse_answer, response_schema
+from deployments.reranker.answer import UnusableAnswer, parse_answer, parse_caption, response_schema
 from deployments.reranker.grid import compose
 from deployments.reranker.prompts import RerankPrompt, prompt_format
 from deployments.settings import RerankerSettings
@@ -90,10 +90,8 @@ class Reranker:
         text = self.format("Describe this picture in one short sentence. Answer with JSON only.")
         schema = {"type": "object", "properties": {"caption": {"type": "string", "minLength": 1,
                   "maxLength": 160}}, "required": ["caption"], "additionalProperties": False}
-        import json
-
         raw = await self.generate(text, image, schema, self.settings.caption_max_tokens)
-        return str(json.loads(raw).get("caption", "")).strip()
+        return parse_caption(raw)
 
     async def _rank(self, query_text: str, query_image: Image.Image | None,
                     candidates: Sequence[Candidate], result: RerankResult) -> None:

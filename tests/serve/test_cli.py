@@ -32,6 +32,14 @@ def test_models_tiny_m3_and_bad_variant(tmp_path):
     assert result.exit_code == 2 and "variant must be" in result.output
 
 
+def test_models_tiny_reranker(tmp_path):
+    result = runner.invoke(app, ["models", "tiny-reranker", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert "export PARDUS_RERANKER__MODEL=" in result.output
+    config = (tmp_path / "p" / "config.json").read_text()
+    assert "Phi3VForCausalLM" in config and (tmp_path / "p" / "model.safetensors").is_file()
+
+
 def test_embed_prints_similarities(tiny_model, tmp_path, monkeypatch):
     from deployments.settings import get_settings
     from ingest.samples import draw_product

@@ -53,12 +53,13 @@ def test_reranks_and_caches_the_folded_caption():
 
 
 def test_separate_caption_mode_makes_two_calls_once():
-    scripted = Scripted(json.dumps({"caption": "spots"}),
+    scripted = Scripted('{"caption": "spots\x0b"}',
                         json.dumps({"scores": {"1": 1, "2": 2}, "reason": "r"}),
                         json.dumps({"scores": {"1": 2, "2": 1}, "reason": "r"}))
     reranker = Reranker(scripted, SETTINGS.model_copy(update={"caption_mode": "separate"}))
     query = Image.new("RGB", (30, 30), "yellow")
-    assert run(reranker.rerank("q", query, candidates(2))).model_calls == 2
+    first = run(reranker.rerank("q", query, candidates(2)))
+    assert first.model_calls == 2 and first.caption == "spots"
     assert run(reranker.rerank("q", query, candidates(2))).model_calls == 1
 
 

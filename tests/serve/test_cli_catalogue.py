@@ -1,0 +1,53 @@
+"""`pardus ingest` and `pardus store`: exit codes and messages (in-process, real Ray and Lite)."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from deployments import lite_server
+from serve.cli import app
+
+runner = CliRunner()
+
+
+def env_for(tiny_model, tmp_path) -> dict[str, str]:
+    return {**tiny_model, "PARDUS_MILVUS__URI": str(tmp_path / "cli.db"),
+            "PARDUS_INGEST__REPORT": str(tmp_path / "report.jsonl")}
+
+
+def invoke(args, env, monkeypatch):
+    from deployments.settings import get_settings
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        return runner.invoke(app, args)
+    finally:
+        get_settings.cache_clear()
+
+
+def test_missing_source_is_a_configuration_error(tiny_model, tmp_path, monkeypatch):
+    result = invoke(["ingest", str(tmp_path / "nope")], env_for(tiny_model, tmp_path), monkeypatch)
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_nothing_indexable_exits_1_and_reports(ray_local, tiny_model, tmp_path, monkeypatch):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.jpg").write_bytes(b"not a picture")
+    env = env_for(tiny_model, tmp_path)
+    try:
+        result = invoke(["ingest", str(tmp_path / "imgs")], env, monkeypatch)
+        assert result.exit_code == 1, result.output
+        assert "nothing could be indexed" in result.output and "not_an_image" in result.output
+        status = invoke(["store", "status"], env, monkeypatch)
+        assert status.exit_code == 0 and "0 items" in status.output
+    finally:
+        stop = invoke(["store", "stop"], env, monkeypatch)
+    assert stop.exit_code == 0 and "stopped" in stop.output
+    assert lite_server.running(tmp_path / "cli.db") is None
+
+
+def test_store_stop_refuses_a_server_uri(tmp_path, monkeypatch):
+    result = invoke(["store", "stop", "--milvus-uri", "http://127.0.0.1:19530"], {}, monkeypatch)
+    assert result.exit_code == 2 and "not a local Milvus Lite path" in result.output
