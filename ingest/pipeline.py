@@ -86,13 +86,46 @@ def _ensure_ray() -> None:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
+def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus):
+    """read -> fetch/decode (actors) -> embed (actor pool): a lazy Ray Dataset."""
+    from ingest.stages import Embed, FetchDecode
+
+    opts = settings.ingest
+    ds = read_source(source, opts.fetch_num_cpus)
+    ds = ds.map_batches(
+        FetchDecode, batch_format="numpy", batch_size=opts.batch_size,
+        fn_constructor_kwargs=dict(root=str(source.root), image_size=image_size,
+                                   embedder=settings.embedder, ingest=opts, milvus=milvus),
+        concurrency=opts.fetch_actors, num_cpus=opts.fetch_num_cpus,
+    )
+    return ds.map_batches(
+        Embed, batch_format="numpy", batch_size=opts.batch_size,
+        fn_constructor_kwargs=dict(embedder=settings.embedder, threads=opts.embed_threads),
+        concurrency=opts.embed_actors, num_cpus=opts.embed_num_cpus, num_gpus=opts.embed_num_gpus,
+    )
+
+
+def _tally(summary: IngestSummary, results: list[dict]) -> list[dict]:
+    """Fold the write tasks' results into the summary; returns the skipped rows."""
+    skipped_rows, written = [], []
+    for result in results:
+        written += result["written"]
+        summary.already += result["already"]
+        skipped_rows += result["skipped"]
+    summary.indexed = len(set(written))
+    summary.duplicates = len(written) - summary.indexed
+    summary.skipped = Counter(row["reason"] for row in skipped_rows)
+    summary.seen = len(written) + summary.already + len(skipped_rows)
+    return skipped_rows
+
+
 def run_ingest(location: str, settings: Settings, reembed: bool = False) -> IngestSummary:
     """Index a folder or manifest into the configured collection; idempotent and resumable."""
     from transformers import AutoConfig
 
     from deployments.embedder.checkpoint import resolve
     from deployments.store import CatalogueStore
-    from ingest.stages import Embed, FetchDecode, make_sink
+    from ingest.stages import make_sink
 
     source = Source.open(location)
     files = resolve(settings.embedder)  # fail early (and clearly) on missing weights
@@ -101,39 +134,17 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False) -> Inge
     store.ensure_collection()
     milvus = settings.milvus.model_copy(update={"uri": store.uri})
     summary = IngestSummary(str(source.path), settings.milvus.collection, store.uri)
-    opts = settings.ingest
     _ensure_ray()
 
     start = time.perf_counter()
-    ds = read_source(source, opts.fetch_num_cpus)
-    ds = ds.map_batches(
-        FetchDecode, batch_format="numpy", batch_size=opts.batch_size,
-        fn_constructor_kwargs=dict(
-            root=str(source.root), image_size=files.vision.image_size, embedder=settings.embedder,
-            ingest=opts, milvus=None if reembed else milvus,
-        ),
-        concurrency=opts.fetch_actors, num_cpus=opts.fetch_num_cpus,
-    )
-    ds = ds.map_batches(
-        Embed, batch_format="numpy", batch_size=opts.batch_size,
-        fn_constructor_kwargs=dict(embedder=settings.embedder, threads=opts.embed_threads),
-        concurrency=opts.embed_actors, num_cpus=opts.embed_num_cpus, num_gpus=opts.embed_num_gpus,
-    )
-    sink = make_sink(milvus, dim, opts.write_batch_size)
-    ds.write_datasink(sink, ray_remote_args={"num_cpus": opts.write_num_cpus})
+    ds = _embedded_rows(source, settings, files.vision.image_size, None if reembed else milvus)
+    sink = make_sink(milvus, dim, settings.ingest.write_batch_size)
+    ds.write_datasink(sink, ray_remote_args={"num_cpus": settings.ingest.write_num_cpus})
     summary.seconds = time.perf_counter() - start
 
-    skipped_rows, written = [], []
-    for result in sink.results:
-        written += result["written"]
-        summary.already += result["already"]
-        skipped_rows += result["skipped"]
-    summary.indexed = len(set(written))
-    summary.duplicates = len(written) - summary.indexed
-    summary.skipped = Counter(row["reason"] for row in skipped_rows)
-    summary.seen = len(written) + summary.already + len(skipped_rows)
-    summary.report = write_report(Path(opts.report), skipped_rows)
-    if written:
+    skipped_rows = _tally(summary, sink.results)
+    summary.report = write_report(Path(settings.ingest.report), skipped_rows)
+    if summary.indexed:
         store.flush()  # seal the new rows so searches use the index
     summary.count_after = store.count()
     store.close()
