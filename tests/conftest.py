@@ -62,3 +62,13 @@ def ray_local():
                  configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_local(ray_local):
+    """Ray Serve on the session's Ray, HTTP on loopback (outside Ray's worker port range)."""
+    from ray import serve
+
+    serve.start(http_options={"host": "127.0.0.1", "port": 8127})
+    yield serve
+    serve.shutdown()

@@ -23,15 +23,14 @@ def jpeg(seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def reranker_handle(ray_local, tmp_path_factory):
-    from ray import serve
-
+def reranker_handle(serve_local, tmp_path_factory):
     from serve.reranker import RerankerDeployment
+
+    serve = serve_local
 
     folder = write_tiny_phi3v(tmp_path_factory.mktemp("phi3v") / "phi3v-tiny")
     settings = {"model": str(folder), "dtype": "float32", "max_model_len": 4096, "num_crops": 1,
                 "enforce_eager": True, "timeout_s": 60, "grid_cell": 96, "max_tokens": 160}
-    serve.start(http_options={"host": "127.0.0.1", "port": 8127})
     app = RerankerDeployment.options(ray_actor_options={"num_cpus": 0.5}).bind(settings)
     handle = serve.run(app, name="reranker-test", route_prefix=None)
     yield handle
