@@ -131,10 +131,6 @@ class CatalogueStore:
         self.uri = resolve_uri(settings, shared)
         self._client = self._connect()
 
-    @property
-    def is_lite(self) -> bool:
-        return "://" not in self.uri
-
     def _connect(self):
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException

@@ -128,6 +128,9 @@ class Reranker:
         """All candidates, best first; the retrieval order (flagged) when anything fails."""
         start = time.perf_counter()
         result = RerankResult(order=[c.id for c in candidates], reranked=False)
+        # Past max_candidates the grid would be unreadable: rerank the head, keep the tail.
+        tail = [c.id for c in candidates[self.settings.max_candidates:]]
+        candidates = candidates[: self.settings.max_candidates]
         if len(candidates) < 2:
             result.fallback = "nothing to rerank" if not candidates else "one candidate"
         else:
@@ -146,5 +149,6 @@ class Reranker:
                 self.stats["fallback_error"] += 1
             if result.fallback:
                 result.order, result.reranked = [c.id for c in candidates], False
+        result.order += tail
         result.seconds = time.perf_counter() - start
         return result

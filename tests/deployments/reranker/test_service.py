@@ -85,6 +85,14 @@ def test_text_only_query_and_trivial_cases():
     assert run(reranker.rerank("x", None, [])).order == []
 
 
+def test_only_the_first_max_candidates_are_reranked():
+    scripted = Scripted(json.dumps({"scores": {"1": 1, "2": 5, "3": 9}, "reason": "r"}))
+    reranker = Reranker(scripted, SETTINGS.model_copy(update={"max_candidates": 3}))
+    result = run(reranker.rerank("q", None, candidates(5)))
+    assert result.reranked and result.order == ["id2", "id1", "id0", "id3", "id4"]
+    assert scripted.calls[0][2]["properties"]["scores"]["required"] == ["1", "2", "3"]
+
+
 def test_concurrent_requests_run_concurrently():
     class Slow:
         active = peak = 0
