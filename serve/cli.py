@@ -60,14 +60,20 @@ def models_tiny(
 def models_tiny_reranker(
     folder: Annotated[Path, typer.Argument(help="Folder to write the model into.")],
     seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
+    full_size: Annotated[bool, typer.Option(
+        help="The real model's sizes without weights: run with PARDUS_RERANKER__LOAD_FORMAT=dummy.")
+    ] = False,
 ) -> None:
     """Write a tiny random-weight Phi-3-Vision (official format) that vLLM loads (answers meaningless)."""
     from deployments.reranker.tiny_phi3v import write_tiny_phi3v
 
-    with console.status(f"writing tiny Phi-3-Vision to {folder}"):
-        path = write_tiny_phi3v(folder, seed=seed)
-    console.print(f"[green]tiny Phi-3-Vision written to {path}[/] (random weights)")
+    with console.status(f"writing Phi-3-Vision to {folder}"):
+        path = write_tiny_phi3v(folder, seed=seed, full_size=full_size)
+    console.print(f"[green]Phi-3-Vision written to {path}[/] "
+                  f"({'no weights: load_format dummy' if full_size else 'random weights'})")
     typer.echo(f"export PARDUS_RERANKER__MODEL={path.resolve()}")
+    if full_size:
+        typer.echo("export PARDUS_RERANKER__LOAD_FORMAT=dummy")
 
 
 @app.command()

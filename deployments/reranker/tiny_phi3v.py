@@ -81,10 +81,17 @@ def _tokenizer_json() -> str:
     return tokenizer.to_str()
 
 
-def _config() -> dict[str, Any]:
-    rotary_pairs = TEXT["hidden_size"] // TEXT["num_attention_heads"] // 2
+# microsoft/Phi-3-vision-128k-instruct's sizes, for throughput runs with load_format="dummy".
+FULL_TEXT = {"hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
+             "num_attention_heads": 32, "num_key_value_heads": 32}
+FULL_CLIP_LAYER_IDX = -2  # vLLM builds 23 of CLIP ViT-L/14-336's 24 layers, as for the real model
+
+
+def _config(text: dict[str, int] = TEXT, layer_idx: int = CLIP_LAYERS - 1,
+            dtype: str = "float32") -> dict[str, Any]:
+    rotary_pairs = text["hidden_size"] // text["num_attention_heads"] // 2
     return {
-        "architectures": ["Phi3VForCausalLM"], "model_type": "phi3", **TEXT,
+        "architectures": ["Phi3VForCausalLM"], "model_type": "phi3", **text,
         "vocab_size": VOCAB_SIZE, "hidden_act": "silu", "rms_norm_eps": 1e-5,
         "initializer_range": 0.02, "attention_dropout": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0,
         "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
@@ -93,10 +100,10 @@ def _config() -> dict[str, Any]:
                          "short_factor": [1.0 + 0.05 * i for i in range(rotary_pairs)],
                          "long_factor": [1.0 + 2.0 * i for i in range(rotary_pairs)]},
         "bos_token_id": 1, "eos_token_id": 32000, "pad_token_id": 32000,
-        "tie_word_embeddings": False, "torch_dtype": "float32", "use_cache": True,
+        "tie_word_embeddings": False, "torch_dtype": dtype, "use_cache": True,
         "img_processor": {"name": "clip_vision_model", "image_dim_out": CLIP_WIDTH,
                           "model_name": "openai/clip-vit-large-patch14-336",
-                          "num_img_tokens": 144, "layer_idx": CLIP_LAYERS - 1,
+                          "num_img_tokens": 144, "layer_idx": layer_idx,
                           "type_feature": "patch"},
         "embd_layer": {"embedding_cls": "image", "projection_cls": "mlp", "use_hd_transform": True,
                        "with_learnable_separator": True, "hd_transform_order": "sub_glb"},
@@ -160,15 +167,23 @@ def _state_dict(config: dict[str, Any], seed: int) -> dict[str, Any]:
     return {name: t.to(torch.float32).contiguous() for name, t in weights.items()}
 
 
-def write_tiny_phi3v(folder: str | Path, seed: int = 0) -> Path:
-    """Write config, safetensors weights, offline tokenizer and processor code; return folder."""
-    from safetensors.torch import save_file
+def write_tiny_phi3v(folder: str | Path, seed: int = 0, full_size: bool = False) -> Path:
+    """Write config, safetensors weights, offline tokenizer and processor code; return folder.
 
+    full_size: the real Phi-3-Vision's sizes (4.2 B parameters) and no weights file, for
+    `load_format="dummy"` throughput runs on a GPU (the rope factors are placeholders: the
+    compute is the real model's, the numbers are not).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = _config()
-    weights = _state_dict(config, seed)
-    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    if full_size:
+        config = _config(FULL_TEXT, FULL_CLIP_LAYER_IDX, "bfloat16")
+    else:
+        from safetensors.torch import save_file
+
+        config = _config()
+        weights = _state_dict(config, seed)
+        save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
     auto_map = {"AutoProcessor": "processing_pardus_phi3v.PardusPhi3VProcessor",
                 "AutoImageProcessor": "processing_pardus_phi3v.PardusPhi3VImageProcessor"}
     specials = {"bos_token": "<s>", "eos_token": "<|endoftext|>", "unk_token": "<unk>",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from typer.testing import CliRunner
 
@@ -38,6 +40,12 @@ def test_models_tiny_reranker(tmp_path):
     assert "export PARDUS_RERANKER__MODEL=" in result.output
     config = (tmp_path / "p" / "config.json").read_text()
     assert "Phi3VForCausalLM" in config and (tmp_path / "p" / "model.safetensors").is_file()
+    result = runner.invoke(app, ["models", "tiny-reranker", str(tmp_path / "full"), "--full-size"])
+    assert result.exit_code == 0 and "LOAD_FORMAT=dummy" in result.output
+    full = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert (full["hidden_size"], full["num_hidden_layers"], full["img_processor"]["layer_idx"]) == (
+        3072, 32, -2)
+    assert not (tmp_path / "full" / "model.safetensors").exists()
 
 
 def test_embed_prints_similarities(tiny_model, tmp_path, monkeypatch):
