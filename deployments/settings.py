@@ -40,7 +40,7 @@ class MilvusSettings(BaseModel):
     index_params: dict[str, int] = {"M": 16, "efConstruction": 200}
     search_params: dict[str, int] = {"ef": 128}
     # Searches: Session sees this client's own writes at once and costs ~nothing; Strong waits
-    # for every write cluster-wide (~400 ms a search on a Milvus 2.3 server, measured).
+    # for every write cluster-wide (~200 ms a search on a Milvus 2.3 server, measured).
     consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Session"
     timeout_s: float = Field(10.0, gt=0)
     # Local paths: share one loopback `milvus-lite server` between processes (Ray workers,

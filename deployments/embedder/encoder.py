@@ -56,22 +56,21 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 class Embedder:
     """Visualized BGE inference in batches, with per-item image errors."""
 
-    def __init__(self, settings: EmbedderSettings, model=None, tokenizer=None):
+    def __init__(self, settings: EmbedderSettings):
         from transformers import AutoTokenizer
 
         self.settings = settings
         self.device = pick_device(settings.device)
         self.dtype = pick_dtype(settings.dtype, self.device)
         files = resolve(settings)
-        self.model = model or load_model(files, self.device, self.dtype)
-        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(files.text_model)
+        self.model = load_model(files, self.device, self.dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(files.text_model)
         self.image_size = self.model.vision.config.image_size
         self.limits = ImageLimits(settings.max_image_pixels, settings.max_image_bytes)
         self._pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
-        max_text = min(self.tokenizer.model_max_length, self.model.max_positions)
-        # Position budget: text alone may use max_text tokens; beside an image, what is left
-        # after the image tokens (the reference never truncates and overflows instead).
-        self.max_text_tokens = max_text
+        # Position budget: text alone gets the tokenizer's maximum; beside an image, what is
+        # left after the image tokens (the reference never truncates and overflows instead).
+        self.max_text_tokens = min(self.tokenizer.model_max_length, self.model.max_positions)
         self.max_pair_text_tokens = self.model.max_positions - self.model.image_tokens
 
     @property
