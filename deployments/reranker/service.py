@@ -116,7 +116,7 @@ class Reranker:
         result.model_calls += 1
         parsed = parse_answer(raw, len(candidates))
         if ask_caption and parsed.caption and key is not None:
-            caption = parsed.caption.strip()
+            caption = parsed.caption  # already cleaned by parse_answer
             self.captions.put(key, caption)
         result.order = [candidates[i].id for i in parsed.order]
         result.reranked, result.reason, result.repairs = True, parsed.reason, parsed.repairs
@@ -127,10 +127,10 @@ class Reranker:
                      candidates: Sequence[Candidate]) -> RerankResult:
         """All candidates, best first; the retrieval order (flagged) when anything fails."""
         start = time.perf_counter()
-        result = RerankResult(order=[c.id for c in candidates], reranked=False)
         # Past max_candidates the grid would be unreadable: rerank the head, keep the tail.
         tail = [c.id for c in candidates[self.settings.max_candidates:]]
         candidates = candidates[: self.settings.max_candidates]
+        result = RerankResult(order=[c.id for c in candidates], reranked=False)
         if len(candidates) < 2:
             result.fallback = "nothing to rerank" if not candidates else "one candidate"
         else:

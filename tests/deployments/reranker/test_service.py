@@ -91,6 +91,9 @@ def test_only_the_first_max_candidates_are_reranked():
     result = run(reranker.rerank("q", None, candidates(5)))
     assert result.reranked and result.order == ["id2", "id1", "id0", "id3", "id4"]
     assert scripted.calls[0][2]["properties"]["scores"]["required"] == ["1", "2", "3"]
+    single_head = Reranker(Scripted(), SETTINGS.model_copy(update={"max_candidates": 1}))
+    result = run(single_head.rerank("q", None, candidates(3)))
+    assert result.order == ["id0", "id1", "id2"] and result.fallback == "one candidate"
 
 
 def test_concurrent_requests_run_concurrently():
