@@ -99,11 +99,27 @@ class RerankerSettings(BaseModel):
 
 
 class ServingSettings(BaseModel):
-    """HTTP front door."""
+    """The HTTP front door: where it listens, who may call it, what it accepts."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-
+    # API keys (PARDUS_SERVING__API_KEYS='["key1","key2"]'). With any configured, writes need
+    # one; searches too when search_requires_key. Empty = an open service (local use only).
+    api_keys: list[SecretStr] = []
+    search_requires_key: bool = False
+    # Browser origins allowed to call the API from other sites; empty = CORS off.
+    cors_origins: list[str] = []
+    max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    # Hosts whose http(s) image URLs a search may name; empty = no server-side fetching.
+    fetch_allow_hosts: list[str] = []
+    fetch_timeout_s: float = Field(5.0, gt=0)
+    # Where item image references resolve (the ingested catalogue's folder, or an object
+    # storage URI); images added through the API are written under <image_root>/uploads.
+    image_root: str = "./data/catalogue"
+    thumbnail_px: int = Field(256, ge=32, le=1024)
+    embed_timeout_s: float = Field(30.0, gt=0)
+    retry_after_s: int = Field(5, ge=1)  # told to callers while Milvus is down
+    web_page: bool = True  # serve the search page at /
 
 class Settings(BaseSettings):
     """Everything configurable, from PARDUS_* environment variables (nested with __)."""

@@ -14,7 +14,8 @@ import numpy as np
 from ray import serve
 
 from deployments.embedder.images import ImageError
-from deployments.settings import EmbedderSettings
+from deployments.settings import Settings
+from serve.metrics import metrics
 
 DEFAULT_BATCHING = {"max_batch_size": 32, "batch_wait_timeout_s": 0.01}
 
@@ -25,19 +26,28 @@ class EmbedQuery:
     image: bytes | None = None  # encoded image bytes; None = a text-only query
 
 
+@dataclass
+class Embedding:
+    vector: np.ndarray | None  # float32 unit row; None when the image failed
+    truncated: bool = False  # the text was cut to the model's token budget
+    error: ImageError | None = None
+
+
 @serve.deployment(
     name="Embedder",
-    ray_actor_options={"num_cpus": 1},
+    ray_actor_options={"num_cpus": 0.5},  # the Serve config sets production values
     max_ongoing_requests=128,  # must exceed max_batch_size, or batches never fill
     user_config=DEFAULT_BATCHING,
     graceful_shutdown_timeout_s=10,
 )
 class EmbedderDeployment:
     def __init__(self, settings: dict | None = None):
+        """settings: overrides on top of the PARDUS_* environment (Settings' nested shape)."""
         from deployments.embedder.encoder import Embedder
 
-        self.embedder = Embedder(EmbedderSettings(**(settings or {})))
+        self.embedder = Embedder(Settings(**(settings or {})).embedder)
         self.batch_sizes: Counter = Counter()
+        self.metrics = metrics()
 
     def reconfigure(self, config: dict) -> None:
         """Apply batching settings from user_config (no restart)."""
@@ -45,26 +55,31 @@ class EmbedderDeployment:
         self.embed.set_max_batch_size(int(config["max_batch_size"]))
         self.embed.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
 
-    def _encode(self, queries: list[EmbedQuery]) -> list[np.ndarray | ImageError]:
-        out: list[np.ndarray | ImageError] = [None] * len(queries)  # type: ignore[list-item]
+    def _encode(self, queries: list[EmbedQuery]) -> list[Embedding]:
+        out: list[Embedding] = [Embedding(None)] * len(queries)
         texts = [i for i, q in enumerate(queries) if q.image is None]
         pairs = [i for i, q in enumerate(queries) if q.image is not None]
         if texts:
-            rows = self.embedder.encode_texts([queries[i].text for i in texts]).vectors
-            for i, row in zip(texts, rows):
-                out[i] = row
+            result = self.embedder.encode_texts([queries[i].text for i in texts])
+            for i, row, cut in zip(texts, result.vectors, result.truncated):
+                out[i] = Embedding(row, cut)
         if pairs:
             result = self.embedder.encode_pairs([queries[i].image for i in pairs],
                                                 [queries[i].text for i in pairs])
-            for i, row, error in zip(pairs, result.vectors, result.errors):
-                out[i] = error if error is not None else row
+            for i, row, error, cut in zip(pairs, result.vectors, result.errors, result.truncated):
+                out[i] = Embedding(None, False, error) if error is not None else Embedding(row, cut)
         return out
 
     @serve.batch(**DEFAULT_BATCHING)
-    async def embed(self, queries: list[EmbedQuery]) -> list[np.ndarray | ImageError]:
-        """One query in, one vector (or the image's error) out; batched across callers."""
+    async def embed(self, queries: list[EmbedQuery]) -> list[Embedding]:
+        """One query in, one Embedding (a vector, or the image's error) out; batched across callers."""
         self.batch_sizes[len(queries)] += 1
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(len(queries))
         return await asyncio.to_thread(self._encode, queries)  # keeps the replica responsive
+
+    def dim(self) -> int:
+        return self.embedder.dim
 
     def batch_size_histogram(self) -> dict[int, int]:
         return dict(self.batch_sizes)

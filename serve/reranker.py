@@ -6,34 +6,39 @@ concurrency come from the Serve config. The rerank logic stays plain code, testa
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict
 
 from PIL import Image
 from ray import serve
 
+from deployments.embedder.images import ImageError, ImageLimits, decode_image
 from deployments.reranker.service import Candidate, Reranker
-from deployments.settings import RerankerSettings
+from deployments.settings import Settings
 
 
 def _image(data: bytes | Image.Image | None) -> Image.Image | None:
+    """A picture for the grid; None (a grey cell) for an image that cannot be read."""
     if data is None or isinstance(data, Image.Image):
         return data
-    return Image.open(io.BytesIO(data)).convert("RGB")
+    try:
+        return decode_image(data, ImageLimits())
+    except ImageError:
+        return None
 
 
 @serve.deployment(
     name="Reranker",
-    ray_actor_options={"num_cpus": 1},
+    ray_actor_options={"num_cpus": 0.5},  # the Serve config sets production values
     max_ongoing_requests=32,  # concurrent requests reach the engine and batch there
     health_check_period_s=10,
     graceful_shutdown_timeout_s=20,
 )
 class RerankerDeployment:
     def __init__(self, settings: dict | None = None):
+        """settings: overrides on top of the PARDUS_* environment (Settings' nested shape)."""
         from deployments.reranker.engine import VLLMGenerator
 
-        self.settings = RerankerSettings(**(settings or {}))
+        self.settings = Settings(**(settings or {})).reranker
         self.generator = VLLMGenerator(self.settings)
         self.reranker = Reranker(self.generator, self.settings)
 

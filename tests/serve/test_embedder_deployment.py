@@ -24,7 +24,7 @@ def embedder_app(serve_local, embedder_settings):
     app = EmbedderDeployment.options(
         ray_actor_options={"num_cpus": 0.5},
         user_config={"max_batch_size": 8, "batch_wait_timeout_s": 0.2},
-    ).bind(embedder_settings.model_dump())
+    ).bind({"embedder": embedder_settings.model_dump()})
     handle = serve.run(app, name="embedder-test", route_prefix=None)
     yield handle
     serve.delete("embedder-test")
@@ -45,14 +45,14 @@ def test_concurrent_queries_are_batched_and_match_direct_encoding(embedder_app, 
     assert max(histogram) > 1, histogram  # concurrent callers shared forward passes
     direct_text = embedder.encode_texts(["mug 0"]).vectors[0]
     direct_pair = embedder.encode_pairs([jpeg(1)], ["a red mug"]).vectors[0]
-    assert float(np.dot(rows[0], direct_text)) > 0.9999
-    assert float(np.dot(rows[1], direct_pair)) > 0.9999
+    assert float(np.dot(rows[0].vector, direct_text)) > 0.9999
+    assert float(np.dot(rows[1].vector, direct_pair)) > 0.9999
 
 
 def test_a_bad_image_fails_alone(embedder_app):
     rows = gather(embedder_app, [EmbedQuery("x", b"not an image"), EmbedQuery("y", jpeg(3))])
-    assert getattr(rows[0], "code", None) == "not_an_image"
-    assert isinstance(rows[1], np.ndarray) and rows[1].shape == (768,)
+    assert rows[0].vector is None and rows[0].error.code == "not_an_image"
+    assert rows[1].error is None and rows[1].vector.shape == (768,)
 
 
 def test_batching_follows_user_config(embedder_app, embedder_settings):
@@ -63,7 +63,7 @@ def test_batching_follows_user_config(embedder_app, embedder_settings):
     app = EmbedderDeployment.options(
         ray_actor_options={"num_cpus": 0.5},
         user_config={"max_batch_size": 1, "batch_wait_timeout_s": 0.0},
-    ).bind(embedder_settings.model_dump())
+    ).bind({"embedder": embedder_settings.model_dump()})
     handle = serve.run(app, name="embedder-test", route_prefix=None)
     before = handle.batch_size_histogram.remote().result()
     gather(handle, [EmbedQuery(text=f"t{i}") for i in range(6)])

@@ -31,7 +31,7 @@ def reranker_handle(serve_local, tmp_path_factory):
     folder = write_tiny_phi3v(tmp_path_factory.mktemp("phi3v") / "phi3v-tiny")
     settings = {"model": str(folder), "dtype": "float32", "max_model_len": 4096, "num_crops": 1,
                 "enforce_eager": True, "timeout_s": 60, "grid_cell": 96, "max_tokens": 160}
-    app = RerankerDeployment.options(ray_actor_options={"num_cpus": 0.5}).bind(settings)
+    app = RerankerDeployment.options(ray_actor_options={"num_cpus": 0.5}).bind({"reranker": settings})
     handle = serve.run(app, name="reranker-test", route_prefix=None)
     yield handle
     serve.delete("reranker-test")

@@ -1,0 +1,147 @@
+"""The ingress's access to Milvus and to catalogue images: async, reconnecting, bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import time
+from collections import OrderedDict
+from pathlib import Path
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from PIL import Image
+
+from deployments.embedder.images import ImageLimits, decode_image
+from deployments.settings import MilvusSettings
+from deployments.store import CatalogueStore, StoreError, StoreUnavailable
+from ingest.fetch import read_image_bytes
+
+log = logging.getLogger(__name__)
+
+
+class StoreGateway:
+    """A CatalogueStore used from async code: calls run in threads; a lost connection is
+    rebuilt on the next call (at most once per `retry_s`), so Milvus coming back heals it."""
+
+    def __init__(self, settings: MilvusSettings, dim: Callable[[], Awaitable[int]],
+                 retry_s: float = 1.0):
+        self.settings, self.retry_s = settings, retry_s
+        self._dim, self.dim = dim, 0  # asked of the embedder once, when first connecting
+        self._store: CatalogueStore | None = None
+        self._last_attempt = 0.0
+        self._lock = asyncio.Lock()
+
+    def _open(self) -> CatalogueStore:
+        store = CatalogueStore(self.settings, self.dim)
+        try:
+            store.ensure_collection()  # an empty catalogue answers searches with no results
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    async def _connected(self) -> CatalogueStore:
+        async with self._lock:
+            if self._store is not None:
+                return self._store
+            if time.monotonic() - self._last_attempt < self.retry_s:
+                raise StoreUnavailable(f"Milvus at {self.settings.uri} is unavailable")
+            self._last_attempt = time.monotonic()
+            if not self.dim:
+                self.dim = int(await self._dim())
+            self._store = await asyncio.to_thread(self._open)
+            return self._store
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """store.<method>(*args) in a thread; StoreUnavailable drops the connection."""
+        store = await self._connected()
+        try:
+            return await asyncio.to_thread(getattr(store, method), *args)
+        except StoreUnavailable:
+            await self.reset(store)
+            raise
+
+    async def reset(self, store: CatalogueStore | None = None) -> None:
+        async with self._lock:
+            if self._store is not None and (store is None or store is self._store):
+                old, self._store = self._store, None
+                self._last_attempt = 0.0  # reconnect on the next call, not after a pause
+                await asyncio.to_thread(old.close)
+
+    async def check(self) -> str:
+        """'ok', or what is wrong (readiness)."""
+        try:
+            return "ok" if await self.call("ping") else "the collection does not exist"
+        except (StoreUnavailable, StoreError) as exc:
+            return str(exc)
+
+    async def close(self) -> None:
+        await self.reset()
+
+
+class ImageLibrary:
+    """Catalogue images under one root (a folder or an object storage URI): read with limits,
+    write uploads by content, and make thumbnails (a small LRU cache: thumbnails repeat)."""
+
+    def __init__(self, root: str, limits: ImageLimits, thumbnail_cache: int = 512):
+        self.root = root
+        self.is_local = "://" not in root
+        self.local_root = Path(root).expanduser().resolve() if self.is_local else None
+        self.limits = limits
+        self._thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._cache_size = thumbnail_cache
+
+    def _reference(self, reference: str) -> str:
+        if self.is_local or "://" in reference:
+            return reference
+        return f"{self.root.rstrip('/')}/{reference.lstrip('/')}"
+
+    def read(self, reference: str) -> bytes:
+        """The bytes of an item's image reference; ImageError when missing or refused."""
+        root = self.local_root if self.is_local else Path("/")
+        return read_image_bytes(self._reference(reference), root, self.limits.max_bytes)
+
+    def write_upload(self, data: bytes, image_format: str) -> str:
+        """Store uploaded bytes by content hash; returns the reference relative to the root."""
+        name = f"uploads/{hashlib.sha256(data).hexdigest()[:32]}.{image_format.lower()}"
+        if self.is_local:
+            path = self.local_root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                tmp = path.with_suffix(".part")
+                tmp.write_bytes(data)
+                tmp.replace(path)  # atomic: a reader never sees half a file
+        else:
+            from pyarrow import fs
+
+            filesystem, base = fs.FileSystem.from_uri(self.root)
+            with filesystem.open_output_stream(f"{base.rstrip('/')}/{name}") as out:
+                out.write(data)
+        return name
+
+    def thumbnail(self, reference: str, size: int) -> bytes:
+        """A JPEG at most size x size pixels of the image behind reference."""
+        key = (reference, size)
+        if key in self._thumbs:
+            self._thumbs.move_to_end(key)
+            return self._thumbs[key]
+        image = decode_image(self.read(reference), self.limits)
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=85)
+        data = buf.getvalue()
+        self._thumbs[key] = data
+        if len(self._thumbs) > self._cache_size:
+            self._thumbs.popitem(last=False)
+        return data
+
+
+def image_format(data: bytes, limits: ImageLimits) -> str:
+    """The format of a valid image (fully decoded, within limits), else ImageError."""
+    decode_image(data, limits)
+    with Image.open(io.BytesIO(data)) as image:
+        return (image.format or "png").lower()
+

@@ -1,0 +1,67 @@
+"""Prometheus metrics of the service, exported by Ray on every node's metrics port.
+
+Ray's own exporter (not a /metrics route on one replica) is what aggregates across replicas
+and nodes: Ray serves them at http://<node>:<metrics_export_port>/metrics with the prefix
+`ray_`, next to Serve's built-in request metrics, and KubeRay's PodMonitor scrapes it there.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+LATENCY_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
+BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128]
+
+
+class ServiceMetrics:
+    """The metrics one process records (ray.util.metrics needs a Ray worker to export)."""
+
+    def __init__(self):
+        from ray.util.metrics import Counter, Histogram
+
+        self.requests = Counter(
+            "pardus_requests_total", description="API requests by endpoint and status.",
+            tag_keys=("endpoint", "status"))
+        self.stage_ms = Histogram(
+            "pardus_stage_latency_ms", description="Milliseconds per search stage.",
+            boundaries=LATENCY_MS, tag_keys=("stage",))
+        self.rerank = Counter(
+            "pardus_rerank_total", description="Searches by rerank outcome (reranked, or why "
+            "not: off, disabled, fallback, unavailable).", tag_keys=("outcome",))
+        self.batch_size = Histogram(
+            "pardus_embed_batch_size", description="Queries per embedder forward pass.",
+            boundaries=BATCH_SIZES)
+
+    def request(self, endpoint: str, status: int) -> None:
+        self.requests.inc(1, tags={"endpoint": endpoint, "status": str(status)})
+
+    def timings(self, timings_ms: dict[str, float]) -> None:
+        for stage, ms in timings_ms.items():
+            self.stage_ms.observe(ms, tags={"stage": stage})
+
+    def rerank_outcome(self, outcome: str) -> None:
+        self.rerank.inc(1, tags={"outcome": outcome})
+
+
+@lru_cache(maxsize=1)
+def metrics() -> ServiceMetrics | None:
+    """This process's metrics, or None outside a Ray worker (plain unit tests)."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return ServiceMetrics()
+
+
+def count_requests(app) -> None:
+    """Count every request by route template and status (a template, not the raw path:
+    item ids must not become label values)."""
+
+    @app.middleware("http")
+    async def _count(request, call_next):
+        response = await call_next(request)
+        recorder = metrics()
+        if recorder is not None:
+            route = request.scope.get("route")
+            recorder.request(getattr(route, "path", "unmatched"), response.status_code)
+        return response

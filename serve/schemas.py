@@ -1,0 +1,137 @@
+"""Every HTTP schema of the Pardus API, with its limits in the types."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from deployments.filters import SearchFilters
+
+MAX_K = 100
+MAX_TEXT_CHARS = 2000
+MAX_ITEMS_PER_REQUEST = 64
+ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
+
+ItemId = Annotated[str, StringConstraints(pattern=ITEM_ID_PATTERN)]
+# An image inline: base64, or a data URL ("data:image/jpeg;base64,...").
+InlineImage = Annotated[str, StringConstraints(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- search -----------------------------------------------------------------------------------
+class SearchRequest(_Strict):
+    """A query by text, by image, or both (the text then says what to do with "this")."""
+
+    text: str = Field("", max_length=MAX_TEXT_CHARS, description="What the shopper asks for.")
+    image: InlineImage | None = Field(
+        None, description="The query image: base64 or a data URL (JSON requests), or a file "
+                          "part named `image` (multipart requests).")
+    image_url: str | None = Field(
+        None, max_length=2048,
+        description="An http(s) URL the server fetches; only hosts on the server's allow-list.")
+    k: int = Field(10, ge=1, le=MAX_K, description="How many results.")
+    filters: SearchFilters | None = None
+    rerank: bool = Field(True, description="Rerank the results with the vision-language model.")
+
+
+class SearchResult(BaseModel):
+    id: str
+    score: float = Field(description="Cosine similarity of the query and the item (retrieval).")
+    retrieval_rank: int = Field(description="1-based rank by vector similarity.")
+    rank: int = Field(description="1-based final rank (after reranking when reranked).")
+    title: str
+    category: str
+    price: float | None = Field(description="None when the catalogue does not know it.")
+    rating: float | None
+    image_url: str = Field(description="Where the item's thumbnail is served.")
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+    reranked: bool = Field(description="True when the order comes from the reranker.")
+    rerank_note: str | None = Field(
+        None, description="Why the results were not reranked (asked off, disabled, timed out, "
+                          "unusable answer, reranker down).")
+    reason: str = Field("", description="The reranker's reason why the first result fits.")
+    caption: str | None = Field(None, description="The reranker's caption of the query image.")
+    truncated: bool = Field(False, description="The text was cut to the model's token budget.")
+    timings_ms: dict[str, float] = Field(
+        description="Milliseconds per stage: embed, search, load_images, rerank, total.")
+
+
+# -- items ------------------------------------------------------------------------------------
+class ItemIn(_Strict):
+    """A catalogue item to add or replace (by id)."""
+
+    id: ItemId
+    title: str = Field("", max_length=1024)
+    category: str = Field("", max_length=256)
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    rating: float | None = Field(None, ge=0, le=5, allow_inf_nan=False)
+    image: InlineImage = Field(description="The product image: base64 or a data URL.")
+
+
+class ItemsRequest(_Strict):
+    items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
+
+
+class ItemFailure(BaseModel):
+    id: str
+    code: str
+    message: str
+
+
+class ItemsResponse(BaseModel):
+    upserted: list[str] = Field(description="Ids now searchable, in request order.")
+    failed: list[ItemFailure] = Field(description="Items not stored, each with what to fix.")
+
+
+class Item(BaseModel):
+    id: str
+    title: str
+    category: str
+    price: float | None
+    rating: float | None
+    image_url: str
+    ingested_at: int
+
+
+# -- health and errors --------------------------------------------------------------------------
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str] = Field(description="Each dependency: 'ok' or what is wrong.")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_image.")
+    message: str = Field(description="What went wrong and what to fix.")
+    field: str | None = Field(None, description="The request field at fault, if one is.")
+
+
+class ErrorResponse(BaseModel):
+    """The one error format of every endpoint."""
+
+    error: ErrorBody
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        400: "Bad input: the message says what to fix.",
+        401: "A valid API key is required (Authorization: Bearer KEY or X-API-Key).",
+        413: "The request or an image is too large.",
+        415: "Unsupported content type.",
+        422: "A field failed validation.",
+        503: "Milvus or the embedder is unavailable; retry after Retry-After seconds.",
+    }.items()
+}
