@@ -188,7 +188,7 @@ class Ingress:
         try:
             if kind == "application/json":
                 parsed = SearchRequest.model_validate_json(body)
-            elif kind == "multipart/form-data":
+            elif kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
                 fields, image = await _multipart_fields(request)
                 parsed = SearchRequest.model_validate(fields)
             else:

@@ -9,6 +9,8 @@ import pytest
 # Tests never reach the model hub; a test that needs it would hang on retries otherwise.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+METRICS_PORT = 8131  # Ray's Prometheus endpoint in tests (outside Ray's worker port range)
+
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> dict[str, str]:
@@ -54,12 +56,13 @@ def milvus_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray instance for the session (2 logical CPUs, no dashboard)."""
+    """One local Ray instance for the session (4 logical CPUs on 2 cores: the session app and a
+    module's own deployments fit side by side; no dashboard)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, _metrics_export_port=METRICS_PORT)
     yield ray
     ray.shutdown()
 

@@ -64,3 +64,158 @@ def test_multipart_upload_equals_json_base64(client, sample_catalogue):
                            files={"image": ("q.jpg", data, "image/jpeg")})
     assert response.status_code == 200, response.text
     assert [r["id"] for r in response.json()["results"]] == [r["id"] for r in as_json["results"]]
+
+
+def test_composed_query_is_reranked_and_keeps_every_result(client):
+    body = search(client, text="a phone case with this", image=data_url(jpeg()), k=8)
+    assert body["reranked"] is True, body["rerank_note"]
+    results = body["results"]
+    assert [r["rank"] for r in results] == list(range(1, 9))
+    assert sorted(r["retrieval_rank"] for r in results) == list(range(1, 9))
+    # max_candidates is 6 in the test app: the tail keeps its retrieval order
+    assert [r["retrieval_rank"] for r in results[6:]] == [7, 8]
+    assert {"rerank", "load_images"} <= set(body["timings_ms"])
+
+
+def test_category_and_price_filters(client, sample_catalogue):
+    items = catalogue_items(sample_catalogue)
+    body = search(client, text="something", k=50, rerank=False, filters={"categories": ["bag"]})
+    expected = {i["parent_asin"] for i in items if i["main_category"] == "bag"}
+    assert {r["id"] for r in body["results"]} == expected
+    prices = sorted(float(i["price"]) for i in items if i.get("price") is not None)
+    cap = prices[len(prices) // 2]
+    body = search(client, text="something", k=50, rerank=False, filters={"price_max": cap})
+    assert body["results"] and all(r["price"] is not None and r["price"] <= cap + 1e-3
+                                   for r in body["results"])
+
+
+def test_add_find_get_and_delete_an_item(client):
+    image = jpeg("mug", "green", "checked", seed=99, code=4242)
+    item = {"id": "api-added-1", "title": "Green checked mug", "category": "mug",
+            "price": 9.5, "image": data_url(image)}
+    response = client.post("/v1/items", json={"items": [item]}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"upserted": ["api-added-1"], "failed": []}
+    found = search(client, image=data_url(image), k=3, rerank=False)["results"]
+    assert found[0]["id"] == "api-added-1" and found[0]["price"] == 9.5
+    got = client.get("/v1/items/api-added-1").json()
+    assert got["title"] == "Green checked mug" and got["rating"] is None
+    thumb = client.get("/v1/items/api-added-1/image", params={"size": 64})
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    from PIL import Image
+
+    assert max(Image.open(io.BytesIO(thumb.content)).size) <= 64
+    assert client.delete("/v1/items/api-added-1", headers=AUTH).status_code == 204
+    assert client.get("/v1/items/api-added-1").status_code == 404
+    again = search(client, image=data_url(image), k=3, rerank=False)["results"]
+    assert "api-added-1" not in {r["id"] for r in again}
+
+
+def test_a_batch_with_one_bad_image_stores_the_rest(client):
+    items = [{"id": "batch-ok", "image": data_url(jpeg(code=77))},
+             {"id": "batch-bad", "image": base64.b64encode(b"hello").decode()}]
+    response = client.post("/v1/items", json={"items": items}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["upserted"] == ["batch-ok"]
+    assert [(f["id"], f["code"]) for f in body["failed"]] == [("batch-bad", "image_not_an_image")]
+    assert client.get("/v1/items/batch-bad").status_code == 404
+    client.delete("/v1/items/batch-ok", headers=AUTH)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": ""}])
+def test_writes_need_a_valid_key(client, headers):
+    item = {"id": "nokey", "image": data_url(jpeg())}
+    response = client.post("/v1/items", json={"items": [item]}, headers=headers)
+    assert response.status_code == 401
+    assert "API key" in response.json()["error"]["message"]
+    assert client.delete("/v1/items/item-0000", headers=headers).status_code == 401
+
+
+def test_x_api_key_header_is_accepted(client):
+    assert client.delete("/v1/items/never-existed", headers={"X-API-Key": API_KEY}).status_code == 404
+
+
+def bomb_png() -> bytes:
+    """A tiny file that declares 60000 x 60000 pixels."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (60000, 60000)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+BAD_SEARCHES = [
+    ({"json": {}}, 400, "empty_query"),
+    ({"json": {"text": "   "}}, 400, "empty_query"),
+    ({"json": {"image": "%%% not base64"}}, 400, "image_not_base64"),
+    ({"json": {"image": "data:image/png,rawbytes"}}, 400, "image_not_base64"),
+    ({"json": {"image": base64.b64encode(b"hello").decode()}}, 400, "image_not_an_image"),
+    ({"json": {"text": "x", "k": 0}}, 422, "invalid_request"),
+    ({"json": {"text": "x", "k": 101}}, 422, "invalid_request"),
+    ({"json": {"text": "x", "k": "ten"}}, 422, "invalid_request"),
+    ({"json": {"text": "x" * 2001}}, 422, "invalid_request"),
+    ({"json": {"text": "x", "colour": "red"}}, 422, "invalid_request"),
+    ({"json": {"text": "x", "filters": {"price_min": 5, "price_max": 1}}}, 422, "invalid_request"),
+    ({"json": {"text": "x", "filters": {"category": "bag"}}}, 422, "invalid_request"),
+    ({"json": {"text": "x", "image_url": "http://example.com/a.jpg"}}, 400, "fetch_disabled"),
+    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422,
+     "invalid_request"),
+    ({"content": b"text=x", "headers": {"content-type": "text/plain"}}, 415,
+     "unsupported_media_type"),
+    ({"data": {"text": "x", "filters": "{oops"}}, 400, "invalid_filters"),
+    ({"data": {"text": "x"}, "files": {"image": ("b.png", b"", "image/png")}}, 400, "image_empty"),
+]
+
+
+@pytest.mark.parametrize("request_kwargs,status,code", BAD_SEARCHES)
+def test_bad_searches_get_a_clear_4xx(client, request_kwargs, status, code):
+    response = client.post("/v1/search", **request_kwargs)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and len(error["message"]) > 10
+
+
+def test_image_limits(client):
+    response = client.post("/v1/search", json={"image": data_url(bomb_png())})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "image_too_large"
+    response = client.post("/v1/search", data={"text": "x"},
+                           files={"image": ("big.bin", b"\0" * 2_100_000, "image/jpeg")})
+    assert response.status_code == 413
+    assert "MAX_REQUEST_BYTES" in response.json()["error"]["message"]
+
+
+def test_unknown_items_and_bad_ids(client):
+    assert client.get("/v1/items/no-such-item").json()["error"]["code"] == "item_not_found"
+    assert client.get("/v1/items/no-such-item/image").status_code == 404
+    assert client.get("/v1/items/bad%20id!").status_code == 422
+    assert client.get("/v1/items/item-0000/image", params={"size": 5000}).status_code == 422
+    assert client.get("/v1/nothing-here").json()["error"]["code"] == "not_found"
+
+
+def test_health_readiness_and_openapi(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["ready"] and ready["checks"] == {"milvus": "ok", "embedder": "ok", "reranker": "ok"}
+    spec = client.get("/openapi.json").json()
+    content = spec["paths"]["/v1/search"]["post"]["requestBody"]["content"]
+    assert set(content) == {"application/json", "multipart/form-data"}
+    assert {"/v1/items", "/v1/items/{item_id}", "/v1/items/{item_id}/image"} <= set(spec["paths"])
+
+
+def test_metrics_reach_rays_prometheus_endpoint(client):
+    import time
+
+    import httpx
+
+    from tests.conftest import METRICS_PORT
+
+    search(client, text="metrics please", k=2, rerank=False)
+    deadline, names = time.monotonic() + 40, set()
+    wanted = {"ray_pardus_requests_total", "ray_pardus_stage_latency_ms_bucket",
+              "ray_pardus_rerank_total", "ray_pardus_embed_batch_size_bucket"}
+    while time.monotonic() < deadline and not wanted <= names:
+        text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).text
+        names = {line.split("{")[0] for line in text.splitlines() if line.startswith("ray_pardus")}
+        time.sleep(2)
+    assert wanted <= names, names
