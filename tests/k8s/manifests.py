@@ -1,4 +1,4 @@
-"""Helpers for the manifest tests: render overlays, validate kinds, read Ray worker group capacity."""
+"""Manifest test helpers: render overlays, validate kinds, read Ray worker group capacity."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
 # -- validation ---------------------------------------------------------------------------------
 
 def validate_core(doc: dict[str, Any]) -> list[str]:
-    """Errors of a core Kubernetes object against the bundled schemas (strict: no unknown fields)."""
+    """Errors of a core Kubernetes object with the bundled schemas (strict: no unknown fields)."""
     import kubernetes_validate
 
     try:
@@ -86,7 +86,8 @@ def strict_schema(schema: Any) -> Any:
     out = dict(schema)
     if "properties" in out:
         out["properties"] = {k: strict_schema(v) for k, v in out["properties"].items()}
-        if "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        closed = not out.get("x-kubernetes-preserve-unknown-fields")
+        if "additionalProperties" not in out and closed:
             out["additionalProperties"] = False
     for key in ("items", "additionalProperties", "not"):
         if isinstance(out.get(key), dict):
@@ -134,7 +135,7 @@ def parse_quantity(value: Any) -> float:
 
 
 def start_resources(params: dict[str, str]) -> dict[str, float]:
-    """The custom resources of rayStartParams.resources ('"{\\"name\\": 1}"' as KubeRay takes it)."""
+    """The custom resources in rayStartParams.resources ('"{\\"name\\": 1}"', as KubeRay has it)."""
     text = params.get("resources", "").strip()
     if not text:
         return {}
@@ -162,7 +163,8 @@ def _group(name: str, spec: dict[str, Any], min_nodes: int, max_nodes: int) -> G
     limits = pod["containers"][0]["resources"]["limits"]
     cpu = parse_quantity(params.get("num-cpus", limits["cpu"]))
     gpu = parse_quantity(params.get("num-gpus", limits.get("nvidia.com/gpu", 0)))
-    return Group(name, {"CPU": cpu, "GPU": gpu, **start_resources(params)}, min_nodes, max_nodes, pod)
+    capacity = {"CPU": cpu, "GPU": gpu, **start_resources(params)}
+    return Group(name, capacity, min_nodes, max_nodes, pod)
 
 
 def ray_groups(cluster: dict[str, Any]) -> dict[str, Group]:
@@ -188,10 +190,12 @@ def max_replicas(deployment: dict[str, Any]) -> int:
 
 
 def fits(demand: dict[str, float], capacity: dict[str, float]) -> bool:
-    return all(amount <= capacity.get(name, 0.0) + 1e-9 for name, amount in demand.items() if amount)
+    return all(amount <= capacity.get(name, 0.0) + 1e-9
+               for name, amount in demand.items() if amount)
 
 
-def pack(demands: list[dict[str, float]], nodes: list[dict[str, float]]) -> list[dict[str, float]]:
+def pack(demands: list[dict[str, float]],
+         nodes: list[dict[str, float]]) -> list[dict[str, float]]:
     """First-fit decreasing of demands onto nodes; returns the demands left without a node."""
     free = [dict(node) for node in nodes]
     left = []

@@ -1,4 +1,4 @@
-"""Every manifest validates: core kinds against Kubernetes' schemas, KubeRay/Milvus kinds against CRDs."""
+"""Every manifest validates: core kinds with Kubernetes' schemas, KubeRay/Milvus kinds with CRDs."""
 
 from __future__ import annotations
 

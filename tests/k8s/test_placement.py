@@ -24,7 +24,8 @@ def _rayservice(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _placement(profile: str) -> dict[str, str]:
-    return {name: rule["group"] for name, rule in PLACEMENT["profiles"][profile]["deployments"].items()}
+    rules = PLACEMENT["profiles"][profile]["deployments"]
+    return {name: rule["group"] for name, rule in rules.items()}
 
 
 def _ray_containers(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -67,12 +68,22 @@ def test_gpu_deployments_land_on_gpu_groups(profile: str, rendered) -> None:
         if deployment["ray_actor_options"].get("num_gpus", 0) > 0:
             gpu_groups.add(group.name)
             resources = group.container["resources"]
-            assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] >= 1
+            limits, requests = resources["limits"], resources["requests"]
+            assert limits["nvidia.com/gpu"] == requests["nvidia.com/gpu"] >= 1
             assert group.pod["nodeSelector"] and GPU_TOLERATION in group.pod["tolerations"]
     assert gpu_groups == {"embedder-gpu", "reranker-gpu"}
     cpu = groups["cpu-workers"]
     assert cpu.capacity["GPU"] == 0
     assert "nvidia.com/gpu" not in str(cpu.container["resources"]) and "tolerations" not in cpu.pod
+
+
+def test_base_is_the_prod_profile_and_fits() -> None:
+    """Checked without kustomize: the base RayService carries profile prod, and it fits."""
+    service = _rayservice(load_docs(K8S / "base" / "rayservice.yaml"))
+    assert PLACEMENT["profiles"]["prod"]["manifest"] == "base/rayservice.yaml"
+    assert service["spec"]["serveConfigV2"] == render("prod")
+    groups = ray_groups(service["spec"]["rayClusterConfig"])
+    assert serve_fit_problems(serve_config("prod"), groups, _placement("prod")) == []
 
 
 def test_fit_check_catches_what_would_not_fit(rendered) -> None:
@@ -150,7 +161,8 @@ def test_ray_pods_are_wired(overlay: str, rendered) -> None:
             assert {"configMapRef": {"name": "pardus-config"}} in container["envFrom"], where
             secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
                        if "secretKeyRef" in e.get("valueFrom", {})}
-            assert secrets["PARDUS_MILVUS__TOKEN"] == {"name": "pardus-secrets", "key": "milvus-token"}
+            token = {"name": "pardus-secrets", "key": "milvus-token"}
+            assert secrets["PARDUS_MILVUS__TOKEN"] == token, where
             if doc["kind"] == "RayService":
                 assert secrets["PARDUS_SERVING__API_KEYS"]["key"] == "api-keys", where
             mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
@@ -166,7 +178,8 @@ def test_ray_pods_are_wired(overlay: str, rendered) -> None:
 def test_services_find_each_other(profile: str, rendered) -> None:
     docs = rendered(profile)
     milvus = one(docs, "Milvus", "pardus")
-    assert milvus["spec"]["mode"] == "cluster" and milvus["spec"]["components"]["queryNode"]["replicas"] >= 1
+    assert milvus["spec"]["mode"] == "cluster"
+    assert milvus["spec"]["components"]["queryNode"]["replicas"] >= 1
     uri = one(docs, "ConfigMap", "pardus-config")["data"]["PARDUS_MILVUS__URI"]
     assert uri == f"http://{milvus['metadata']['name']}-milvus:19530"
     labels = [g["template"]["metadata"]["labels"]

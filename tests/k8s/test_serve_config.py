@@ -28,7 +28,8 @@ def test_placement_is_applied_on_top_of_serve_config() -> None:
     original = load_yaml(SERVE_CONFIG)
     config = serve_config("prod")
     assert config["http_options"]["host"] == "0.0.0.0"
-    assert config["http_options"]["request_timeout_s"] == original["http_options"]["request_timeout_s"]
+    timeout = original["http_options"]["request_timeout_s"]
+    assert config["http_options"]["request_timeout_s"] == timeout
     deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
     originals = {d["name"]: d for d in original["applications"][0]["deployments"]}
     assert set(deployments) == set(originals) == {"Ingress", "Embedder", "Reranker"}
