@@ -110,7 +110,8 @@ def main() -> None:
     finally:
         lite_server.stop(work / "lite.db")
     if milvus_server.network_is_private() and milvus_server.binary():
-        with milvus_server.milvus_server(work / "server") as uri:
+        with milvus_server.milvus_server(work / "server") as server:
+            uri = server.uri
             measure("Milvus 2.3 server", MilvusSettings(uri=uri, collection="bench", timeout_s=120),
                     args.vectors, queries, table)
     else:

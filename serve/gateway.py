@@ -52,14 +52,27 @@ class StoreGateway:
             self._last_attempt = time.monotonic()
             if not self.dim:
                 self.dim = int(await self._dim())
-            self._store = await asyncio.to_thread(self._open)
+            try:
+                self._store = await asyncio.wait_for(asyncio.to_thread(self._open),
+                                                     self.settings.timeout_s)
+            except asyncio.TimeoutError:
+                raise StoreUnavailable(f"Milvus at {self.settings.uri} did not answer within "
+                                       f"{self.settings.timeout_s:g} s") from None
             return self._store
 
-    async def call(self, method: str, *args: Any) -> Any:
-        """store.<method>(*args) in a thread; StoreUnavailable drops the connection."""
+    async def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        """store.<method>(*args) in a thread, within the Milvus timeout; StoreUnavailable (or
+        no answer in time: pymilvus retries a frozen server far past its own timeout) drops
+        the connection."""
+        timeout = timeout or self.settings.timeout_s
         store = await self._connected()
         try:
-            return await asyncio.to_thread(getattr(store, method), *args)
+            return await asyncio.wait_for(asyncio.to_thread(getattr(store, method), *args),
+                                          timeout)
+        except asyncio.TimeoutError:
+            await self.reset(store)
+            raise StoreUnavailable(f"Milvus at {self.settings.uri} did not answer {method} "
+                                   f"within {timeout:g} s") from None
         except StoreUnavailable:
             await self.reset(store)
             raise
@@ -69,14 +82,16 @@ class StoreGateway:
             if self._store is not None and (store is None or store is self._store):
                 old, self._store = self._store, None
                 self._last_attempt = 0.0  # reconnect on the next call, not after a pause
-                await asyncio.to_thread(old.close)
+                # closing may block on a dead server: let it finish in the background
+                asyncio.get_running_loop().run_in_executor(None, old.close)
 
     async def check(self) -> str:
         """'ok', or what is wrong (readiness)."""
         try:
-            return "ok" if await self.call("ping") else "the collection does not exist"
-        except (StoreUnavailable, StoreError) as exc:
-            return str(exc)
+            found = await self.call("ping", timeout=min(self.settings.timeout_s, 3.0))
+            return "ok" if found else "the collection does not exist"
+        except Exception as exc:  # readiness reports every failure, it never raises
+            return str(exc) or type(exc).__name__
 
     async def close(self) -> None:
         await self.reset()

@@ -41,8 +41,9 @@ def embedder(embedder_settings):
 
 
 @pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory):
-    """A real Milvus 2.3 standalone server (PyPI `milvus`), in the private network namespace."""
+def milvus_process(tmp_path_factory):
+    """A real Milvus 2.3 standalone server (PyPI `milvus`), in the private network namespace;
+    tests that stop it must start it again."""
     from tests.support import milvus_server as server
 
     if not server.network_is_private():
@@ -50,8 +51,14 @@ def milvus_server(tmp_path_factory):
                     "tests/run-isolated (make test) so it lives in a loopback-only namespace")
     if server.binary() is None:
         pytest.skip("milvus-server is not installed (pip install milvus==2.3.5)")
-    with server.milvus_server(tmp_path_factory.mktemp("milvus-server")) as uri:
-        yield uri
+    with server.milvus_server(tmp_path_factory.mktemp("milvus-server")) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def milvus_server(milvus_process) -> str:
+    """The URI of the session's Milvus server."""
+    return milvus_process.uri
 
 
 @pytest.fixture(scope="session")
