@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from serve.cli_k8s import k8s_app
 from serve.cli_catalogue import console, err_console, ingest, print_summary, store_app, with_overrides
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
@@ -123,74 +124,139 @@ def embed(
     console.print(table)
 
 
-def _embedder_settings_or_tiny(workdir: Path):
-    """The configured embedder settings; when its weights are missing, a tiny model (say so)."""
-    from deployments.embedder.checkpoint import WeightsNotFound, resolve
-    from deployments.embedder.tiny import write_tiny_model
-    from deployments.settings import get_settings
+def _filters(category: list[str] | None, price_min: float | None,
+             price_max: float | None) -> dict | None:
+    filters = {"categories": category or None, "price_min": price_min, "price_max": price_max}
+    return {k: v for k, v in filters.items() if v is not None} or None
 
-    settings = get_settings().embedder
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[Optional[str], typer.Option(help="Interface to bind (PARDUS_SERVING__HOST).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="HTTP port (PARDUS_SERVING__PORT).")] = None,
+    rerank: Annotated[bool, typer.Option(help="Run the vLLM reranker.")] = True,
+    tiny: Annotated[bool, typer.Option(
+        help="Use tiny random-weight models where real weights are missing (rankings meaningless)."
+    )] = False,
+    workdir: Annotated[Path, typer.Option(help="Where tiny models are written.")] = Path("data/serve"),
+) -> None:
+    """Start a local Ray and the Pardus app (ingress, embedder, reranker) on the configured store."""
+    from deployments.settings import get_settings
+    from serve.cli_service import (embedder_overrides, reranker_overrides, start_service,
+                                   stop_service, wait_for_interrupt)
+
+    settings = get_settings()
+    overrides = {"embedder": embedder_overrides(workdir, allow_tiny=tiny),
+                 "reranker": reranker_overrides(workdir, rerank, allow_tiny=tiny)}
+    url = start_service(overrides, host or settings.serving.host, port or settings.serving.port)
     try:
-        resolve(settings)
-        return settings
-    except WeightsNotFound as exc:
-        err_console.print(f"[yellow]{exc}[/]")
-    tiny = workdir / "tiny-model"
-    err_console.print(
-        f"[yellow]Using a tiny random-weight model written to {tiny} instead: the pipeline is "
-        "real, the rankings are meaningless.[/]"
-    )
-    env = write_tiny_model(tiny)
-    return settings.model_copy(update={
-        "checkpoint": env["PARDUS_EMBEDDER__CHECKPOINT"],
-        "text_model": env["PARDUS_EMBEDDER__TEXT_MODEL"], "vision_config": None,
-    })
+        wait_for_interrupt(url)
+    finally:
+        stop_service()
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Option("--text", "-t", help="What to look for.")] = "",
+    image: Annotated[Optional[Path], typer.Option("--image", "-i", exists=True, dir_okay=False,
+                                                  help="A query image.")] = None,
+    k: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    rerank: Annotated[bool, typer.Option(help="Rerank with the vision-language model.")] = True,
+    category: Annotated[Optional[list[str]], typer.Option(help="Only this category (repeatable).")] = None,
+    price_min: Annotated[Optional[float], typer.Option(min=0)] = None,
+    price_max: Annotated[Optional[float], typer.Option(min=0)] = None,
+    url: Annotated[Optional[str], typer.Option(help="The service (default: the configured host:port).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="PARDUS_API_KEY")] = None,
+    in_process: Annotated[bool, typer.Option(
+        help="No service: embed and search in this process (no reranking).")] = False,
+) -> None:
+    """Search a running Pardus service (or, with --in-process, the configured store directly)."""
+    import httpx
+
+    from deployments.filters import FilterError
+    from deployments.settings import get_settings
+    from serve.cli_service import print_results, search_in_process, search_over_http
+    from serve.errors import ApiError
+
+    if not text.strip() and image is None:
+        raise typer.BadParameter("give --text, --image, or both")
+    filters = _filters(category, price_min, price_max)
+    title = f"query: {text!r}" + (f" + {image}" if image else "")
+    try:
+        if in_process:
+            body = search_in_process(text, image, k, filters)
+        else:
+            serving = get_settings().serving
+            body = search_over_http(url or f"http://{serving.host}:{serving.port}", text, image,
+                                    k, rerank, filters, api_key)
+    except httpx.ConnectError:
+        err_console.print(f"[red]no Pardus service answers at {url or 'the configured address'}: "
+                          "start one with `pardus serve`, or search with --in-process[/]",
+                          soft_wrap=True)
+        raise typer.Exit(2) from None
+    except (ApiError, FilterError) as exc:
+        err_console.print(f"[red]{getattr(exc, 'message', exc)}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    print_results(body, title)
 
 
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the sample catalogue and store go.")] = Path("data/demo"),
     count: Annotated[int, typer.Option(min=1, max=10_000)] = 48,
-    k: Annotated[int, typer.Option(min=1, max=100)] = 5,
+    k: Annotated[int, typer.Option(min=1, max=100)] = 6,
+    rerank: Annotated[bool, typer.Option(help="Rerank with the vision-language model (vLLM).")] = True,
+    port: Annotated[int, typer.Option(help="HTTP port (a free one is taken if busy).")] = 8000,
+    keep_running: Annotated[bool, typer.Option(help="Keep serving after the query (Ctrl-C stops).")] = False,
 ) -> None:
-    """Draw a sample catalogue, ingest it into Milvus Lite with Ray Data, run a composed query."""
+    """Draw a sample catalogue, ingest it into Milvus Lite, start the service, run a composed query."""
     from deployments import lite_server
-    from deployments.embedder.encoder import Embedder
     from deployments.settings import get_settings
-    from deployments.store import CatalogueStore
     from ingest.pipeline import run_ingest
     from ingest.samples import draw_product, write_sample_catalogue
+    from serve.cli_service import (embedder_overrides, ensure_ray, free_port, print_results,
+                                   reranker_overrides, search_over_http, start_service,
+                                   stop_service, wait_for_interrupt)
 
-    settings = get_settings().model_copy(update={"embedder": _embedder_settings_or_tiny(workdir)})
-    settings = with_overrides(settings, "milvus", uri=str(workdir / "pardus.db"), collection="demo")
-    settings = with_overrides(settings, "ingest", report=str(workdir / "ingest-report.jsonl"))
+    catalogue = workdir / "catalogue"
+    overrides = {
+        "embedder": embedder_overrides(workdir, allow_tiny=True),
+        "milvus": {"uri": str(workdir / "pardus.db"), "collection": "demo"},
+        "ingest": {"report": str(workdir / "ingest-report.jsonl")},
+        "serving": {"image_root": str(catalogue.resolve())},
+    }
+    settings = get_settings()
+    settings = settings.model_copy(update={
+        "embedder": settings.embedder.model_copy(update=overrides["embedder"])})
+    settings = with_overrides(settings, "milvus", **overrides["milvus"])
+    settings = with_overrides(settings, "ingest", **overrides["ingest"])
+    overrides["reranker"] = reranker_overrides(workdir, rerank, allow_tiny=True)
     with console.status(f"drawing {count} sample products"):
-        write_sample_catalogue(workdir / "catalogue", count=count)
+        write_sample_catalogue(catalogue, count=count)
+    query_image, query_text = workdir / "query-leopard.jpg", "a phone case with this"
+    draw_product("bag", "yellow", "leopard", seed=7).save(query_image)
     try:
-        summary = run_ingest(str(workdir / "catalogue" / "items.jsonl"), settings)
-        print_summary(summary)
-        embedder = Embedder(settings.embedder)
-        query_image, query_text = workdir / "query-leopard.jpg", "a phone case with this"
-        draw_product("bag", "yellow", "leopard", seed=7).save(query_image)
-        query = embedder.encode_pairs([query_image], [query_text]).vectors[0]
-        store = CatalogueStore(settings.milvus, embedder.dim)
-        hits = store.search(query, k)
-        store.close()
+        ensure_ray()
+        print_summary(run_ingest(str(catalogue / "items.jsonl"), settings))
+        url = start_service(overrides, "127.0.0.1", free_port("127.0.0.1", port))
+        try:
+            body = search_over_http(url, query_text, query_image, k, rerank, None, None)
+            print_results(body, f"query: {query_text!r} + {query_image}")
+            if keep_running:
+                wait_for_interrupt(url)
+            else:
+                console.print(f"Try it yourself: `pardus demo --keep-running`, then open the "
+                              f"page, or `pardus search --text ... --image ...`.", soft_wrap=True)
+        finally:
+            stop_service()
     finally:
         lite_server.stop(settings.milvus.uri)
-    table = Table(title=f"query: {query_text!r} + {query_image}")
-    for column in ("rank", "score", "id", "title", "category", "price"):
-        table.add_column(column)
-    for rank, hit in enumerate(hits, start=1):
-        item = hit.item
-        table.add_row(str(rank), f"{hit.score:.3f}", item.id, item.title, item.category,
-                      f"{item.price:.2f}" if item.price >= 0 else "-")
-    console.print(table)
 
 
-# The catalogue commands (ingest, store ...) live in their own module.
+# The catalogue commands (ingest, store ...) and the Kubernetes ones live in their own modules.
 app.command()(ingest)
 app.add_typer(store_app, name="store")
+app.add_typer(k8s_app, name="k8s")
 
 
 if __name__ == "__main__":

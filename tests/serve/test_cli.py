@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import httpx
 import numpy as np
 from typer.testing import CliRunner
 
+from deployments import lite_server
 from serve.cli import app
 
 runner = CliRunner()
@@ -79,14 +86,88 @@ def test_embed_without_weights_explains_what_to_do(tmp_path, monkeypatch):
     assert "pardus models tiny" in result.output
 
 
-def test_demo_falls_back_to_a_tiny_model(tmp_path, monkeypatch):
+def run_cli(args: list[str], env: dict, timeout: float = 420) -> subprocess.CompletedProcess:
+    """`pardus ...` in its own process: commands that start Ray must not share the test's."""
+    return subprocess.run([sys.executable, "-m", "serve.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **env})
+
+
+def test_demo_ingests_serves_and_answers_a_composed_query(tmp_path):
+    """The README's main job, end to end: tiny models (no weights here), Serve, vLLM rerank."""
+    result = run_cli(["demo", "--workdir", str(tmp_path / "demo"), "--count", "12", "--port",
+                      "8151"], {"PARDUS_EMBEDDER__CHECKPOINT": str(tmp_path / "missing.pth")})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "rankings and reasons are meaningless" in output
+    assert "a phone case with this" in output and "SAMPLE0000" in output
+    assert "reranked" in output and "timings: embed" in output
+    assert len(list((tmp_path / "demo" / "catalogue" / "images").glob("*.jpg"))) == 12
+    assert not (tmp_path / "demo" / "pardus.db.server.json").exists()  # Lite server stopped
+
+
+def test_serve_without_weights_says_what_to_do(tmp_path, monkeypatch):
     from deployments.settings import get_settings
 
     monkeypatch.setenv("PARDUS_EMBEDDER__CHECKPOINT", str(tmp_path / "missing.pth"))
     get_settings.cache_clear()
-    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo"), "--count", "8"])
+    result = runner.invoke(app, ["serve"])
     get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "pardus models tiny" in result.output
+
+
+def test_serve_starts_answers_and_stops_on_interrupt(tmp_path, tiny_model):
+    env = {**tiny_model, "PARDUS_MILVUS__URI": str(tmp_path / "store.db"),
+           "PARDUS_SERVING__IMAGE_ROOT": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "-m", "serve.cli", "serve", "--port", "8152",
+                                "--no-rerank"], env={**os.environ, **env},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get("http://127.0.0.1:8152/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        body = httpx.post("http://127.0.0.1:8152/v1/search", json={"text": "a mug"},
+                          timeout=60).json()
+        assert body["results"] == [] and "disabled" in body["rerank_note"]  # empty catalogue
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output[-3000:]
+    assert "Pardus is serving at http://127.0.0.1:8152" in output
+    lite_server.stop(tmp_path / "store.db")
+
+
+def test_search_against_the_service_and_in_process(service_url, service_settings, monkeypatch):
+    result = runner.invoke(app, ["search", "--url", service_url, "--text", "a yellow bag",
+                                 "--k", "3", "--no-rerank", "--category", "Clothing"])
     assert result.exit_code == 0, result.output
-    assert "rankings are meaningless" in result.output
-    assert "SAMPLE0000" in result.output and "a phone case with this" in result.output
-    assert len(list((tmp_path / "demo" / "catalogue" / "images").glob("*.jpg"))) == 8
+    assert "SAMPLE" in result.output and "not reranked" in result.output
+
+    from deployments.settings import get_settings
+
+    embedder = service_settings["embedder"]
+    monkeypatch.setenv("PARDUS_EMBEDDER__CHECKPOINT", embedder["checkpoint"])
+    monkeypatch.setenv("PARDUS_EMBEDDER__TEXT_MODEL", embedder["text_model"])
+    monkeypatch.setenv("PARDUS_MILVUS__URI", service_settings["milvus"]["uri"])
+    monkeypatch.setenv("PARDUS_MILVUS__COLLECTION", service_settings["milvus"]["collection"])
+    get_settings.cache_clear()
+    try:
+        local = runner.invoke(app, ["search", "--in-process", "--text", "a yellow bag", "--k", "3",
+                                    "--category", "Clothing"])
+    finally:
+        get_settings.cache_clear()
+    assert local.exit_code == 0, local.output
+    ids = lambda text: [w for w in text.split() if w.startswith("SAMPLE")]  # noqa: E731
+    assert ids(local.output) == ids(result.output)
+
+
+def test_search_explains_a_missing_service_and_bad_filters(service_url):
+    result = runner.invoke(app, ["search", "--url", "http://127.0.0.1:8159", "--text", "x"])
+    assert result.exit_code == 2 and "pardus serve" in result.output
+    result = runner.invoke(app, ["search", "--url", service_url, "--text", "x",
+                                 "--price-min", "9", "--price-max", "1"])
+    assert result.exit_code == 1 and "price_min" in result.output

@@ -1,0 +1,225 @@
+"""`pardus serve`, `pardus search` and `pardus demo`: the service side of the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import httpx
+import typer
+from rich.table import Table
+
+from serve.cli_catalogue import console, err_console, print_summary, with_overrides
+
+TINY_NOTE = ("random weights: every stage runs for real, but rankings and reasons are "
+             "meaningless")
+
+
+# -- weights ------------------------------------------------------------------------------------
+def embedder_overrides(workdir: Path, allow_tiny: bool) -> dict[str, Any]:
+    """{} when the configured Visualized BGE weights are at hand; else a tiny model (if
+    allowed, said loudly) or a clear exit."""
+    from deployments.embedder.checkpoint import WeightsNotFound, resolve
+    from deployments.embedder.tiny import write_tiny_model
+    from deployments.settings import get_settings
+
+    try:
+        resolve(get_settings().embedder)
+        return {}
+    except WeightsNotFound as exc:
+        err_console.print(f"[yellow]{exc}[/]", soft_wrap=True)
+        if not allow_tiny:
+            raise typer.Exit(2) from None
+    tiny = workdir / "tiny-model"
+    err_console.print(f"[yellow]Using a tiny Visualized BGE written to {tiny} ({TINY_NOTE}).[/]",
+                      soft_wrap=True)
+    env = write_tiny_model(tiny)
+    return {"checkpoint": env["PARDUS_EMBEDDER__CHECKPOINT"],
+            "text_model": env["PARDUS_EMBEDDER__TEXT_MODEL"], "vision_config": None}
+
+
+def reranker_missing(model: str) -> str | None:
+    """None when vLLM can load `model` (a local folder, the hub cache, or a reachable hub);
+    else what is wrong and what to do."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if Path(model).is_dir():
+        return None if (Path(model) / "config.json").exists() else f"{model} has no config.json"
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return None
+    host = httpx.URL(constants.ENDPOINT).host
+    try:
+        if not constants.HF_HUB_OFFLINE:
+            socket.getaddrinfo(host, 443)
+            return None
+    except OSError:
+        pass
+    return (f"the reranker {model!r} is not on this machine and the hub ({host}) is "
+            "unreachable: download it (huggingface-cli download "
+            "microsoft/Phi-3-vision-128k-instruct --local-dir /models/phi3v) and set "
+            "PARDUS_RERANKER__MODEL=/models/phi3v, or write a tiny random-weight one with "
+            "`pardus models tiny-reranker DIR`")
+
+
+def reranker_overrides(workdir: Path, enabled: bool, allow_tiny: bool) -> dict[str, Any]:
+    from deployments.reranker.tiny_phi3v import write_tiny_phi3v
+    from deployments.settings import get_settings
+
+    configured = get_settings().reranker
+    if not enabled or not configured.enabled:
+        return {"enabled": False}
+    problem = reranker_missing(configured.model)
+    if problem is None:
+        return {}
+    if not allow_tiny:
+        err_console.print(f"[yellow]{problem}. Serving without reranking (answers are flagged "
+                          "reranked=false).[/]", soft_wrap=True)
+        return {"enabled": False}
+    path = write_tiny_phi3v(workdir / "tiny-reranker")
+    err_console.print(f"[yellow]{problem}.\nUsing a tiny Phi-3-Vision written to {path} "
+                      f"({TINY_NOTE}).[/]", soft_wrap=True)
+    return {"model": str(path), "dtype": "float32", "max_model_len": 4096, "num_crops": 1,
+            "enforce_eager": True, "grid_cell": 96, "max_tokens": 160, "max_candidates": 8,
+            "timeout_s": 120}
+
+
+# -- running the app ------------------------------------------------------------------------------
+def free_port(host: str, wanted: int) -> int:
+    with socket.socket() as probe:
+        if probe.connect_ex((host, wanted)) != 0:
+            return wanted
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def ensure_ray() -> None:
+    """A local Ray for this process (RAY_ADDRESS joins a cluster instead). Logical CPUs are
+    at least 4 so the three deployments and an ingest fit on a small machine."""
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        address = os.environ.get("RAY_ADDRESS") or "local"  # never join a stray cluster
+        local = address == "local"
+        ray.init(address=address, num_cpus=max(4, os.cpu_count() or 1) if local else None,
+                 include_dashboard=False if local else None, log_to_driver=False,
+                 configure_logging=False)
+
+
+def start_service(overrides: dict[str, Any], host: str, port: int) -> str:
+    """Start Serve on host:port and the app on this process's Ray; wait until ready."""
+    from ray import serve
+
+    from serve.app import build_app
+
+    with console.status("starting Ray and the Pardus app (first start loads the models)"):
+        ensure_ray()
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(build_app({"settings": overrides}), name="pardus", route_prefix="/")
+        url = f"http://{host}:{port}"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+    raise RuntimeError(f"the service at {url} did not become ready: see /readyz")
+
+
+def stop_service() -> None:
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+def wait_for_interrupt(url: str) -> None:
+    console.print(f"[green]Pardus is serving at {url}[/]  (web page {url}/, API docs "
+                  f"{url}/docs). Ctrl-C stops it.", soft_wrap=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
+# -- searching --------------------------------------------------------------------------------------
+def print_results(body: dict, title: str) -> None:
+    table = Table(title=title)
+    for column in ("rank", "retrieval", "score", "id", "title", "category", "price"):
+        table.add_column(column)
+    for r in body["results"]:
+        table.add_row(str(r["rank"]), str(r["retrieval_rank"]), f"{r['score']:.3f}", r["id"],
+                      r["title"], r["category"], "-" if r["price"] is None else f"{r['price']:.2f}")
+    console.print(table)
+    if body["reranked"]:
+        console.print(f"reranked; why #1 fits: {body['reason'] or '(no reason given)'}",
+                      soft_wrap=True)
+    else:
+        console.print(f"[yellow]not reranked: {body['rerank_note']}[/]", soft_wrap=True)
+    stages = ", ".join(f"{k} {v:.0f} ms" for k, v in body["timings_ms"].items())
+    console.print(f"timings: {stages}")
+
+
+def search_over_http(url: str, text: str, image: Path | None, k: int, rerank: bool,
+                     filters: dict | None, api_key: str | None) -> dict:
+    data = {"text": text, "k": str(k), "rerank": str(rerank).lower()}
+    if filters:
+        data["filters"] = json.dumps(filters)
+    files = {"image": (image.name, image.read_bytes())} if image else None
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    response = httpx.post(f"{url}/v1/search", data=data, files=files, headers=headers,
+                          timeout=300)
+    if response.status_code != 200:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:500]
+        err_console.print(f"[red]HTTP {response.status_code}: {message}[/]", soft_wrap=True)
+        raise typer.Exit(1)
+    return response.json()
+
+
+def search_in_process(text: str, image: Path | None, k: int, filters: dict | None) -> dict:
+    """The same SearchService without Ray Serve: a local embedder and store, no reranker."""
+    from deployments.embedder.encoder import Embedder
+    from deployments.embedder.images import ImageLimits
+    from deployments.filters import parse_filters
+    from deployments.settings import get_settings
+    from serve.embedder import Embedding
+    from serve.gateway import ImageLibrary, StoreGateway
+    from serve.search import Query, SearchService
+
+    settings = get_settings()
+    embedder = Embedder(settings.embedder)
+
+    async def embed(query):
+        result = (embedder.encode_pairs([query.image], [query.text]) if query.image
+                  else embedder.encode_texts([query.text]))
+        error = result.errors[0]
+        return Embedding(None if error else result.vectors[0], result.truncated[0], error)
+
+    async def dim() -> int:
+        return embedder.dim
+
+    async def run() -> dict:
+        store = StoreGateway(settings.milvus, dim)
+        images = ImageLibrary(settings.serving.image_root, ImageLimits())
+        service = SearchService(settings, embed, None, store, images)
+        query = Query(text, image.read_bytes() if image else None, k, parse_filters(filters),
+                      rerank=False)
+        try:
+            return (await service.search(query)).model_dump()
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
