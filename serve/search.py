@@ -65,6 +65,8 @@ class SearchService:
         self.limits = ImageLimits(settings.embedder.max_image_pixels,
                                   settings.embedder.max_image_bytes)
         self.metrics = metrics()
+        # The reranker stops itself at reranker.timeout_s; past this grace it is presumed stuck.
+        self.rerank_grace_s = 5.0
 
     # -- helpers ------------------------------------------------------------------------------
     async def _store(self, method: str, *args):
@@ -119,7 +121,7 @@ class SearchService:
         start = time.perf_counter()
         try:
             result = await asyncio.wait_for(self.rerank(query.text, query.image, candidates),
-                                            self.settings.reranker.timeout_s + 10)
+                                            self.settings.reranker.timeout_s + self.rerank_grace_s)
         except Exception as exc:  # down, restarting or stuck: degrade, flagged
             log.warning("reranker failed: %r", exc)
             return {**fallback, "note": "the reranker is unavailable: retrieval order",
