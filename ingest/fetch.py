@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import posixpath
+from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from deployments.embedder.images import ImageError, read_file
+from ingest.sources import first_line, is_uri
 
 REMOTE_SCHEMES = {"s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file"}
+
+
+def _escape(reference: str, root: Path | str) -> ImageError:
+    return ImageError("path_escape", f"image path {reference} leaves the source folder {root}")
 
 
 def _read_local(path: Path, root: Path, max_bytes: int) -> bytes:
     resolved = path.resolve()
     if not resolved.is_relative_to(root):
-        raise ImageError("path_escape", f"image path {path} leaves the source folder {root}")
+        raise _escape(str(path), root)
     return read_file(resolved, max_bytes)
 
 
-def _read_pyarrow(uri: str, max_bytes: int) -> bytes:
-    from pyarrow import fs
-
+def _read_from(filesystem, path: str, uri: str, max_bytes: int) -> bytes:
     try:
-        filesystem, path = fs.FileSystem.from_uri(uri)
         with filesystem.open_input_file(path) as handle:
             if handle.size() > max_bytes:
                 raise ImageError("too_large", f"{uri} is {handle.size()} bytes, over {max_bytes}")
@@ -31,7 +36,68 @@ def _read_pyarrow(uri: str, max_bytes: int) -> bytes:
     except FileNotFoundError:
         raise ImageError("not_found", f"image not found: {uri}") from None
     except Exception as exc:  # pyarrow raises OSError/ArrowException subclasses per backend
-        raise ImageError("unreadable", f"cannot read {uri}: {exc}") from None
+        raise ImageError("unreadable", f"cannot read {uri}: {first_line(exc)}") from None
+
+
+def _read_pyarrow(uri: str, max_bytes: int) -> bytes:
+    from pyarrow import fs
+
+    try:
+        filesystem, path = fs.FileSystem.from_uri(uri)
+    except Exception as exc:
+        raise ImageError("unreadable", f"cannot read {uri}: {first_line(exc)}") from None
+    return _read_from(filesystem, path, uri, max_bytes)
+
+
+def _relative_to_root(reference: str, root: str) -> str:
+    """A reference as a normalized path inside a folder URI; path_escape if it leaves the folder."""
+    relative = reference
+    if reference.startswith("/") or urlsplit(reference).scheme.lower() == "file":
+        # a path on this machine: only inside a file:// root, never beside a remote one
+        if urlsplit(root).scheme.lower() != "file":
+            raise _escape(reference, root)
+        relative = posixpath.relpath(urlsplit(reference).path, urlsplit(root).path or "/")
+    relative = posixpath.normpath(relative)
+    if relative == ".." or relative.startswith(("../", "/")):
+        raise _escape(reference, root)
+    return relative
+
+
+def _join(root: str, relative: str) -> str:
+    parts = urlsplit(root)
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{relative}"))
+
+
+def resolve_reference(root: str, reference: str) -> str:
+    """The URI of a reference under a folder URI (s3://b/c + i/a.jpg -> s3://b/c/i/a.jpg).
+
+    ImageError path_escape when the reference is absolute or `..` takes it out of the folder.
+    """
+    return _join(root, _relative_to_root(reference, root))
+
+
+@lru_cache(maxsize=32)
+def _root_filesystem(root: str):
+    """(filesystem, path) of a folder URI, built once per worker (S3 may look up the region)."""
+    from pyarrow import fs
+
+    try:
+        return fs.FileSystem.from_uri(root)
+    except Exception as exc:
+        raise ImageError("unreadable", f"cannot open the source folder {root}: "
+                                       f"{first_line(exc)}") from None
+
+
+def _read_under_uri(reference: str, root: str, max_bytes: int) -> bytes:
+    from pyarrow import fs
+
+    relative = _relative_to_root(reference, root)
+    filesystem, base = _root_filesystem(root)
+    path = f"{base.rstrip('/')}/{relative}"
+    if isinstance(filesystem, fs.LocalFileSystem):  # file://: a symlink may point out of the folder
+        if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(base)):
+            raise _escape(reference, root)
+    return _read_from(filesystem, path, _join(root, relative), max_bytes)
 
 
 def _read_http(url: str, max_bytes: int, timeout: float) -> bytes:
@@ -54,9 +120,13 @@ def _read_http(url: str, max_bytes: int, timeout: float) -> bytes:
 
 
 def read_image_bytes(
-    reference: str, root: Path, max_bytes: int, allow_http: bool = False, timeout: float = 10.0
+    reference: str, root: Path | str, max_bytes: int, allow_http: bool = False,
+    timeout: float = 10.0,
 ) -> bytes:
-    """The bytes behind a manifest or folder image reference, or an ImageError saying why not."""
+    """The bytes behind a manifest or folder image reference, or an ImageError saying why not.
+
+    `root` is the source folder: a local path, or a folder URI (str) for a remote source.
+    """
     if not reference:
         raise ImageError("no_image", "no image reference")
     scheme = urlparse(reference).scheme.lower()
@@ -66,12 +136,12 @@ def read_image_bytes(
                 "http_disabled", f"{reference}: fetching http(s) images is off (--allow-http)"
             )
         return _read_http(reference, max_bytes, timeout)
-    if scheme == "file":
-        local = Path(urlparse(reference).path)
-        return _read_local(local, root, max_bytes)
-    if scheme in REMOTE_SCHEMES:
+    if scheme in REMOTE_SCHEMES - {"file"}:
         return _read_pyarrow(reference, max_bytes)
-    if len(scheme) > 1:  # an unknown scheme (a single letter would be a Windows drive)
+    if len(scheme) > 1 and scheme != "file":  # unknown (a single letter would be a Windows drive)
         raise ImageError("bad_reference", f"unsupported image reference scheme {scheme!r}")
-    path = Path(reference)
+    if isinstance(root, str) and is_uri(root):
+        return _read_under_uri(reference, root, max_bytes)
+    root = Path(root)
+    path = Path(urlparse(reference).path if scheme == "file" else reference)
     return _read_local(path if path.is_absolute() else root / path, root, max_bytes)

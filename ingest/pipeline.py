@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployments.settings import Settings
-from ingest.sources import Source, folder_rows, manifest_row, parse_jsonl_line
+from ingest.sources import (Source, SourceError, folder_rows, manifest_row, open_filesystem,
+                            parse_jsonl_line)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,15 @@ def _normalize_records(batch) -> dict:
     return _rows_to_batch([manifest_row(record) for record in batch.to_dict("records")])
 
 
+def _ray_paths(source: Source) -> dict:
+    """Ray Data reader arguments: a URI source is read through the pyarrow filesystem that
+    opened it (its ?region= and other options kept), a local one by path."""
+    if not source.remote:
+        return {"paths": source.location}
+    filesystem, path = open_filesystem(source.location)
+    return {"paths": path, "filesystem": filesystem}
+
+
 def read_source(source: Source, read_cpus: float):
     """The source as a Ray Dataset of rows (ingest.sources.ROW_COLUMNS)."""
     import ray.data
@@ -67,14 +77,12 @@ def read_source(source: Source, read_cpus: float):
     if source.kind == "folder":
         rows = folder_rows(source)
         if not rows:
-            from ingest.sources import SourceError
-
-            raise SourceError(f"no images under {source.path}")
+            raise SourceError(f"no images under {source.location}")
         return ray.data.from_items(rows)
     if source.kind == "jsonl":
-        lines = ray.data.read_text(str(source.path), num_cpus=read_cpus)
+        lines = ray.data.read_text(**_ray_paths(source), num_cpus=read_cpus)
         return lines.map_batches(_parse_lines, batch_format="numpy", num_cpus=read_cpus)
-    records = ray.data.read_parquet(str(source.path), num_cpus=read_cpus)
+    records = ray.data.read_parquet(**_ray_paths(source), num_cpus=read_cpus)
     return records.map_batches(_normalize_records, batch_format="pandas", num_cpus=read_cpus)
 
 
@@ -94,7 +102,7 @@ def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus):
     ds = read_source(source, opts.fetch_num_cpus)
     ds = ds.map_batches(
         FetchDecode, batch_format="numpy", batch_size=opts.batch_size,
-        fn_constructor_kwargs=dict(root=str(source.root), image_size=image_size,
+        fn_constructor_kwargs=dict(root=source.root, image_size=image_size,
                                    embedder=settings.embedder, ingest=opts, milvus=milvus),
         concurrency=opts.fetch_actors, num_cpus=opts.fetch_num_cpus,
     )
@@ -133,7 +141,7 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False) -> Inge
     store = CatalogueStore(settings.milvus, dim, shared=True)  # Lite: a shared local server
     store.ensure_collection()
     milvus = settings.milvus.model_copy(update={"uri": store.uri})
-    summary = IngestSummary(str(source.path), settings.milvus.collection, store.uri)
+    summary = IngestSummary(source.location, settings.milvus.collection, store.uri)
     _ensure_ray()
 
     start = time.perf_counter()

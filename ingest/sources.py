@@ -1,5 +1,8 @@
 """Catalogue sources: a folder of images or an Amazon-Reviews-2023-style manifest (JSONL/Parquet).
 
+A source is a local path or a filesystem URI (s3://, gs://, abfs://, hdfs://, file://, through
+pyarrow); its root is the folder image references resolve under.
+
 Rows leaving here are plain dicts with the columns of ROW_COLUMNS; images are resolved and
 read later (fetch.py). A row that cannot be used carries an error code instead of failing.
 """
@@ -8,10 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MANIFEST_SUFFIXES = {".jsonl", ".json", ".ndjson", ".parquet"}
@@ -24,36 +29,119 @@ class SourceError(ValueError):
     """The source as a whole cannot be read (a fatal configuration error)."""
 
 
+def is_uri(location: str) -> bool:
+    """Whether a source or root is a filesystem URI (s3://, gs://, abfs://, hdfs://, file://)."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]+://", location) is not None
+
+
+def first_line(exc: Exception) -> str:
+    """pyarrow errors can run to pages (hdfs lists every JVM path it tried)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _with_path(uri: str, path: str) -> str:
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(path=path))
+
+
+def folder_uri(uri: str) -> str:
+    """A folder URI without its trailing slash (query, e.g. ?region=, kept)."""
+    return _with_path(uri, urlsplit(uri).path.rstrip("/") or "/")
+
+
+def parent_uri(uri: str) -> str:
+    """The folder URI of a file URI: s3://bucket/cat/items.jsonl -> s3://bucket/cat."""
+    return folder_uri(_with_path(uri, posixpath.dirname(urlsplit(uri).path.rstrip("/"))))
+
+
+def _manifest_kind(location: str, name: str) -> str:
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix not in MANIFEST_SUFFIXES:
+        raise SourceError(f"source {location} is neither a folder nor a manifest "
+                          f"({', '.join(sorted(MANIFEST_SUFFIXES))})")
+    return "parquet" if suffix == ".parquet" else "jsonl"
+
+
+def _missing(location: str) -> SourceError:
+    return SourceError(f"source {location} does not exist: give a folder of images or a "
+                       "manifest (.jsonl or .parquet)")
+
+
+def open_filesystem(uri: str):
+    """(pyarrow filesystem, path inside it) of a URI; SourceError naming the URI if unusable."""
+    from pyarrow import fs
+
+    try:
+        return fs.FileSystem.from_uri(uri)
+    except Exception as exc:  # ArrowInvalid for an unknown scheme, OSError for a missing backend
+        raise SourceError(f"cannot open source {uri}: {first_line(exc)}") from None
+
+
 @dataclass(frozen=True)
 class Source:
     kind: str  # "folder" | "jsonl" | "parquet"
-    path: Path  # the folder or the manifest file
-    root: Path  # image references resolve under this folder and may not leave it
+    location: str  # the folder or the manifest file: a local path or a filesystem URI
+    root: str  # image references resolve under this folder (path or URI) and may not leave it
+
+    @property
+    def remote(self) -> bool:
+        """Read through a pyarrow filesystem (file:// included), not as a local path."""
+        return is_uri(self.location)
 
     @classmethod
     def open(cls, location: str | Path) -> "Source":
+        if isinstance(location, str) and is_uri(location):
+            return cls._open_uri(location)
         path = Path(location).expanduser().resolve()
         if path.is_dir():
-            return cls("folder", path, path)
+            return cls("folder", str(path), str(path))
         if not path.is_file():
-            raise SourceError(f"source {location} does not exist: give a folder of images or a "
-                              "manifest (.jsonl or .parquet)")
-        suffix = path.suffix.lower()
-        if suffix not in MANIFEST_SUFFIXES:
-            raise SourceError(f"source {location} is neither a folder nor a manifest "
-                              f"({', '.join(sorted(MANIFEST_SUFFIXES))})")
-        return cls("parquet" if suffix == ".parquet" else "jsonl", path, path.parent)
+            raise _missing(str(location))
+        return cls(_manifest_kind(str(location), path.name), str(path), str(path.parent))
+
+    @classmethod
+    def _open_uri(cls, uri: str) -> "Source":
+        from pyarrow import fs
+
+        filesystem, path = open_filesystem(uri)
+        try:
+            info = filesystem.get_file_info(path)
+        except Exception as exc:  # no credentials, access denied, unreachable endpoint
+            raise SourceError(f"cannot open source {uri}: {first_line(exc)}") from None
+        if info.type == fs.FileType.Directory:
+            return cls("folder", folder_uri(uri), folder_uri(uri))
+        if info.type != fs.FileType.File:
+            raise _missing(uri)
+        return cls(_manifest_kind(uri, path), uri, parent_uri(uri))
+
+
+def _local_files(folder: Path) -> list[str]:
+    return [file.relative_to(folder).as_posix() for file in folder.rglob("*") if file.is_file()]
+
+
+def _remote_files(uri: str) -> list[str]:
+    from pyarrow import fs
+
+    filesystem, base = open_filesystem(uri)
+    prefix = base.rstrip("/") + "/"
+    try:
+        infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True))
+    except Exception as exc:
+        raise SourceError(f"cannot list source {uri}: {first_line(exc)}") from None
+    return [info.path[len(prefix):] for info in infos
+            if info.type == fs.FileType.File and info.path.startswith(prefix)]
 
 
 def folder_rows(source: Source) -> list[dict[str, Any]]:
     """One row per image file under the folder; ids are content hashes (set when read)."""
+    files = _remote_files(source.location) if source.remote else _local_files(Path(source.location))
     rows = []
-    for file in sorted(source.path.rglob("*")):
-        if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES and not file.name.startswith("."):
-            relative = file.relative_to(source.root)
-            category = relative.parts[0] if len(relative.parts) > 1 else ""
+    for relative in sorted(files, key=lambda name: name.split("/")):
+        file = PurePosixPath(relative)
+        if file.suffix.lower() in IMAGE_SUFFIXES and not file.name.startswith("."):
+            category = file.parts[0] if len(file.parts) > 1 else ""
             title = re.sub(r"[_\-]+", " ", file.stem).strip()
-            rows.append(_row(None, title, category, None, None, str(relative)))
+            rows.append(_row(None, title, category, None, None, relative))
     return rows
 
 

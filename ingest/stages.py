@@ -11,7 +11,6 @@ import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ class FetchDecode:
 
     def __init__(self, root: str, image_size: int, embedder: EmbedderSettings,
                  ingest: IngestSettings, milvus: MilvusSettings | None):
-        self.root = Path(root)
+        self.root = root  # a local folder or a folder URI (read_image_bytes tells them apart)
         self.size = image_size
         self.limits = ImageLimits(embedder.max_image_pixels, embedder.max_image_bytes)
         self.ingest = ingest

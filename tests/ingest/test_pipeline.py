@@ -22,6 +22,7 @@ from ingest.samples import write_sample_catalogue
 from tests.deployments.embedder.test_images import png_header_only
 
 GOOD = 300
+SMALL = 12  # items of the catalogue read through file:// URIs
 BROKEN = {  # reason -> how many manifest rows fail that way
     "not_an_image": 1, "truncated": 1, "empty": 1, "too_large": 1, "not_found": 1,
     "path_escape": 1, "bad_record": 2, "no_image": 1, "http_disabled": 1,
@@ -174,3 +175,40 @@ def test_ingest_into_a_milvus_server(ray_local, milvus_server, catalogue, settin
     assert (summary.indexed, summary.count_after) == (GOOD, GOOD)
     again = run_ingest(str(catalogue / "items.jsonl"), server)
     assert (again.indexed, again.already, again.count_after) == (0, GOOD, GOOD)
+
+
+@pytest.fixture(scope="module")
+def small_catalogue(tmp_path_factory) -> Path:
+    """A few items whose manifests (JSONL, Parquet) also point out of the folder at a real file
+    and at a missing one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path_factory.mktemp("by-uri") / "catalogue"
+    write_sample_catalogue(folder, count=SMALL)
+    (folder.parent / "outside.jpg").write_bytes((folder / "images" / "item-0000.jpg").read_bytes())
+    with open(folder / "items.jsonl", "a") as out:
+        for item_id, image in (("X-ESCAPE", "images/../../outside.jpg"),
+                               ("X-MISSING", "images/nope.jpg")):
+            out.write(json.dumps({"parent_asin": item_id, "images": [{"large": image}]}) + "\n")
+    records = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
+    pq.write_table(pa.Table.from_pylist(records), folder / "items.parquet")
+    return folder
+
+
+@pytest.mark.parametrize("name", ["items.jsonl", "items.parquet"])
+def test_manifests_given_as_uris(ray_local, small_catalogue, settings, name):
+    """file:// takes the pyarrow path an s3:// or gs:// manifest takes (there is no S3 here);
+    a folder URI differs from a local folder only in its listing (test_sources.py)."""
+    uri, report = f"file://{small_catalogue}/{name}", f"{settings.ingest.report}.{name}"
+    by_uri = with_collection(settings, "by_uri_" + name.replace(".", "_"))
+    ingest = by_uri.ingest.model_copy(update={"report": report})
+    by_uri = by_uri.model_copy(update={"ingest": ingest})
+    summary = run_ingest(uri, by_uri)
+    assert summary.source == uri and dict(summary.skipped) == {"path_escape": 1, "not_found": 1}
+    assert (summary.indexed, summary.count_after) == (SMALL, SMALL)
+    # The messages name URIs: the Ray workers resolved the images under the folder URI.
+    by_id = {row["id"]: row for row in map(json.loads, Path(report).read_text().splitlines())}
+    root = f"file://{small_catalogue}"
+    assert by_id["X-MISSING"]["message"] == f"image not found: {root}/images/nope.jpg"
+    assert by_id["X-ESCAPE"]["message"].endswith(f"leaves the source folder {root}")
