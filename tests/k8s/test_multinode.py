@@ -1,0 +1,138 @@
+"""Multi-node Ray on one machine (ray.cluster_utils.Cluster): the app placed by the same rules as
+on Kubernetes lands on its worker groups' nodes, scales one deployment without touching the
+others, and recovers after the embedder's node is killed and replaced.
+
+The scenario runs in its own process (tests/k8s/multinode_scenario.py), so it never meets the
+Ray instance other tests of the session may hold; this test reads what it reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from deployments import lite_server
+from serve.k8s import REPO_ROOT, load_placement
+
+pytestmark = pytest.mark.slow  # ~2-3.5 min on 2 cores: a cluster of four nodes and a vLLM engine
+PORT = 8141  # Serve's HTTP port (loopback): outside Ray's worker ports and the session's 8127
+SCENARIO_TIMEOUT_S = 600
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (the scenario shuts its cluster down), then SIGKILL to its process group."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory) -> dict:
+    """Run the scenario once; its JSON report (with the error and log tail when it failed)."""
+    if not _free(PORT):
+        pytest.skip(f"127.0.0.1:{PORT} is taken: the scenario's Serve proxy needs it")
+    work = tmp_path_factory.mktemp("multinode")
+    out, log = work / "facts.json", work / "scenario.log"
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    ray_tmp = tempfile.mkdtemp(prefix="pardus-mn-", dir="/tmp")  # short: Ray's socket paths
+    command = [sys.executable, "-m", "tests.k8s.multinode_scenario", "--work", str(work / "run"),
+               "--port", str(PORT), "--out", str(out), "--ray-tmp", ray_tmp]
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=handle,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            process.wait(timeout=SCENARIO_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            stop(process)
+        finally:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+            lite_server.stop(work / "run" / "pardus.db")  # no-op when the scenario stopped it
+    report = json.loads(out.read_text()) if out.exists() else {}
+    if process.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        pytest.fail(f"the scenario failed (rc {process.returncode}): "
+                    f"{report.get('error', '')}\n--- log tail ---\n{tail}")
+    print("\nmulti-node figures:", {key: value for key, value in report.items()
+                                    if key.endswith("_s")})
+    return report
+
+
+def on_nodes(replicas: list[dict]) -> set[str]:
+    return {replica["node_id"] for replica in replicas}
+
+
+def identity(replicas: list[dict]) -> list[tuple]:
+    """What changes when a replica is moved or restarted: its id, actor, node, process, start."""
+    return sorted((r["replica_id"], r["actor_id"], r["node_id"], r["pid"], r["start_time_s"])
+                  for r in replicas)
+
+
+def expected_nodes(facts: dict, nodes: dict[str, str]) -> dict[str, str]:
+    """Deployment -> node id, from the resources placement.yaml gave each deployment."""
+    group_by_resource = {resource: group for group, resource in load_placement()["groups"].items()}
+    placed = {}
+    for name, options in facts["config_deployments"].items():
+        groups = [group_by_resource[r] for r in options["resources"] if r in group_by_resource]
+        assert len(groups) == 1, f"{name} asks for {options['resources']}"
+        placed[name] = nodes[groups[0]]
+    return placed
+
+
+def test_each_deployment_runs_on_its_worker_group(facts):
+    assert set(facts["config_deployments"]) == {"Ingress", "Embedder", "Reranker"}
+    assert all(options["num_gpus"] == 0 for options in facts["config_deployments"].values())
+    expected = expected_nodes(facts, facts["nodes"])
+    assert len(set(expected.values())) == 3  # three groups, three distinct nodes
+    for name, node in expected.items():
+        replicas = facts["placement"][name]
+        assert len(replicas) == 1 and on_nodes(replicas) == {node}, (name, replicas)
+        assert facts["head"] not in on_nodes(replicas)
+    assert facts["search_before"] == {"status": 200, "ids": facts["upserted"], "error": None}
+    assert facts["rerank_before"]["status"] == 200  # Ingress (CPU node) -> Reranker (its node)
+
+
+def test_scaling_the_embedder_leaves_the_others_alone(facts):
+    before, after = facts["placement"], facts["after_scale"]
+    embedder_node = expected_nodes(facts, facts["nodes"])["Embedder"]
+    assert len(after["Embedder"]) == 2 and on_nodes(after["Embedder"]) == {embedder_node}
+    assert set(identity(before["Embedder"])) < set(identity(after["Embedder"]))  # kept, +1
+    for name in ("Reranker", "Ingress"):
+        assert identity(after[name]) == identity(before[name]), name
+
+
+def test_serve_recovers_after_the_embedder_node_is_killed(facts):
+    old, new = facts["nodes"], facts["nodes_after"]
+    group = next(g for g in old if old[g] != new[g])
+    assert [g for g in old if old[g] != new[g]] == [group]  # only the embedder's node replaced
+    assert expected_nodes(facts, old)["Embedder"] == old[group]
+    down = facts["outage_readyz"]
+    assert down["ready"] is False and down["checks"]["embedder"] != "ok"
+    assert down["checks"]["milvus"] == "ok"
+    during = facts["search_during_outage"]
+    assert during["status"] == 503 and during["error"]["code"] == "embedder_timeout", during
+    assert facts["search_after"] == {"status": 200, "ids": facts["upserted"], "error": None}
+    recovered = facts["after_recovery"]
+    assert len(recovered["Embedder"]) == 2 and on_nodes(recovered["Embedder"]) == {new[group]}
+    for name in ("Reranker", "Ingress"):  # neither moved nor restarted through the node loss
+        assert identity(recovered[name]) == identity(facts["placement"][name]), name
