@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -90,8 +91,11 @@ def _ensure_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        # RAY_ADDRESS (a cluster, a RayJob) is honoured by ray.init; otherwise a local instance.
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # RAY_ADDRESS (a cluster, a RayJob) is joined; otherwise a new local instance, never a
+        # stray cluster another process left on this machine (a bare ray.init() would join it).
+        address = os.environ.get("RAY_ADDRESS") or "local"
+        ray.init(address=address, include_dashboard=False if address == "local" else None,
+                 log_to_driver=False, configure_logging=False)
 
 
 def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus):
