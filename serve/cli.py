@@ -242,11 +242,14 @@ def demo(
         try:
             body = search_over_http(url, query_text, query_image, k, rerank, None, None)
             print_results(body, f"query: {query_text!r} + {query_image}")
+            if overrides["embedder"] or "model" in overrides["reranker"]:
+                err_console.print("[yellow]Tiny random-weight models answered: the ranking and "
+                                  "the reason above are meaningless.[/]", soft_wrap=True)
             if keep_running:
                 wait_for_interrupt(url)
             else:
-                console.print(f"Try it yourself: `pardus demo --keep-running`, then open the "
-                              f"page, or `pardus search --text ... --image ...`.", soft_wrap=True)
+                console.print("Try it yourself: `pardus demo --keep-running`, then open the "
+                              "page, or `pardus search --text ... --image ...`.", soft_wrap=True)
         finally:
             stop_service()
     finally:

@@ -8,13 +8,13 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import httpx
 import typer
 from rich.table import Table
 
-from serve.cli_catalogue import console, err_console, print_summary, with_overrides
+from serve.cli_catalogue import console, err_console
 
 TINY_NOTE = ("random weights: every stage runs for real, but rankings and reasons are "
              "meaningless")
@@ -152,7 +152,7 @@ def wait_for_interrupt(url: str) -> None:
         console.print("stopping")
 
 
-# -- searching --------------------------------------------------------------------------------------
+# -- searching ---------------------------------------------------------------------------
 def print_results(body: dict, title: str) -> None:
     table = Table(title=title)
     for column in ("rank", "retrieval", "score", "id", "title", "category", "price"):

@@ -72,7 +72,8 @@ class EmbedderDeployment:
 
     @serve.batch(**DEFAULT_BATCHING)
     async def embed(self, queries: list[EmbedQuery]) -> list[Embedding]:
-        """One query in, one Embedding (a vector, or the image's error) out; batched across callers."""
+        """One query in, one Embedding (a vector, or the image's error) out; batched across
+        callers."""
         self.batch_sizes[len(queries)] += 1
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(queries))

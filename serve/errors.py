@@ -24,7 +24,8 @@ class ApiError(Exception):
         self.field, self.retry_after = field, retry_after
 
     def response(self) -> JSONResponse:
-        body = ErrorResponse(error=ErrorBody(code=self.code, message=self.message, field=self.field))
+        body = ErrorResponse(error=ErrorBody(code=self.code, message=self.message,
+                                             field=self.field))
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
         return JSONResponse(body.model_dump(), status_code=self.status, headers=headers)
 

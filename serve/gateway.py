@@ -16,7 +16,7 @@ from PIL import Image
 
 from deployments.embedder.images import ImageLimits, decode_image
 from deployments.settings import MilvusSettings
-from deployments.store import CatalogueStore, StoreError, StoreUnavailable
+from deployments.store import CatalogueStore, StoreUnavailable
 from ingest.fetch import read_image_bytes
 
 log = logging.getLogger(__name__)

@@ -46,7 +46,8 @@ class RerankerDeployment:
                      candidates: list[tuple[str, bytes | Image.Image | None]]) -> dict:
         """All candidates best first, as a dict (RerankResult's fields)."""
         result = await self.reranker.rerank(
-            query_text, _image(query_image), [Candidate(cid, _image(img)) for cid, img in candidates]
+            query_text, _image(query_image),
+            [Candidate(cid, _image(img)) for cid, img in candidates],
         )
         return asdict(result)
 

@@ -10,7 +10,6 @@ import sys
 import time
 
 import httpx
-import numpy as np
 from typer.testing import CliRunner
 
 from deployments import lite_server
