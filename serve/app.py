@@ -30,7 +30,8 @@ def build_app(args: AppArgs) -> Application:
     """Builder for `serve run`/RayService; validates the settings here, at deploy time, so a
     typo fails the deploy instead of every replica."""
     args = AppArgs.model_validate(args) if not isinstance(args, AppArgs) else args
-    settings = Settings(**args.settings)
+    Settings(**args.settings)
     embedder = EmbedderDeployment.bind(args.settings)
-    reranker = RerankerDeployment.bind(args.settings) if settings.reranker.enabled else None
+    # Bound even when disabled (an idle placeholder then): the Serve config names it.
+    reranker = RerankerDeployment.bind(args.settings)
     return Ingress.bind(embedder, reranker, args.settings)

@@ -110,15 +110,16 @@ def _auth_header(request: Request) -> str | None:
 @serve.ingress(api)
 class Ingress:
     def __init__(self, embedder, reranker=None, settings: dict | None = None):
-        """embedder, reranker: deployment handles (reranker None = disabled)."""
+        """embedder, reranker: deployment handles (the reranker is used only when enabled)."""
         self.settings = Settings(**(settings or {}))
-        self.embedder, self.reranker = embedder, reranker
+        enabled = reranker is not None and self.settings.reranker.enabled
+        self.embedder, self.reranker = embedder, reranker if enabled else None
         self.keys = [k.get_secret_value().encode() for k in self.settings.serving.api_keys]
         limits = ImageLimits(self.settings.embedder.max_image_pixels,
                              self.settings.embedder.max_image_bytes)
         self.store = StoreGateway(self.settings.milvus, self._dim)
         self.images = ImageLibrary(self.settings.serving.image_root, limits)
-        rerank = self._rerank if reranker is not None else None
+        rerank = self._rerank if self.reranker is not None else None
         self.service = SearchService(self.settings, self._embed, rerank, self.store, self.images)
         if self.settings.serving.cors_origins:  # off unless origins are named
             api.add_middleware(CORSMiddleware, allow_origins=self.settings.serving.cors_origins,

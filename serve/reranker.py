@@ -35,16 +35,22 @@ def _image(data: bytes | Image.Image | None) -> Image.Image | None:
 )
 class RerankerDeployment:
     def __init__(self, settings: dict | None = None):
-        """settings: overrides on top of the PARDUS_* environment (Settings' nested shape)."""
-        from deployments.reranker.engine import VLLMGenerator
-
+        """settings: overrides on top of the PARDUS_* environment (Settings' nested shape).
+        With the reranker disabled the replica loads nothing and stays an idle placeholder,
+        so one Serve config (which names every deployment) serves both ways."""
         self.settings = Settings(**(settings or {})).reranker
-        self.generator = VLLMGenerator(self.settings)
-        self.reranker = Reranker(self.generator, self.settings)
+        self.generator = self.reranker = None
+        if self.settings.enabled:
+            from deployments.reranker.engine import VLLMGenerator
+
+            self.generator = VLLMGenerator(self.settings)
+            self.reranker = Reranker(self.generator, self.settings)
 
     async def rerank(self, query_text: str, query_image: bytes | Image.Image | None,
                      candidates: list[tuple[str, bytes | Image.Image | None]]) -> dict:
         """All candidates best first, as a dict (RerankResult's fields)."""
+        if self.reranker is None:
+            raise RuntimeError("the reranker is disabled (PARDUS_RERANKER__ENABLED=false)")
         result = await self.reranker.rerank(
             query_text, _image(query_image),
             [Candidate(cid, _image(img)) for cid, img in candidates],
@@ -52,10 +58,11 @@ class RerankerDeployment:
         return asdict(result)
 
     def stats(self) -> dict[str, int]:
-        return dict(self.reranker.stats)
+        return dict(self.reranker.stats) if self.reranker is not None else {}
 
     async def check_health(self) -> None:
-        await self.generator.check_health()  # a dead engine makes Serve replace the replica
+        if self.generator is not None:  # a dead engine makes Serve replace the replica
+            await self.generator.check_health()
 
     def __del__(self):
         generator = getattr(self, "generator", None)

@@ -158,6 +158,46 @@ def phase_deploy(client, config, url, facts) -> None:
     facts["rerank_before"] = rerank(url)
 
 
+def burst(count: int = 12) -> dict[int, int]:
+    """Embed `count` texts at once through the Embedder's handle; the batch sizes it formed."""
+    import asyncio
+
+    from ray import serve
+
+    from serve.embedder import EmbedQuery
+
+    handle = serve.get_deployment_handle("Embedder", APP)
+    before = handle.batch_size_histogram.remote().result()
+
+    async def fire():
+        await asyncio.gather(*[handle.embed.remote(EmbedQuery(text=f"burst {i}"))
+                               for i in range(count)])
+
+    asyncio.run(fire())
+    after = handle.batch_size_histogram.remote().result()
+    return {size: after[size] - before.get(size, 0) for size in after
+            if after[size] - before.get(size, 0)}
+
+
+def phase_reconfigure(client, config, facts) -> None:
+    """Change only the Embedder's batching in the config: applied to the running replica."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle("Embedder", APP)
+    facts["batches_before"] = burst()
+    changed = copy.deepcopy(config)
+    deployments_of(changed)["Embedder"]["user_config"] = {"max_batch_size": 1,
+                                                          "batch_wait_timeout_s": 0.0}
+    started = time.monotonic()
+    deploy(client, changed)
+    facts["batches_after"] = wait_for("batches of one", lambda: (
+        lambda sizes: sizes if set(sizes) == {1} else None)(burst()), 60)
+    facts["reconfigure_s"] = round(time.monotonic() - started, 1)
+    facts["after_reconfigure"] = running(client, {"Ingress": 1, "Embedder": 1, "Reranker": 1})
+    facts["batches_total"] = sum(handle.batch_size_histogram.remote().result().values())
+    deploy(client, config)  # back to the placed config for the next phases
+
+
 def phase_scale(client, config, facts) -> None:
     started = time.monotonic()
     deploy(client, scaled(config, "Embedder", 2))
@@ -208,6 +248,7 @@ def scenario(cluster, config, node_args, port, facts) -> None:
     client = _get_global_client()
     url = f"http://127.0.0.1:{port}"
     phase_deploy(client, config, url, facts)
+    phase_reconfigure(client, config, facts)
     phase_scale(client, config, facts)
     group = group_of(config, "Embedder")
     killed = phase_kill(cluster, client, nodes[group], url, facts)

@@ -112,6 +112,19 @@ def test_each_deployment_runs_on_its_worker_group(facts):
     assert facts["rerank_before"]["status"] == 200  # Ingress (CPU node) -> Reranker (its node)
 
 
+def test_batching_changes_in_place_without_a_restart(facts):
+    """A user_config-only change reaches the running Embedder replica (reconfigure), which
+    keeps its identity and its counters: no restart."""
+    before = {int(size): n for size, n in facts["batches_before"].items()}  # JSON keys: str
+    after = {int(size): n for size, n in facts["batches_after"].items()}
+    assert max(before) > 1, before
+    assert set(after) == {1}, after
+    assert identity(facts["after_reconfigure"]["Embedder"]) == identity(
+        facts["placement"]["Embedder"])
+    seen = sum(before.values()) + sum(after.values())
+    assert facts["batches_total"] >= seen  # the histogram survived: same process
+
+
 def test_scaling_the_embedder_leaves_the_others_alone(facts):
     before, after = facts["placement"], facts["after_scale"]
     embedder_node = expected_nodes(facts, facts["nodes"])["Embedder"]
