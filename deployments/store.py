@@ -136,16 +136,20 @@ class CatalogueStore:
         from pymilvus.exceptions import MilvusException
 
         token = self.settings.token.get_secret_value()
-        try:
-            return MilvusClient(self.uri, token=token, timeout=self.settings.timeout_s)
-        except MilvusException as exc:
-            text = str(exc.message)
-            if "lock" in text.lower() or "Open local milvus failed" in text:
-                raise StoreUnavailable(
-                    f"the Milvus Lite data at {self.uri} is locked by another process; stop it, "
-                    "or let processes share it (PARDUS_MILVUS__LITE_SERVER=true)"
-                ) from None
-            raise StoreUnavailable(f"cannot connect to Milvus at {self.uri}: {text}") from None
+        for attempt in range(2):  # one retry: a busy server can miss the first handshake
+            try:
+                return MilvusClient(self.uri, token=token, timeout=self.settings.timeout_s)
+            except MilvusException as exc:
+                text = str(exc.message)
+                if "lock" in text.lower() or "Open local milvus failed" in text:
+                    raise StoreUnavailable(
+                        f"the Milvus Lite data at {self.uri} is locked by another process; stop "
+                        "it, or let processes share it (PARDUS_MILVUS__LITE_SERVER=true)"
+                    ) from None
+                if attempt:
+                    raise StoreUnavailable(
+                        f"cannot connect to Milvus at {self.uri}: {text}") from None
+                time.sleep(1.0)
 
     # -- schema ------------------------------------------------------------------------------
     def _schema(self):

