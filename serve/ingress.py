@@ -37,6 +37,7 @@ api = FastAPI(title="Pardus", version="1", description="Multimodal product searc
 install_handlers(api)
 document(api)
 count_requests(api)
+
 if STATIC.is_dir():
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -64,10 +65,6 @@ def decode_inline_image(value: str, field: str = "image") -> bytes:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"the request is {declared} bytes; the limit is "
-                       f"{limit} (PARDUS_SERVING__MAX_REQUEST_BYTES)")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -214,9 +211,16 @@ class Ingress:
 
     @api.post("/v1/items", response_model=ItemsResponse, tags=["items"],
               responses=ERROR_RESPONSES)
-    async def add_items(self, request: Request, body: ItemsRequest):
+    async def add_items(self, request: Request):
         """Add or replace items (by id) with their images; each bad image fails alone."""
         self._check_key(request, True)
+        raw = await read_body(request, self.settings.serving.max_request_bytes)
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise ApiError(415, "unsupported_media_type", "send the items as application/json")
+        try:
+            body = ItemsRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise validation_error(list(exc.errors())) from None
         images = [decode_inline_image(item.image, f"items[{i}].image")
                   for i, item in enumerate(body.items)]
         result = await self.service.upsert(body.items, images)

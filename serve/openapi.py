@@ -1,11 +1,12 @@
-"""OpenAPI details FastAPI cannot infer: /v1/search takes JSON or multipart on one route."""
+"""OpenAPI details FastAPI cannot infer: the bodies routes read themselves (to count their
+bytes), and /v1/search taking JSON or multipart on one route."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from serve.schemas import MAX_K, MAX_TEXT_CHARS, SearchRequest
+from serve.schemas import MAX_K, MAX_TEXT_CHARS, ItemsRequest, SearchRequest
 
 MULTIPART_SEARCH = {
     "type": "object",
@@ -30,9 +31,15 @@ def document(app: FastAPI) -> None:
         schema = get_openapi(title=app.title, version=app.version,
                              description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        body = SearchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(body.pop("$defs", {}))
-        components["SearchRequest"] = body
+        for model in (SearchRequest, ItemsRequest):  # bodies the routes read themselves
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        schema["paths"]["/v1/items"]["post"]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ItemsRequest"}}},
+        }
         schema["paths"]["/v1/search"]["post"]["requestBody"] = {
             "required": True,
             "content": {

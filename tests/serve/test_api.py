@@ -183,6 +183,9 @@ def test_image_limits(client):
                            files={"image": ("big.bin", b"\0" * 2_100_000, "image/jpeg")})
     assert response.status_code == 413
     assert "MAX_REQUEST_BYTES" in response.json()["error"]["message"]
+    item = {"id": "huge", "image": base64.b64encode(b"\0" * 1_600_000).decode()}
+    response = client.post("/v1/items", json={"items": [item]}, headers=AUTH)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
 
 
 def test_unknown_items_and_bad_ids(client):
