@@ -118,6 +118,9 @@ class ServingSettings(BaseModel):
     image_root: str = "./data/catalogue"
     thumbnail_px: int = Field(256, ge=32, le=1024)
     embed_timeout_s: float = Field(30.0, gt=0)
+    # torch threads of a CPU embedder replica; 0 = every core of its node (Ray would cap
+    # them at the replica's fractional CPU count, i.e. one thread).
+    embed_threads: int = Field(0, ge=0)
     retry_after_s: int = Field(5, ge=1)  # told to callers while Milvus is down
     web_page: bool = True  # serve the search page at /
 

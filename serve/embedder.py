@@ -7,6 +7,7 @@ wait come from the deployment's user_config, so they change without a restart.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from dataclasses import dataclass
 
@@ -43,9 +44,14 @@ class Embedding:
 class EmbedderDeployment:
     def __init__(self, settings: dict | None = None):
         """settings: overrides on top of the PARDUS_* environment (Settings' nested shape)."""
+        import torch
+
         from deployments.embedder.encoder import Embedder
 
-        self.embedder = Embedder(Settings(**(settings or {})).embedder)
+        resolved = Settings(**(settings or {}))
+        # Ray caps OMP threads at the replica's (fractional) CPU count: give torch the cores.
+        torch.set_num_threads(resolved.serving.embed_threads or os.cpu_count() or 1)
+        self.embedder = Embedder(resolved.embedder)
         self.batch_sizes: Counter = Counter()
         self.metrics = metrics()
 
