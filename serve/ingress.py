@@ -41,6 +41,12 @@ count_requests(api)
 if STATIC.is_dir():
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+# The page loads only its own files; previews are blob: URLs of the shopper's picture.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
+                               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 NOT_FOUND = ERROR_RESPONSES | {404: {"model": ErrorResponse, "description": "No such item."}}
 ItemIdPath = Annotated[str, PathParam(pattern=ITEM_ID_PATTERN, description="The item id.")]
 
@@ -147,7 +153,7 @@ class Ingress:
         if not self.settings.serving.web_page or not (STATIC / "index.html").exists():
             raise ApiError(404, "not_found", "the web page is off (PARDUS_SERVING__WEB_PAGE); "
                            "the API is under /v1 (see /docs)")
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
     @api.get("/healthz", response_model=Health, tags=["health"])
     async def healthz(self) -> Health:

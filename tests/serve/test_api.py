@@ -204,6 +204,9 @@ def test_health_readiness_and_openapi(client):
     content = spec["paths"]["/v1/search"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", "multipart/form-data"}
     assert {"/v1/items", "/v1/items/{item_id}", "/v1/items/{item_id}/image"} <= set(spec["paths"])
+    page = client.get("/")
+    assert page.status_code == 200 and "<form" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
 
 
 def test_metrics_reach_rays_prometheus_endpoint(client):
