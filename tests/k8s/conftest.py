@@ -25,4 +25,4 @@ def crds() -> None:
     """Skips a test that needs the KubeRay / Milvus CRDs when they are not beside the repo."""
     if not CRD_DIR.is_dir():
         pytest.skip(f"CRD schemas not found at {CRD_DIR} (shared/k8s-crds beside the "
-                    "repository); they are not vendored, so KubeRay and Milvus kinds go unchecked")
+                    "repository, or PARDUS_K8S_CRDS); they are not vendored, so KubeRay and Milvus kinds go unchecked")

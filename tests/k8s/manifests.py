@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -14,8 +15,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
-# The CRDs live beside the repository (shared/, Apache-2.0 data copied from the operators).
-CRD_DIR = REPO.parent / "shared" / "k8s-crds"
+# The CRDs live beside the repository (shared/, Apache-2.0 data copied from the operators),
+# or where PARDUS_K8S_CRDS points; /work/shared is where the development machines keep them.
+CRD_DIR = next((path for path in (
+    Path(os.environ["PARDUS_K8S_CRDS"]) if os.environ.get("PARDUS_K8S_CRDS") else None,
+    REPO.parent / "shared" / "k8s-crds",
+    Path("/work/shared/k8s-crds"),
+) if path is not None and path.is_dir()), REPO.parent / "shared" / "k8s-crds")
 CRD_FILES = {
     ("ray.io", "RayService"): "ray.io_rayservices.yaml",
     ("ray.io", "RayJob"): "ray.io_rayjobs.yaml",
