@@ -122,15 +122,11 @@ class ImageLibrary:
         self._thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._cache_size = thumbnail_cache
 
-    def _reference(self, reference: str) -> str:
-        if self.is_local or "://" in reference:
-            return reference
-        return f"{self.root.rstrip('/')}/{reference.lstrip('/')}"
-
     def read(self, reference: str) -> bytes:
-        """The bytes of an item's image reference; ImageError when missing or refused."""
-        root = self.local_root if self.is_local else Path("/")
-        return read_image_bytes(self._reference(reference), root, self.limits.max_bytes)
+        """The bytes of an item's image reference; ImageError when missing or refused (a
+        reference that leaves the root is refused, as in ingest)."""
+        return read_image_bytes(reference, self.local_root if self.is_local else self.root,
+                                self.limits.max_bytes)
 
     def write_upload(self, data: bytes, image_format: str) -> str:
         """Store uploaded bytes by content hash; returns the reference relative to the root."""
@@ -146,8 +142,12 @@ class ImageLibrary:
             from pyarrow import fs
 
             filesystem, base = fs.FileSystem.from_uri(self.root)
-            with filesystem.open_output_stream(f"{base.rstrip('/')}/{name}") as out:
-                out.write(data)
+            path = f"{base.rstrip('/')}/{name}"
+            if filesystem.get_file_info(path).type == fs.FileType.NotFound:
+                # a no-op on object stores; local and HDFS paths need the folder
+                filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+                with filesystem.open_output_stream(path) as out:
+                    out.write(data)
         return name
 
     def thumbnail(self, reference: str, size: int) -> bytes:
