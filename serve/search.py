@@ -95,12 +95,17 @@ class SearchService:
         return embedding
 
     def _load_images(self, hits: list[Hit]) -> list[tuple[str, bytes | None]]:
+        """Pictures of the head the reranker looks at (max_candidates); the tail keeps its
+        retrieval order, so its pictures are not read or shipped."""
         out = []
-        for hit in hits:
-            try:
-                out.append((hit.item.id, self.images.read(hit.item.image)))
-            except ImageError:
-                out.append((hit.item.id, None))  # a grey cell: the reranker still ranks it
+        for rank, hit in enumerate(hits):
+            data = None
+            if rank < self.settings.reranker.max_candidates:
+                try:
+                    data = self.images.read(hit.item.image)
+                except ImageError:
+                    pass  # a grey cell: the reranker still ranks it
+            out.append((hit.item.id, data))
         return out
 
     async def _rerank(self, query: Query, hits: list[Hit], timings: dict) -> dict:
@@ -128,6 +133,10 @@ class SearchService:
                     "outcome": "unavailable"}
         finally:
             timings["rerank"] = (time.perf_counter() - start) * 1000
+        if sorted(result.get("order") or []) != sorted(fallback["order"]):  # never trust blindly
+            log.error("reranker returned an order that is not a permutation: %r", result)
+            return {**fallback, "note": "the reranker's answer was unusable: retrieval order",
+                    "outcome": "fallback"}
         note = None if result["reranked"] else (result.get("fallback") or "retrieval order kept")
         return {"order": result["order"], "reranked": result["reranked"], "note": note,
                 "reason": result.get("reason", ""), "caption": result.get("caption"),

@@ -87,6 +87,7 @@ def test_retrieval_order_and_rerank_order(settings, catalogue):
 
 @pytest.mark.parametrize("behaviour,note", [
     ("raise", "unavailable"), ("hang", "unavailable"), ("fallback", "unusable answer"),
+    ("not-a-permutation", "unusable"),
 ])
 def test_a_failing_reranker_degrades_to_retrieval_order(settings, catalogue, behaviour, note):
     async def rerank(text, image, candidates):
@@ -94,6 +95,8 @@ def test_a_failing_reranker_degrades_to_retrieval_order(settings, catalogue, beh
             raise RuntimeError("replica died")
         if behaviour == "hang":
             await asyncio.sleep(3600)
+        if behaviour == "not-a-permutation":
+            return {"order": [candidates[0][0]] * len(candidates), "reranked": True}
         return {"order": [cid for cid, _ in candidates], "reranked": False,
                 "fallback": "unusable answer: not JSON", "reason": ""}
 
