@@ -145,13 +145,20 @@ def test_folder_source_names_items_by_content(ray_local, catalogue, settings):
     assert (again.indexed, again.already) == (0, GOOD)
 
 
-def test_killed_run_resumes_to_the_exact_count(first_run, catalogue, settings, tiny_model):
-    env = {**os.environ, **tiny_model, "PARDUS_MILVUS__URI": settings.milvus.uri,
+def test_killed_run_resumes_to_the_exact_count(first_run, catalogue, settings, tiny_model,
+                                                tmp_path, ray_local):
+    # The killed run joins the session's Ray, as a RayJob's driver joins its cluster: a
+    # second local cluster on two cores made this test flaky.
+    address = ray_local.get_runtime_context().gcs_address
+    env = {**os.environ, **tiny_model, "RAY_ADDRESS": address,
+           "PARDUS_MILVUS__URI": settings.milvus.uri,
            "PARDUS_MILVUS__COLLECTION": "resumed", "PARDUS_INGEST__BATCH_SIZE": "4",
            "PARDUS_INGEST__REPORT": settings.ingest.report + ".killed"}
     cmd = [sys.executable, "-m", "serve.cli", "ingest", str(catalogue / "items.jsonl")]
-    process = subprocess.Popen(cmd, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed-run.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out,
+                                   stderr=subprocess.STDOUT)
     store = CatalogueStore(with_collection(settings, "resumed").milvus, dim=768)
     deadline, partial = time.monotonic() + 240, 0
     try:
@@ -163,7 +170,8 @@ def test_killed_run_resumes_to_the_exact_count(first_run, catalogue, settings, t
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    assert 0 < partial < GOOD, f"the kill should land mid-run (had {partial} of {GOOD})"
+    assert 0 < partial < GOOD, (f"the kill should land mid-run (had {partial} of {GOOD}; "
+                                f"exit {process.returncode}): {log.read_text()[-3000:]}")
     summary = run_ingest(str(catalogue / "items.jsonl"), with_collection(settings, "resumed"))
     assert summary.count_after == GOOD
     assert summary.already >= partial and summary.indexed + summary.already == GOOD
