@@ -87,15 +87,18 @@ def read_source(source: Source, read_cpus: float):
     return records.map_batches(_normalize_records, batch_format="pandas", num_cpus=read_cpus)
 
 
-def _ensure_ray() -> None:
+def ensure_ray(local_cpus: int | None = None) -> None:
+    """Ray for this process: the cluster RAY_ADDRESS names (a RayJob's), else a new local
+    instance with `local_cpus` logical CPUs (None: the machine's) - never a stray cluster
+    another process left on this machine, which a bare ray.init() would join."""
     import ray
 
     if not ray.is_initialized():
-        # RAY_ADDRESS (a cluster, a RayJob) is joined; otherwise a new local instance, never a
-        # stray cluster another process left on this machine (a bare ray.init() would join it).
         address = os.environ.get("RAY_ADDRESS") or "local"
-        ray.init(address=address, include_dashboard=False if address == "local" else None,
-                 log_to_driver=False, configure_logging=False)
+        local = address == "local"
+        ray.init(address=address, num_cpus=local_cpus if local else None,
+                 include_dashboard=False if local else None, log_to_driver=False,
+                 configure_logging=False)
 
 
 def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus):
@@ -146,7 +149,7 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False) -> Inge
     store.ensure_collection()
     milvus = settings.milvus.model_copy(update={"uri": store.uri})
     summary = IngestSummary(source.location, settings.milvus.collection, store.uri)
-    _ensure_ray()
+    ensure_ray()
 
     start = time.perf_counter()
     ds = _embedded_rows(source, settings, files.vision.image_size, None if reembed else milvus)
