@@ -112,15 +112,10 @@ class InProcess:
     async def _dim(self) -> int:
         return self.embedder.dim
 
-    def _encode(self, text: str, image: bytes | None):
-        from serve.embedder import Embedding
-
-        result = (self.embedder.encode_pairs([image], [text]) if image is not None
-                  else self.embedder.encode_texts([text]))
-        return Embedding(result.vectors[0], result.truncated[0])
-
     async def _embed(self, query):  # as in the Embedder deployment: the model runs in a thread
-        return await asyncio.to_thread(self._encode, query.text, query.image)
+        from serve.embedder import encode_queries
+
+        return (await asyncio.to_thread(encode_queries, self.embedder, [query]))[0]
 
     def search(self, k: int):
         from serve.search import Query

@@ -34,6 +34,25 @@ class Embedding:
     error: ImageError | None = None
 
 
+def encode_queries(embedder, queries: list[EmbedQuery]) -> list[Embedding]:
+    """Queries to Embeddings with one Embedder: texts in one pass, image+text pairs in
+    another; a bad image fails its own query only. The Serve deployment and in-process
+    searches both call this."""
+    out: list[Embedding] = [Embedding(None)] * len(queries)
+    texts = [i for i, q in enumerate(queries) if q.image is None]
+    pairs = [i for i, q in enumerate(queries) if q.image is not None]
+    if texts:
+        result = embedder.encode_texts([queries[i].text for i in texts])
+        for i, row, cut in zip(texts, result.vectors, result.truncated):
+            out[i] = Embedding(row, cut)
+    if pairs:
+        result = embedder.encode_pairs([queries[i].image for i in pairs],
+                                       [queries[i].text for i in pairs])
+        for i, row, error, cut in zip(pairs, result.vectors, result.errors, result.truncated):
+            out[i] = Embedding(None, False, error) if error is not None else Embedding(row, cut)
+    return out
+
+
 @serve.deployment(
     name="Embedder",
     ray_actor_options={"num_cpus": 0.5},  # the Serve config sets production values
@@ -61,21 +80,6 @@ class EmbedderDeployment:
         self.embed.set_max_batch_size(int(config["max_batch_size"]))
         self.embed.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
 
-    def _encode(self, queries: list[EmbedQuery]) -> list[Embedding]:
-        out: list[Embedding] = [Embedding(None)] * len(queries)
-        texts = [i for i, q in enumerate(queries) if q.image is None]
-        pairs = [i for i, q in enumerate(queries) if q.image is not None]
-        if texts:
-            result = self.embedder.encode_texts([queries[i].text for i in texts])
-            for i, row, cut in zip(texts, result.vectors, result.truncated):
-                out[i] = Embedding(row, cut)
-        if pairs:
-            result = self.embedder.encode_pairs([queries[i].image for i in pairs],
-                                                [queries[i].text for i in pairs])
-            for i, row, error, cut in zip(pairs, result.vectors, result.errors, result.truncated):
-                out[i] = Embedding(None, False, error) if error is not None else Embedding(row, cut)
-        return out
-
     @serve.batch(**DEFAULT_BATCHING)
     async def embed(self, queries: list[EmbedQuery]) -> list[Embedding]:
         """One query in, one Embedding (a vector, or the image's error) out; batched across
@@ -83,7 +87,8 @@ class EmbedderDeployment:
         self.batch_sizes[len(queries)] += 1
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(queries))
-        return await asyncio.to_thread(self._encode, queries)  # keeps the replica responsive
+        # in a thread: the replica keeps answering (health checks, reconfigure) meanwhile
+        return await asyncio.to_thread(encode_queries, self.embedder, queries)
 
     def dim(self) -> int:
         return self.embedder.dim
