@@ -54,23 +54,34 @@ class ModelFiles:
     vision: EvaVisionConfig
 
 
-def _check_hub(what: str) -> None:
-    """Fail at once when the hub's host does not resolve (huggingface_hub would retry ~25 s)."""
+def unreachable_hub() -> str | None:
+    """The hub's host name when it does not resolve (checked at once: huggingface_hub would
+    retry for ~25 s), else None."""
     import socket
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
-        return  # the hub client then answers from its local cache only
     host = urlparse(constants.ENDPOINT).hostname or ""
     try:
         socket.getaddrinfo(host, 443)
+        return None
     except OSError:
+        return host
+
+
+def _check_hub(what: str) -> None:
+    """Fail at once when the hub is unreachable."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return  # the hub client then answers from its local cache only
+    host = unreachable_hub()
+    if host is not None:
         raise WeightsNotFound(
             f"{what} is not on this machine and the hub ({host}) is unreachable. "
             f"{HOW_TO_GET_WEIGHTS}"
-        ) from None
+        )
 
 
 def _hub_file(repo_and_file: str) -> Path:
