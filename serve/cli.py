@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from serve.cli_k8s import k8s_app
-from serve.cli_catalogue import console, err_console, ingest, print_summary, store_app, with_overrides
+from serve.cli_catalogue import console, err_console, ingest, print_summary, store_app
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
 models_app = typer.Typer(help="Model files: tiny random-weight models for tests and demos.")
@@ -211,7 +211,7 @@ def demo(
 ) -> None:
     """Draw a sample catalogue, ingest it into Milvus Lite, start the service, run a composed query."""
     from deployments import lite_server
-    from deployments.settings import get_settings
+    from deployments.settings import Settings
     from ingest.pipeline import run_ingest
     from ingest.samples import draw_product, write_sample_catalogue
     from serve.cli_service import (embedder_overrides, ensure_ray, free_port, print_results,
@@ -225,11 +225,7 @@ def demo(
         "ingest": {"report": str(workdir / "ingest-report.jsonl")},
         "serving": {"image_root": str(catalogue.resolve())},
     }
-    settings = get_settings()
-    settings = settings.model_copy(update={
-        "embedder": settings.embedder.model_copy(update=overrides["embedder"])})
-    settings = with_overrides(settings, "milvus", **overrides["milvus"])
-    settings = with_overrides(settings, "ingest", **overrides["ingest"])
+    settings = Settings(**overrides)  # as every replica resolves them: environment + overrides
     overrides["reranker"] = reranker_overrides(workdir, rerank, allow_tiny=True)
     with console.status(f"drawing {count} sample products"):
         write_sample_catalogue(catalogue, count=count)

@@ -48,17 +48,15 @@ def reranker_missing(model: str) -> str | None:
     else what is wrong and what to do."""
     from huggingface_hub import constants, try_to_load_from_cache
 
+    from deployments.embedder.checkpoint import unreachable_hub
+
     if Path(model).is_dir():
         return None if (Path(model) / "config.json").exists() else f"{model} has no config.json"
     if isinstance(try_to_load_from_cache(model, "config.json"), str):
         return None
     host = httpx.URL(constants.ENDPOINT).host
-    try:
-        if not constants.HF_HUB_OFFLINE:
-            socket.getaddrinfo(host, 443)
-            return None
-    except OSError:
-        pass
+    if not constants.HF_HUB_OFFLINE and unreachable_hub() is None:
+        return None
     return (f"the reranker {model!r} is not on this machine and the hub ({host}) is "
             "unreachable: download it (huggingface-cli download "
             "microsoft/Phi-3-vision-128k-instruct --local-dir /models/phi3v) and set "
@@ -99,17 +97,12 @@ def free_port(host: str, wanted: int) -> int:
 
 
 def ensure_ray() -> None:
-    """A local Ray for this process (RAY_ADDRESS joins a cluster instead). Logical CPUs are
-    at least 4 so the three deployments and an ingest fit on a small machine."""
-    import ray
+    """Ray for the CLI: at least 4 logical CPUs when local, so the three deployments and an
+    ingest fit on a small machine."""
+    from ingest.pipeline import ensure_ray as ensure
 
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        address = os.environ.get("RAY_ADDRESS") or "local"  # never join a stray cluster
-        local = address == "local"
-        ray.init(address=address, num_cpus=max(4, os.cpu_count() or 1) if local else None,
-                 include_dashboard=False if local else None, log_to_driver=False,
-                 configure_logging=False)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ensure(local_cpus=max(4, os.cpu_count() or 1))
 
 
 def start_service(overrides: dict[str, Any], host: str, port: int) -> str:
@@ -195,7 +188,7 @@ def search_in_process(text: str, image: Path | None, k: int, filters: dict | Non
     from deployments.embedder.images import ImageLimits
     from deployments.filters import parse_filters
     from deployments.settings import get_settings
-    from serve.embedder import Embedding
+    from serve.embedder import encode_queries
     from serve.gateway import ImageLibrary, StoreGateway
     from serve.search import Query, SearchService
 
@@ -203,10 +196,7 @@ def search_in_process(text: str, image: Path | None, k: int, filters: dict | Non
     embedder = Embedder(settings.embedder)
 
     async def embed(query):
-        result = (embedder.encode_pairs([query.image], [query.text]) if query.image
-                  else embedder.encode_texts([query.text]))
-        error = result.errors[0]
-        return Embedding(None if error else result.vectors[0], result.truncated[0], error)
+        return encode_queries(embedder, [query])[0]
 
     async def dim() -> int:
         return embedder.dim
