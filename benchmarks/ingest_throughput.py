@@ -24,9 +24,9 @@ sys.path.insert(0, str(REPO))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from deployments import lite_server  # noqa: E402
+from deployments.catalogue import lite_server  # noqa: E402
 from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings, Settings  # noqa: E402
-from deployments.store import CatalogueItem, CatalogueStore  # noqa: E402
+from deployments.catalogue.store import CatalogueItem, CatalogueStore  # noqa: E402
 from ingest.samples import write_sample_catalogue  # noqa: E402
 
 console = Console()
@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     model = args.workdir / "model-full"
     if not (model / "Visualized_base_en_v1.5.pth").exists():
-        from deployments.embedder.tiny import write_tiny_model
+        from deployments.tiny.embedder import write_tiny_model
 
         with console.status("writing the full-size random-weight model"):
             write_tiny_model(model, full_size=True)

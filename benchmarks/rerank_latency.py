@@ -94,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model
     if model is None:
-        from deployments.reranker.tiny_phi3v import write_tiny_phi3v
+        from deployments.tiny.phi3v import write_tiny_phi3v
 
         model = str(write_tiny_phi3v(Path(tempfile.mkdtemp()) / "phi3v-tiny"))
     settings = RerankerSettings(model=model, load_format=args.load_format, dtype=args.dtype,

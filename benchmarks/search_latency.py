@@ -24,10 +24,10 @@ sys.path.insert(0, str(REPO))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from deployments import lite_server  # noqa: E402
-from deployments.filters import SearchFilters  # noqa: E402
+from deployments.catalogue import lite_server  # noqa: E402
+from deployments.catalogue.filters import SearchFilters  # noqa: E402
 from deployments.settings import MilvusSettings  # noqa: E402
-from deployments.store import CatalogueItem, CatalogueStore  # noqa: E402
+from deployments.catalogue.store import CatalogueItem, CatalogueStore  # noqa: E402
 from tests.support import milvus_server  # noqa: E402
 
 console = Console()

@@ -100,7 +100,8 @@ class InProcess:
         from deployments.embedder.encoder import Embedder
         from deployments.embedder.images import ImageLimits
         from deployments.settings import Settings
-        from serve.gateway import ImageLibrary, StoreGateway
+        from deployments.catalogue.gateway import StoreGateway
+        from serve.images import ImageLibrary
         from serve.search import SearchService
 
         settings = Settings(**overrides)
@@ -113,7 +114,7 @@ class InProcess:
         return self.embedder.dim
 
     async def _embed(self, query):  # as in the Embedder deployment: the model runs in a thread
-        from serve.embedder import encode_queries
+        from deployments.embedder.queries import encode_queries
 
         return (await asyncio.to_thread(encode_queries, self.embedder, [query]))[0]
 
@@ -168,7 +169,7 @@ async def deploy(client, name: str, overrides: dict, max_batch_size: int, wait_s
     set as the Serve config's `deployments` section sets it."""
     from ray import serve
 
-    from serve.embedder import EmbedderDeployment
+    from deployments.embedder.deployment import EmbedderDeployment
     from serve.ingress import Ingress
 
     overrides = {**overrides, "reranker": {"enabled": False}}
@@ -260,7 +261,7 @@ async def batching(client, overrides: dict, label: str, args, table: Table) -> d
     straight through the Embedder handles. Returns requests/s per (via, app)."""
     from ray import serve
 
-    from serve.embedder import EmbedQuery
+    from deployments.embedder.queries import EmbedQuery
 
     def embed(handle):
         async def call(text: str, _image):
@@ -313,8 +314,8 @@ def model_alone(overrides: dict, label: str, table: Table, rounds: int = 4) -> d
 # -- set-up and report --------------------------------------------------------------------------
 def prepare(work: Path) -> dict:
     """Tiny models, the sample catalogue ingested into Milvus Lite; the app's settings."""
-    from deployments.embedder.tiny import write_tiny_model
-    from deployments.reranker.tiny_phi3v import write_tiny_phi3v
+    from deployments.tiny.embedder import write_tiny_model
+    from deployments.tiny.phi3v import write_tiny_phi3v
     from deployments.settings import Settings
     from ingest.pipeline import run_ingest
     from ingest.samples import write_sample_catalogue
@@ -337,7 +338,7 @@ def prepare(work: Path) -> dict:
 
 
 def full_size(work: Path, overrides: dict) -> dict:
-    from deployments.embedder.tiny import write_tiny_model
+    from deployments.tiny.embedder import write_tiny_model
 
     env = write_tiny_model(work / "full-model", seed=0, full_size=True)
     return {**overrides, "embedder": {"checkpoint": env["PARDUS_EMBEDDER__CHECKPOINT"],
@@ -439,7 +440,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from deployments import lite_server
+    from deployments.catalogue import lite_server
 
     console.print("Expect 2 shared CPU cores: figures are noisy; compare rows of one run.")
     with tempfile.TemporaryDirectory(prefix="serve-latency-") as folder:

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deployments.uris import is_uri
+
 
 class EmbedderSettings(BaseModel):
     """Where the Visualized BGE weights come from and how they run."""
@@ -49,7 +51,7 @@ class MilvusSettings(BaseModel):
 
     @property
     def is_local(self) -> bool:
-        return "://" not in self.uri
+        return not is_uri(self.uri)
 
 
 class IngestSettings(BaseModel):

@@ -139,7 +139,7 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False) -> Inge
     from transformers import AutoConfig
 
     from deployments.embedder.checkpoint import resolve
-    from deployments.store import CatalogueStore
+    from deployments.catalogue.store import CatalogueStore
     from ingest.stages import make_sink
 
     source = Source.open(location)

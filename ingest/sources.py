@@ -18,6 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from deployments.catalogue.references import first_line
+from deployments.uris import is_uri
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MANIFEST_SUFFIXES = {".jsonl", ".json", ".ndjson", ".parquet"}
 ROW_COLUMNS = ("id", "title", "category", "price", "rating", "image", "error", "message")
@@ -27,16 +30,6 @@ IMAGE_KEYS = ("large", "hi_res", "thumb")
 
 class SourceError(ValueError):
     """The source as a whole cannot be read (a fatal configuration error)."""
-
-
-def is_uri(location: str) -> bool:
-    """Whether a source or root is a filesystem URI (s3://, gs://, abfs://, hdfs://, file://)."""
-    return re.match(r"[A-Za-z][A-Za-z0-9+.-]+://", location) is not None
-
-
-def first_line(exc: Exception) -> str:
-    """pyarrow errors can run to pages (hdfs lists every JVM path it tried)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _with_path(uri: str, path: str) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from deployments.embedder.images import ImageError, ImageLimits, preprocess
 from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings
-from ingest.fetch import read_image_bytes
+from deployments.catalogue.references import read_image_bytes
 
 ALREADY = "already_indexed"
 
@@ -38,7 +38,7 @@ class FetchDecode:
         self.ingest = ingest
         self.store = None
         if milvus is not None:  # skip known ids (resume); None = re-embed everything
-            from deployments.store import CatalogueStore
+            from deployments.catalogue.store import CatalogueStore
 
             self.store = CatalogueStore(milvus, dim=0, shared=False)
         self.pool = ThreadPoolExecutor(max(1, embedder.decode_workers))
@@ -107,7 +107,7 @@ class Embed:
 
 def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> dict[str, Any]:
     """Upsert a batch's good rows; return their ids, the already-known count, the skipped rows."""
-    from deployments.store import CatalogueItem
+    from deployments.catalogue.store import CatalogueItem
 
     now = int(time.time())
     skipped, already, written = [], 0, []
@@ -144,7 +144,7 @@ def make_sink(milvus: MilvusSettings, dim: int, write_batch_size: int):
         def write(self, blocks, ctx) -> dict[str, Any]:
             from ray.data.block import BlockAccessor
 
-            from deployments.store import CatalogueStore
+            from deployments.catalogue.store import CatalogueStore
 
             store = CatalogueStore(milvus, dim, shared=False)
             total = {"written": [], "already": 0, "skipped": []}

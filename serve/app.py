@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict
 from ray.serve import Application
 
 from deployments.settings import Settings
-from serve.embedder import EmbedderDeployment
+from deployments.embedder.deployment import EmbedderDeployment
 from serve.ingress import Ingress
-from serve.reranker import RerankerDeployment
+from deployments.reranker.deployment import RerankerDeployment
 
 
 class AppArgs(BaseModel):

@@ -22,8 +22,9 @@ from ray import serve
 from deployments.embedder.images import ImageLimits
 from deployments.settings import Settings
 from serve.errors import ApiError, bad_request, install_handlers, validation_error
-from serve.gateway import ImageLibrary, StoreGateway
-from serve.metrics import count_requests
+from deployments.catalogue.gateway import StoreGateway
+from serve.images import ImageLibrary
+from deployments.metrics import count_requests
 from serve.openapi import document
 from serve.schemas import (ERROR_RESPONSES, ITEM_ID_PATTERN, ErrorResponse, Health, Item,
                            ItemsRequest, ItemsResponse, Readiness, SearchRequest, SearchResponse)
@@ -210,7 +211,7 @@ class Ingress:
                                                 parsed.rerank))
 
     async def _fetch(self, url: str) -> bytes:
-        from serve.fetch import fetch_allowed
+        from serve.image_urls import fetch_allowed
 
         return await fetch_allowed(url, self.settings.serving,
                                    self.settings.embedder.max_image_bytes)

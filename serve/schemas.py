@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from deployments.filters import SearchFilters
+from deployments.catalogue.filters import SearchFilters
 
 MAX_K = 100
 MAX_TEXT_CHARS = 2000

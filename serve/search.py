@@ -12,13 +12,14 @@ from urllib.parse import quote
 import numpy as np
 
 from deployments.embedder.images import ImageError, ImageLimits
-from deployments.filters import SearchFilters
+from deployments.catalogue.filters import SearchFilters
 from deployments.settings import Settings
-from deployments.store import UNKNOWN, CatalogueItem, Hit, StoreError, StoreUnavailable
-from serve.embedder import EmbedQuery, Embedding
+from deployments.catalogue.store import UNKNOWN, CatalogueItem, Hit, StoreError, StoreUnavailable
+from deployments.embedder.queries import EmbedQuery, Embedding
 from serve.errors import ApiError
-from serve.gateway import ImageLibrary, StoreGateway, image_format
-from serve.metrics import metrics
+from deployments.catalogue.gateway import StoreGateway
+from serve.images import ImageLibrary, image_format
+from deployments.metrics import metrics
 from serve.schemas import Item, ItemFailure, ItemIn, ItemsResponse, SearchResponse, SearchResult
 
 log = logging.getLogger(__name__)

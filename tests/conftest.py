@@ -15,7 +15,7 @@ METRICS_PORT = 8131  # Ray's Prometheus endpoint in tests (outside Ray's worker 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> dict[str, str]:
     """Settings values of a tiny model (seed 0) in the official file layout."""
-    from deployments.embedder.tiny import write_tiny_model
+    from deployments.tiny.embedder import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deployments import lite_server
-from deployments.filters import SearchFilters
+from deployments.catalogue import lite_server
+from deployments.catalogue.filters import SearchFilters
 from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings, Settings
-from deployments.store import CatalogueStore
+from deployments.catalogue.store import CatalogueStore
 from ingest.pipeline import run_ingest
 from ingest.samples import write_sample_catalogue
 from tests.deployments.embedder.test_images import png_header_only
@@ -154,7 +154,7 @@ def test_killed_run_resumes_to_the_exact_count(first_run, catalogue, settings, t
            "PARDUS_MILVUS__URI": settings.milvus.uri,
            "PARDUS_MILVUS__COLLECTION": "resumed", "PARDUS_INGEST__BATCH_SIZE": "4",
            "PARDUS_INGEST__REPORT": settings.ingest.report + ".killed"}
-    cmd = [sys.executable, "-m", "serve.cli", "ingest", str(catalogue / "items.jsonl")]
+    cmd = [sys.executable, "-m", "cli.main", "ingest", str(catalogue / "items.jsonl")]
     log = tmp_path / "killed-run.log"
     with open(log, "w") as out:
         process = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from serve.k8s import load_placement, render, serve_config
+from cli.serve_config import load_placement, render, serve_config
 from tests.k8s.manifests import (
     K8S, REPO, RAY_KINDS, fits, load_docs, one, pack, parse_quantity, ray_groups,
     serve_fit_problems,

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from serve.cli_k8s import k8s_app
-from serve.k8s import (
+from cli.k8s import k8s_app
+from cli.serve_config import (
     K8S_DIR, PLACEMENT, SERVE_CONFIG, PlacementError, apply_placement, embedded_serve_config,
     load_placement, load_yaml, render, replace_serve_config, serve_config, sync,
 )

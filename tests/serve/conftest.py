@@ -24,7 +24,7 @@ def sample_catalogue(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_reranker_path(tmp_path_factory):
-    from deployments.reranker.tiny_phi3v import write_tiny_phi3v
+    from deployments.tiny.phi3v import write_tiny_phi3v
 
     return str(write_tiny_phi3v(tmp_path_factory.mktemp("phi3v") / "phi3v-tiny"))
 
@@ -63,7 +63,7 @@ def _wait_ready(url: str, timeout: float = 180.0) -> None:
 @pytest.fixture(scope="session")
 def service_url(serve_local, service_settings, sample_catalogue):
     """Base URL of the running app; the catalogue is ingested before it starts."""
-    from deployments import lite_server
+    from deployments.catalogue import lite_server
     from deployments.settings import Settings
     from ingest.pipeline import run_ingest
     from serve.app import build_app

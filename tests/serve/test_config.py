@@ -9,9 +9,9 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from serve.app import AppArgs, build_app
-from serve.embedder import DEFAULT_BATCHING, EmbedderDeployment
+from deployments.embedder.deployment import DEFAULT_BATCHING, EmbedderDeployment
 from serve.ingress import Ingress
-from serve.reranker import RerankerDeployment
+from deployments.reranker.deployment import RerankerDeployment
 
 CONFIG = Path(__file__).parents[2] / "serve" / "config.yaml"
 

@@ -14,10 +14,11 @@ import pytest
 
 from deployments.embedder.images import ImageError, ImageLimits
 from deployments.settings import Settings
-from deployments.store import CatalogueItem, CatalogueStore
-from serve.embedder import Embedding
+from deployments.catalogue.store import CatalogueItem, CatalogueStore
+from deployments.embedder.queries import Embedding
 from serve.errors import ApiError
-from serve.gateway import ImageLibrary, StoreGateway
+from deployments.catalogue.gateway import StoreGateway
+from serve.images import ImageLibrary
 from serve.search import Query, SearchService
 
 DIM = 8

@@ -9,7 +9,7 @@ import torch
 
 from deployments.embedder import checkpoint as ckpt
 from deployments.embedder.eva import EVA02_CLIP_B_16, EVA02_CLIP_L_14, EvaVisionConfig
-from deployments.embedder.tiny import TINY_VISION, random_official_state, state_digest, write_tiny_model
+from deployments.tiny.embedder import TINY_VISION, random_official_state, state_digest, write_tiny_model
 from deployments.settings import EmbedderSettings
 
 
@@ -114,7 +114,7 @@ def test_random_state_covers_every_model_weight():
     from transformers import BertConfig
 
     from deployments.embedder.model import VisualizedBGE
-    from deployments.embedder.tiny import _text_config
+    from deployments.tiny.embedder import _text_config
 
     config = _text_config(50)
     state = random_official_state(config, TINY_VISION, seed=0)

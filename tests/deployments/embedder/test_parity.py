@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from deployments.embedder.encoder import Embedder
-from deployments.embedder.tiny import state_digest, write_tiny_model
+from deployments.tiny.embedder import state_digest, write_tiny_model
 from deployments.settings import EmbedderSettings
 from tests.deployments.embedder.parity_inputs import IMAGE_TEXTS, TEXTS, parity_images
 

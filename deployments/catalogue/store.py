@@ -17,8 +17,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from deployments import lite_server
-from deployments.filters import SearchFilters, string_literal, to_expression
+from deployments.catalogue import lite_server
+from deployments.catalogue.filters import SearchFilters, string_literal, to_expression
 from deployments.settings import MilvusSettings
 
 log = logging.getLogger(__name__)

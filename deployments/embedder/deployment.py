@@ -1,4 +1,4 @@
-"""Ray Serve deployment of the embedder: a shell around deployments.embedder with dynamic batching.
+"""Ray Serve deployment of the embedder: a thin shell around the model with dynamic batching.
 
 Concurrent queries are gathered by `@serve.batch` into one forward pass; the batch size and
 wait come from the deployment's user_config, so they change without a restart.
@@ -9,48 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
-from dataclasses import dataclass
 
-import numpy as np
 from ray import serve
 
-from deployments.embedder.images import ImageError
+from deployments.embedder.queries import EmbedQuery, Embedding, encode_queries
 from deployments.settings import Settings
-from serve.metrics import metrics
+from deployments.metrics import metrics
 
 DEFAULT_BATCHING = {"max_batch_size": 32, "batch_wait_timeout_s": 0.01}
-
-
-@dataclass
-class EmbedQuery:
-    text: str = ""
-    image: bytes | None = None  # encoded image bytes; None = a text-only query
-
-
-@dataclass
-class Embedding:
-    vector: np.ndarray | None  # float32 unit row; None when the image failed
-    truncated: bool = False  # the text was cut to the model's token budget
-    error: ImageError | None = None
-
-
-def encode_queries(embedder, queries: list[EmbedQuery]) -> list[Embedding]:
-    """Queries to Embeddings with one Embedder: texts in one pass, image+text pairs in
-    another; a bad image fails its own query only. The Serve deployment and in-process
-    searches both call this."""
-    out: list[Embedding] = [Embedding(None)] * len(queries)
-    texts = [i for i, q in enumerate(queries) if q.image is None]
-    pairs = [i for i, q in enumerate(queries) if q.image is not None]
-    if texts:
-        result = embedder.encode_texts([queries[i].text for i in texts])
-        for i, row, cut in zip(texts, result.vectors, result.truncated):
-            out[i] = Embedding(row, cut)
-    if pairs:
-        result = embedder.encode_pairs([queries[i].image for i in pairs],
-                                       [queries[i].text for i in pairs])
-        for i, row, error, cut in zip(pairs, result.vectors, result.errors, result.truncated):
-            out[i] = Embedding(None, False, error) if error is not None else Embedding(row, cut)
-    return out
 
 
 @serve.deployment(

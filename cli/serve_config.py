@@ -12,7 +12,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 K8S_DIR = REPO_ROOT / "k8s"
 PLACEMENT = K8S_DIR / "placement.yaml"
-SERVE_CONFIG = Path(__file__).resolve().with_name("config.yaml")
+SERVE_CONFIG = REPO_ROOT / "serve" / "config.yaml"
 # Every replica placed on a worker group asks for this much of the group's custom resource.
 GROUP_RESOURCE_PER_REPLICA = 1
 _BLOCK_KEY = re.compile(r"^(?P<indent>[ \t]*)serveConfigV2:[ \t]*\|[-+]?[ \t]*$")

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from serve.cli_k8s import k8s_app
-from serve.cli_catalogue import console, err_console, ingest, print_summary, store_app
+from cli.k8s import k8s_app
+from cli.catalogue import console, err_console, ingest, print_summary, store_app
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
 models_app = typer.Typer(help="Model files: tiny random-weight models for tests and demos.")
@@ -44,7 +44,7 @@ def models_tiny(
     ] = False,
 ) -> None:
     """Write a tiny random-weight Visualized BGE in the official formats (rankings meaningless)."""
-    from deployments.embedder.tiny import write_tiny_model
+    from deployments.tiny.embedder import write_tiny_model
 
     try:
         with console.status(f"writing random-weight model to {folder}"):
@@ -66,7 +66,7 @@ def models_tiny_reranker(
     ] = False,
 ) -> None:
     """Write a tiny random-weight Phi-3-Vision (official format) that vLLM loads (answers meaningless)."""
-    from deployments.reranker.tiny_phi3v import write_tiny_phi3v
+    from deployments.tiny.phi3v import write_tiny_phi3v
 
     with console.status(f"writing Phi-3-Vision to {folder}"):
         path = write_tiny_phi3v(folder, seed=seed, full_size=full_size)
@@ -142,7 +142,7 @@ def serve_command(
 ) -> None:
     """Start a local Ray and the Pardus app (ingress, embedder, reranker) on the configured store."""
     from deployments.settings import get_settings
-    from serve.cli_service import (embedder_overrides, reranker_overrides, start_service,
+    from cli.service import (embedder_overrides, reranker_overrides, start_service,
                                    stop_service, wait_for_interrupt)
 
     settings = get_settings()
@@ -173,9 +173,9 @@ def search(
     """Search a running Pardus service (or, with --in-process, the configured store directly)."""
     import httpx
 
-    from deployments.filters import FilterError
+    from deployments.catalogue.filters import FilterError
     from deployments.settings import get_settings
-    from serve.cli_service import print_results, search_in_process, search_over_http
+    from cli.service import print_results, search_in_process, search_over_http
     from serve.errors import ApiError
 
     if not text.strip() and image is None:
@@ -210,11 +210,11 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="Keep serving after the query (Ctrl-C stops).")] = False,
 ) -> None:
     """Draw a sample catalogue, ingest it into Milvus Lite, start the service, run a composed query."""
-    from deployments import lite_server
+    from deployments.catalogue import lite_server
     from deployments.settings import Settings
     from ingest.pipeline import run_ingest
     from ingest.samples import draw_product, write_sample_catalogue
-    from serve.cli_service import (embedder_overrides, ensure_ray, free_port, print_results,
+    from cli.service import (embedder_overrides, ensure_ray, free_port, print_results,
                                    reranker_overrides, search_over_http, start_service,
                                    stop_service, wait_for_interrupt)
 

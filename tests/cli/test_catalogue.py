@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from deployments import lite_server
-from serve.cli import app
+from deployments.catalogue import lite_server
+from cli.main import app
 
 runner = CliRunner()
 

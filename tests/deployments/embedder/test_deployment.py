@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ingest.samples import draw_product
-from serve.embedder import EmbedderDeployment, EmbedQuery
+from deployments.embedder.deployment import EmbedderDeployment
+from deployments.embedder.queries import EmbedQuery
 
 
 def jpeg(code: int) -> bytes:

@@ -9,9 +9,14 @@ from pathlib import Path
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from deployments.embedder.images import ImageError, read_file
-from ingest.sources import first_line, is_uri
+from deployments.uris import is_uri
 
 REMOTE_SCHEMES = {"s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file"}
+
+
+def first_line(exc: Exception) -> str:
+    """pyarrow errors can run to pages (hdfs lists every JVM path it tried)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _escape(reference: str, root: Path | str) -> ImageError:

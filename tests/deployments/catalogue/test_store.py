@@ -7,10 +7,10 @@ import uuid
 import numpy as np
 import pytest
 
-from deployments import lite_server
-from deployments.filters import SearchFilters
+from deployments.catalogue import lite_server
+from deployments.catalogue.filters import SearchFilters
 from deployments.settings import MilvusSettings
-from deployments.store import CatalogueItem, CatalogueStore, StoreError, StoreUnavailable
+from deployments.catalogue.store import CatalogueItem, CatalogueStore, StoreError, StoreUnavailable
 from tests.support.lite_holder import foreign_holder
 
 DIM = 16

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from deployments.embedder.images import ImageError, ImageLimits
-from serve.gateway import ImageLibrary, image_format
+from serve.images import ImageLibrary, image_format
 
 
 def png(size=(300, 200), color="red") -> bytes:

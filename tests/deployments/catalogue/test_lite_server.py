@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from deployments import lite_server
+from deployments.catalogue import lite_server
 from tests.support.lite_holder import foreign_holder
 
 
@@ -19,7 +19,7 @@ def test_ensure_starts_once_and_is_reused(tmp_path):
         assert first.uri.startswith("http://127.0.0.1:")
         assert lite_server.ensure(path) == first == lite_server.running(path)
         # another process joins the same server
-        code = ("from deployments import lite_server; "
+        code = ("from deployments.catalogue import lite_server; "
                 f"print(lite_server.ensure({str(path)!r}).pid)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert int(out.stdout.strip()) == first.pid
@@ -30,7 +30,7 @@ def test_ensure_starts_once_and_is_reused(tmp_path):
 
 def test_concurrent_starts_make_one_server(tmp_path):
     path = tmp_path / "race.db"
-    code = f"from deployments import lite_server; print(lite_server.ensure({str(path)!r}).pid)"
+    code = f"from deployments.catalogue import lite_server; print(lite_server.ensure({str(path)!r}).pid)"
 
     def start(_):
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

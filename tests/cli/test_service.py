@@ -12,8 +12,8 @@ import time
 import httpx
 from typer.testing import CliRunner
 
-from deployments import lite_server
-from serve.cli import app
+from deployments.catalogue import lite_server
+from cli.main import app
 
 runner = CliRunner()
 
@@ -87,7 +87,7 @@ def test_embed_without_weights_explains_what_to_do(tmp_path, monkeypatch):
 
 def run_cli(args: list[str], env: dict, timeout: float = 420) -> subprocess.CompletedProcess:
     """`pardus ...` in its own process: commands that start Ray must not share the test's."""
-    return subprocess.run([sys.executable, "-m", "serve.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **env})
 
 
@@ -118,7 +118,7 @@ def test_serve_without_weights_says_what_to_do(tmp_path, monkeypatch):
 def test_serve_starts_answers_and_stops_on_interrupt(tmp_path, tiny_model):
     env = {**tiny_model, "PARDUS_MILVUS__URI": str(tmp_path / "store.db"),
            "PARDUS_SERVING__IMAGE_ROOT": str(tmp_path)}
-    process = subprocess.Popen([sys.executable, "-m", "serve.cli", "serve", "--port", "8152",
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", "8152",
                                 "--no-rerank"], env={**os.environ, **env},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -35,7 +35,7 @@ def print_summary(summary) -> None:
 
 
 def _say_lite_server(settings) -> None:
-    from deployments import lite_server
+    from deployments.catalogue import lite_server
 
     if settings.milvus.is_local:
         server = lite_server.running(settings.milvus.uri)
@@ -56,7 +56,7 @@ def store_status(
 ) -> None:
     """Show the collection's item count and where it is served."""
     from deployments.settings import get_settings
-    from deployments.store import CatalogueStore, StoreError, StoreUnavailable
+    from deployments.catalogue.store import CatalogueStore, StoreError, StoreUnavailable
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
     try:
@@ -76,7 +76,7 @@ def store_stop(
     milvus_uri: Annotated[Optional[str], typer.Option(help="The local Milvus Lite path.")] = None,
 ) -> None:
     """Stop the shared Milvus Lite server of a local path."""
-    from deployments import lite_server
+    from deployments.catalogue import lite_server
     from deployments.settings import get_settings
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri)
@@ -106,9 +106,9 @@ def ingest(
 ) -> None:
     """Index a catalogue into Milvus (idempotent: re-running adds nothing twice)."""
     from deployments.embedder.checkpoint import WeightsNotFound
-    from deployments.lite_server import LiteServerError
+    from deployments.catalogue.lite_server import LiteServerError
     from deployments.settings import get_settings
-    from deployments.store import StoreError, StoreUnavailable
+    from deployments.catalogue.store import StoreError, StoreUnavailable
     from ingest.pipeline import run_ingest
     from ingest.sources import SourceError
 

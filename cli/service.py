@@ -14,7 +14,7 @@ import httpx
 import typer
 from rich.table import Table
 
-from serve.cli_catalogue import console, err_console
+from cli.catalogue import console, err_console
 
 TINY_NOTE = ("random weights: every stage runs for real, but rankings and reasons are "
              "meaningless")
@@ -25,7 +25,7 @@ def embedder_overrides(workdir: Path, allow_tiny: bool) -> dict[str, Any]:
     """{} when the configured Visualized BGE weights are at hand; else a tiny model (if
     allowed, said loudly) or a clear exit."""
     from deployments.embedder.checkpoint import WeightsNotFound, resolve
-    from deployments.embedder.tiny import write_tiny_model
+    from deployments.tiny.embedder import write_tiny_model
     from deployments.settings import get_settings
 
     try:
@@ -65,7 +65,7 @@ def reranker_missing(model: str) -> str | None:
 
 
 def reranker_overrides(workdir: Path, enabled: bool, allow_tiny: bool) -> dict[str, Any]:
-    from deployments.reranker.tiny_phi3v import write_tiny_phi3v
+    from deployments.tiny.phi3v import write_tiny_phi3v
     from deployments.settings import get_settings
 
     configured = get_settings().reranker
@@ -186,10 +186,11 @@ def search_in_process(text: str, image: Path | None, k: int, filters: dict | Non
     """The same SearchService without Ray Serve: a local embedder and store, no reranker."""
     from deployments.embedder.encoder import Embedder
     from deployments.embedder.images import ImageLimits
-    from deployments.filters import parse_filters
+    from deployments.catalogue.filters import parse_filters
     from deployments.settings import get_settings
-    from serve.embedder import encode_queries
-    from serve.gateway import ImageLibrary, StoreGateway
+    from deployments.embedder.queries import encode_queries
+    from deployments.catalogue.gateway import StoreGateway
+    from serve.images import ImageLibrary
     from serve.search import Query, SearchService
 
     settings = get_settings()

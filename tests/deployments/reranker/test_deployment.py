@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e '.[cpu]')")
 
-from deployments.reranker.tiny_phi3v import write_tiny_phi3v  # noqa: E402
+from deployments.tiny.phi3v import write_tiny_phi3v  # noqa: E402
 from ingest.samples import draw_product  # noqa: E402
 
 
@@ -24,7 +24,7 @@ def jpeg(seed: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def reranker_handle(serve_local, tmp_path_factory):
-    from serve.reranker import RerankerDeployment
+    from deployments.reranker.deployment import RerankerDeployment
 
     serve = serve_local
 
