@@ -26,7 +26,8 @@ from rich.table import Table  # noqa: E402
 
 from deployments.catalogue import lite_server  # noqa: E402
 from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings, Settings  # noqa: E402
-from deployments.catalogue.store import CatalogueItem, CatalogueStore  # noqa: E402
+from deployments.catalogue.items import CatalogueItem  # noqa: E402
+from deployments.catalogue.store import CatalogueStore  # noqa: E402
 from ingest.samples import write_sample_catalogue  # noqa: E402
 
 console = Console()

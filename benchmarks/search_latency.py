@@ -27,7 +27,8 @@ from rich.table import Table  # noqa: E402
 from deployments.catalogue import lite_server  # noqa: E402
 from deployments.catalogue.filters import SearchFilters  # noqa: E402
 from deployments.settings import MilvusSettings  # noqa: E402
-from deployments.catalogue.store import CatalogueItem, CatalogueStore  # noqa: E402
+from deployments.catalogue.items import CatalogueItem  # noqa: E402
+from deployments.catalogue.store import CatalogueStore  # noqa: E402
 from tests.support import milvus_server  # noqa: E402
 
 console = Console()

@@ -10,7 +10,6 @@ read later (fetch.py). A row that cannot be used carries an error code instead o
 from __future__ import annotations
 
 import json
-import math
 import posixpath
 import re
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from deployments.catalogue.items import CatalogueItem, ItemInvalid, parse_number
 from deployments.catalogue.references import first_line
 from deployments.uris import is_uri
 
@@ -140,18 +140,8 @@ def folder_rows(source: Source) -> list[dict[str, Any]]:
 
 def _row(item_id, title, category, price, rating, image, error="", message="") -> dict[str, Any]:
     return {"id": item_id or "", "title": title or "", "category": category or "",
-            "price": _price(price), "rating": _price(rating), "image": image or "",
+            "price": parse_number(price), "rating": parse_number(rating), "image": image or "",
             "error": error, "message": message}
-
-
-def _price(value: Any) -> float:
-    """Amazon prices come as numbers, "$12.99", "None" or null; unknown is -1."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) if math.isfinite(value) and value >= 0 else -1.0
-    if isinstance(value, str):
-        match = re.search(r"\d+(?:[.,]\d+)?", value.replace(",", ""))
-        return float(match.group(0)) if match else -1.0
-    return -1.0
 
 
 def pick_image(images: Any) -> str:
@@ -182,11 +172,17 @@ def manifest_row(record: Any) -> dict[str, Any]:
         return _row(None, record.get("title"), "", None, None, "", "bad_record",
                     "record has no parent_asin (or asin/id)")
     image = pick_image(record.get("images"))
-    row = _row(str(item_id), record.get("title"), record.get("main_category") or record.get("category"),
-               record.get("price"), record.get("average_rating"), image)
     if not image:
-        row.update(error="no_image", message="record has no image reference")
-    return row
+        return _row(str(item_id), record.get("title"), "", None, None, "", "no_image",
+                    "record has no image reference")
+    try:  # the catalogue's rules (id pattern, byte limits) hold from the first stage on
+        item = CatalogueItem.from_source(
+            id=str(item_id), title=str(record.get("title") or ""),
+            category=str(record.get("main_category") or record.get("category") or ""),
+            price=record.get("price"), rating=record.get("average_rating"), image=image)
+    except ItemInvalid as exc:
+        return _row(str(item_id)[:200], "", "", None, None, image[:200], exc.code, exc.message)
+    return _row(item.id, item.title, item.category, item.price, item.rating, item.image)
 
 
 def parse_jsonl_line(line: str) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from deployments.catalogue.items import CatalogueItem, ItemInvalid
 from deployments.embedder.images import ImageError, ImageLimits, preprocess
 from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings
 from deployments.catalogue.references import read_image_bytes
@@ -107,25 +108,31 @@ class Embed:
 
 def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> dict[str, Any]:
     """Upsert a batch's good rows; return their ids, the already-known count, the skipped rows."""
-    from deployments.catalogue.store import CatalogueItem
-
     now = int(time.time())
     skipped, already, written = [], 0, []
     items, vectors = [], []
+
+    def skip(i: int, reason: str, message: str) -> None:
+        skipped.append({"id": str(batch["id"][i]), "image": str(batch["image"][i]),
+                        "reason": reason, "message": message})
+
     for i, item_id in enumerate(batch["id"]):
         error = batch["error"][i]
         if error == ALREADY:
             already += 1
-        elif error:
-            skipped.append({"id": str(item_id), "image": str(batch["image"][i]),
-                            "reason": str(error), "message": str(batch["message"][i])})
-        else:
-            items.append(CatalogueItem(
+            continue
+        if error:
+            skip(i, str(error), str(batch["message"][i]))
+            continue
+        try:
+            items.append(CatalogueItem.from_source(
                 id=str(item_id), title=str(batch["title"][i]), category=str(batch["category"][i]),
                 price=float(batch["price"][i]), rating=float(batch["rating"][i]),
-                image=str(batch["image"][i]), ingested_at=now,
-            ))
-            vectors.append(batch["vector"][i])
+                image=str(batch["image"][i]), ingested_at=now))
+        except ItemInvalid as exc:
+            skip(i, exc.code, exc.message)
+            continue
+        vectors.append(batch["vector"][i])
     for start in range(0, len(items), write_batch_size):
         chunk = items[start : start + write_batch_size]
         store.upsert(chunk, np.stack(vectors[start : start + write_batch_size]))

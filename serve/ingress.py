@@ -20,13 +20,14 @@ from pydantic import ValidationError
 from ray import serve
 
 from deployments.embedder.images import ImageLimits
+from deployments.catalogue.items import ID_PATTERN
 from deployments.settings import Settings
 from serve.errors import ApiError, bad_request, install_handlers, validation_error
 from deployments.catalogue.gateway import StoreGateway
 from serve.images import ImageLibrary
 from deployments.metrics import count_requests
 from serve.openapi import document
-from serve.schemas import (ERROR_RESPONSES, ITEM_ID_PATTERN, ErrorResponse, Health, Item,
+from serve.schemas import (ERROR_RESPONSES, ErrorResponse, Health, Item,
                            ItemsRequest, ItemsResponse, Readiness, SearchRequest, SearchResponse)
 from serve.search import Query, SearchService, item_view
 
@@ -49,7 +50,7 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 NOT_FOUND = ERROR_RESPONSES | {404: {"model": ErrorResponse, "description": "No such item."}}
-ItemIdPath = Annotated[str, PathParam(pattern=ITEM_ID_PATTERN, description="The item id.")]
+ItemIdPath = Annotated[str, PathParam(pattern=ID_PATTERN, description="The item id.")]
 
 
 def decode_inline_image(value: str, field: str = "image") -> bytes:

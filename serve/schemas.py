@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from deployments.catalogue.filters import SearchFilters
+from deployments.catalogue.items import Category, ItemId, Title
 
 MAX_K = 100
 MAX_TEXT_CHARS = 2000
 MAX_ITEMS_PER_REQUEST = 64
-ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
-ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
-
-ItemId = Annotated[str, StringConstraints(pattern=ITEM_ID_PATTERN)]
 # An image inline: base64, or a data URL ("data:image/jpeg;base64,...").
 InlineImage = Annotated[str, StringConstraints(min_length=1)]
 
@@ -70,8 +66,8 @@ class ItemIn(_Strict):
     """A catalogue item to add or replace (by id)."""
 
     id: ItemId
-    title: str = Field("", max_length=1024)
-    category: str = Field("", max_length=256)
+    title: Title = ""
+    category: Category = ""
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
     rating: float | None = Field(None, ge=0, le=5, allow_inf_nan=False)
     image: InlineImage = Field(description="The product image: base64 or a data URL.")

@@ -14,7 +14,8 @@ import numpy as np
 from deployments.embedder.images import ImageError, ImageLimits
 from deployments.catalogue.filters import SearchFilters
 from deployments.settings import Settings
-from deployments.catalogue.store import UNKNOWN, CatalogueItem, Hit, StoreError, StoreUnavailable
+from deployments.catalogue.items import UNKNOWN, CatalogueItem
+from deployments.catalogue.store import Hit, StoreError, StoreUnavailable
 from deployments.embedder.queries import EmbedQuery, Embedding
 from serve.errors import ApiError
 from deployments.catalogue.gateway import StoreGateway
@@ -46,13 +47,9 @@ def image_url(item_id: str) -> str:
     return f"/v1/items/{quote(item_id, safe='')}/image"
 
 
-def _known(value: float) -> float | None:
-    return None if value == UNKNOWN else float(value)
-
-
 def item_view(item: CatalogueItem) -> Item:
-    return Item(id=item.id, title=item.title, category=item.category, price=_known(item.price),
-                rating=_known(item.rating), image_url=image_url(item.id),
+    return Item(id=item.id, title=item.title, category=item.category, price=CatalogueItem.known(item.price),
+                rating=CatalogueItem.known(item.rating), image_url=image_url(item.id),
                 ingested_at=item.ingested_at)
 
 
@@ -160,8 +157,8 @@ class SearchService:
             item = hit.item
             results.append(SearchResult(
                 id=item.id, score=hit.score, retrieval_rank=retrieval_rank, rank=rank,
-                title=item.title, category=item.category, price=_known(item.price),
-                rating=_known(item.rating), image_url=image_url(item.id)))
+                title=item.title, category=item.category, price=CatalogueItem.known(item.price),
+                rating=CatalogueItem.known(item.rating), image_url=image_url(item.id)))
         timings["total"] = (time.perf_counter() - start) * 1000
         if self.metrics is not None:
             self.metrics.timings(timings)
@@ -183,7 +180,7 @@ class SearchService:
             id=item.id, title=item.title, category=item.category,
             price=UNKNOWN if item.price is None else item.price,
             rating=UNKNOWN if item.rating is None else item.rating,
-            image=reference, ingested_at=int(time.time())).clipped(), embedding.vector
+            image=reference, ingested_at=int(time.time())), embedding.vector
 
     async def upsert(self, items: list[ItemIn], images: list[bytes]) -> ItemsResponse:
         """Embed and store items; a bad image fails its item alone. Backend errors fail all."""

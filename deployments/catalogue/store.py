@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -19,15 +19,12 @@ import numpy as np
 
 from deployments.catalogue import lite_server
 from deployments.catalogue.filters import SearchFilters, string_literal, to_expression
+from deployments.catalogue.items import (FIELDS, MAX_CATEGORY_BYTES, MAX_ID_BYTES,
+                                         MAX_IMAGE_REF_BYTES, MAX_TITLE_BYTES, CatalogueItem)
 from deployments.settings import MilvusSettings
 
 log = logging.getLogger(__name__)
 
-MAX_ID = 256
-MAX_TITLE = 1024
-MAX_CATEGORY = 256
-MAX_IMAGE_REF = 2048
-UNKNOWN = -1.0  # price or rating not given: excluded by any price/rating filter
 _QUERY_CHUNK = 512
 
 
@@ -39,42 +36,10 @@ class StoreError(RuntimeError):
     """Milvus refused a request, or the collection does not fit this model."""
 
 
-@dataclass
-class CatalogueItem:
-    id: str
-    title: str = ""
-    category: str = ""
-    price: float = UNKNOWN
-    rating: float = UNKNOWN
-    image: str = ""  # where the image lives: a path relative to the source, or a URI
-    ingested_at: int = 0  # unix seconds
-
-    def clipped(self) -> "CatalogueItem":
-        """Fit the typed fields (long titles are cut, missing numbers become UNKNOWN)."""
-        if not self.id or len(self.id) > MAX_ID:
-            raise ValueError(f"item id must have 1 to {MAX_ID} characters, got {len(self.id)}")
-        return CatalogueItem(
-            id=self.id, title=self.title[:MAX_TITLE], category=self.category[:MAX_CATEGORY],
-            price=_number(self.price), rating=_number(self.rating),
-            image=self.image[:MAX_IMAGE_REF], ingested_at=int(self.ingested_at or time.time()),
-        )
-
-
-@dataclass
+@dataclass(frozen=True)
 class Hit:
     item: CatalogueItem
     score: float  # cosine similarity, higher is closer
-
-
-SCALAR_FIELDS = [f.name for f in fields(CatalogueItem)]
-
-
-def _number(value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return UNKNOWN
-    return number if np.isfinite(number) and number >= 0 else UNKNOWN
 
 
 def _guard(method):
@@ -156,13 +121,13 @@ class CatalogueStore:
         from pymilvus import DataType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-        schema.add_field("title", DataType.VARCHAR, max_length=MAX_TITLE)
-        schema.add_field("category", DataType.VARCHAR, max_length=MAX_CATEGORY)
+        schema.add_field("title", DataType.VARCHAR, max_length=MAX_TITLE_BYTES)
+        schema.add_field("category", DataType.VARCHAR, max_length=MAX_CATEGORY_BYTES)
         schema.add_field("price", DataType.FLOAT)
         schema.add_field("rating", DataType.FLOAT)
-        schema.add_field("image", DataType.VARCHAR, max_length=MAX_IMAGE_REF)
+        schema.add_field("image", DataType.VARCHAR, max_length=MAX_IMAGE_REF_BYTES)
         schema.add_field("ingested_at", DataType.INT64)
         return schema
 
@@ -194,7 +159,7 @@ class CatalogueStore:
     def _check_schema(self) -> None:
         described = self._client.describe_collection(self.collection)
         by_name = {f["name"]: f for f in described["fields"]}
-        missing = [name for name in ["vector", *SCALAR_FIELDS] if name not in by_name]
+        missing = [name for name in ["vector", *FIELDS] if name not in by_name]
         if missing:
             raise StoreError(
                 f"collection {self.collection!r} exists with another schema (lacks {missing}): "
@@ -218,7 +183,9 @@ class CatalogueStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"vectors must be (n, {self.dim}), got {vectors.shape}")
-        rows = [{**asdict(item.clipped()), "vector": vec} for item, vec in zip(items, vectors)]
+        now = int(time.time())
+        rows = [{**item.model_dump(), "ingested_at": item.ingested_at or now, "vector": vec}
+                for item, vec in zip(items, vectors)]
         self._client.upsert(self.collection, rows, timeout=self.settings.timeout_s)
         return len(rows)
 
@@ -261,9 +228,9 @@ class CatalogueStore:
     def get(self, ids: Sequence[str]) -> list[CatalogueItem]:
         if not ids:
             return []
-        rows = self._query(self._id_filter(ids), SCALAR_FIELDS)
+        rows = self._query(self._id_filter(ids), FIELDS)
         order = {item_id: i for i, item_id in enumerate(ids)}
-        items = [CatalogueItem(**{k: row[k] for k in SCALAR_FIELDS}) for row in rows]
+        items = [CatalogueItem.stored(row) for row in rows]
         return sorted(items, key=lambda item: order.get(item.id, len(order)))
 
     @_guard
@@ -282,14 +249,13 @@ class CatalogueStore:
         results = self._client.search(
             self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()],
             anns_field="vector", limit=k, filter=to_expression(filters),
-            output_fields=SCALAR_FIELDS, search_params={"metric_type": "COSINE", "params": params},
+            output_fields=FIELDS, search_params={"metric_type": "COSINE", "params": params},
             consistency_level=self.settings.consistency_level, timeout=self.settings.timeout_s,
         )
         hits = []
         for row in results[0]:
-            entity = row["entity"]
-            item = CatalogueItem(**{k: entity.get(k, row.get(k)) for k in SCALAR_FIELDS})
-            hits.append(Hit(item=item, score=float(row["distance"])))
+            entity = {name: row["entity"].get(name, row.get(name)) for name in FIELDS}
+            hits.append(Hit(item=CatalogueItem.stored(entity), score=float(row["distance"])))
         return hits
 
     @_guard

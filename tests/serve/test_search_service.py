@@ -14,7 +14,8 @@ import pytest
 
 from deployments.embedder.images import ImageError, ImageLimits
 from deployments.settings import Settings
-from deployments.catalogue.store import CatalogueItem, CatalogueStore
+from deployments.catalogue.items import CatalogueItem
+from deployments.catalogue.store import CatalogueStore
 from deployments.embedder.queries import Embedding
 from serve.errors import ApiError
 from deployments.catalogue.gateway import StoreGateway

@@ -10,7 +10,8 @@ import pytest
 from deployments.catalogue import lite_server
 from deployments.catalogue.filters import SearchFilters
 from deployments.settings import MilvusSettings
-from deployments.catalogue.store import CatalogueItem, CatalogueStore, StoreError, StoreUnavailable
+from deployments.catalogue.items import CatalogueItem
+from deployments.catalogue.store import CatalogueStore, StoreError, StoreUnavailable
 from tests.support.lite_holder import foreign_holder
 
 DIM = 16
