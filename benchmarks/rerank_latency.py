@@ -26,7 +26,10 @@ sys.path.insert(0, str(REPO))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from deployments.reranker.policy import RerankOutcome  # noqa: E402
 from deployments.reranker.service import Candidate, Reranker  # noqa: E402
+
+FALLBACKS = {o.value for o in RerankOutcome} - {RerankOutcome.RERANKED.value}
 from deployments.settings import RerankerSettings  # noqa: E402
 from ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
 
@@ -78,7 +81,7 @@ async def run(settings: RerankerSettings, n: int, k: int, table: Table) -> None:
                 table.add_row("1 call (caption folded)" if mode == "fold" else "2 calls (caption first)",
                               str(concurrency), f"{np.percentile(latencies, 50):.2f}",
                               f"{np.percentile(latencies, 99):.2f}", f"{rate:.2f}", f"{valid:.0%}",
-                              str(sum(v for key, v in stats.items() if key.startswith("fallback"))))
+                              str(sum(v for key, v in stats.items() if key in FALLBACKS)))
     finally:
         generator.shutdown()
 

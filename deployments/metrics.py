@@ -8,6 +8,10 @@ and nodes: Ray serves them at http://<node>:<metrics_export_port>/metrics with t
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deployments.reranker.policy import RerankResult
 
 LATENCY_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -27,7 +31,15 @@ class ServiceMetrics:
             boundaries=LATENCY_MS, tag_keys=("stage",))
         self.rerank = Counter(
             "pardus_rerank_total", description="Searches by rerank outcome (reranked, or why "
-            "not: off, disabled, fallback, unavailable).", tag_keys=("outcome",))
+            "not: off, disabled, too_few, timeout, unusable, error, unavailable).",
+            tag_keys=("outcome",))
+        self.rerank_model_calls = Counter(
+            "pardus_rerank_model_calls_total", description="Calls to the reranker's model.")
+        self.rerank_repairs = Counter(
+            "pardus_rerank_repairs_total", description="Fixes made to the model's answers.")
+        self.captions = Counter(
+            "pardus_caption_cache_total", description="Query-image captions by cache result.",
+            tag_keys=("result",))
         self.batch_size = Histogram(
             "pardus_embed_batch_size", description="Queries per embedder forward pass.",
             boundaries=BATCH_SIZES)
@@ -39,8 +51,14 @@ class ServiceMetrics:
         for stage, ms in timings_ms.items():
             self.stage_ms.observe(ms, tags={"stage": stage})
 
-    def rerank_outcome(self, outcome: str) -> None:
-        self.rerank.inc(1, tags={"outcome": outcome})
+    def reranked(self, result: "RerankResult", had_image: bool) -> None:
+        self.rerank.inc(1, tags={"outcome": result.outcome.value})
+        if result.model_calls:
+            self.rerank_model_calls.inc(result.model_calls)
+        if result.repairs:
+            self.rerank_repairs.inc(len(result.repairs))
+        if had_image and result.model_calls:
+            self.captions.inc(1, tags={"result": "hit" if result.caption_cached else "miss"})
 
 
 @lru_cache(maxsize=1)

@@ -1,8 +1,8 @@
 """Rerank retrieved candidates with a vision-language model; never raise, always answer.
 
 Plain asyncio code: the Serve deployment (and the tests) hand it a `generate` coroutine. Any
-timeout, engine error or unusable answer gives the retrieval order back with
-`reranked=False` and the reason.
+timeout, engine error or unusable answer gives the retrieval order back, with the outcome
+(policy.RerankOutcome) that says why.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import hashlib
 import logging
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Sequence
 
 from PIL import Image
 
 from deployments.reranker.answer import UnusableAnswer, parse_answer, parse_caption, response_schema
 from deployments.reranker.grid import compose
+from deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankResult
 from deployments.reranker.prompts import RerankPrompt, prompt_format
 from deployments.settings import RerankerSettings
 
@@ -32,19 +33,6 @@ Generate = Callable[[str, Image.Image, dict, int], Awaitable[str]]
 class Candidate:
     id: str
     image: Image.Image | None  # None: the image could not be loaded (a grey cell)
-
-
-@dataclass
-class RerankResult:
-    order: list[str]  # candidate ids, best first; always every candidate exactly once
-    reranked: bool
-    reason: str = ""  # why the first one fits (from the model)
-    fallback: str | None = None  # why the retrieval order was kept
-    repairs: list[str] = field(default_factory=list)
-    caption: str | None = None
-    caption_cached: bool = False
-    model_calls: int = 0
-    seconds: float = 0.0
 
 
 class CaptionCache:
@@ -83,7 +71,8 @@ class Reranker:
         self.settings = settings
         self.format = prompt_format(settings.model, settings.prompt_format)
         self.captions = CaptionCache(settings.caption_cache_size)
-        self.stats: Counter = Counter()  # answers_valid, answers_repaired, fallback_<why>
+        self.policy = RerankPolicy(settings)
+        self.stats: Counter = Counter()  # answers_valid, answers_repaired, and per outcome
 
     async def _caption_call(self, image: Image.Image) -> str:
         """The separate caption call ("two calls" mode)."""
@@ -119,36 +108,31 @@ class Reranker:
             caption = parsed.caption  # already cleaned by parse_answer
             self.captions.put(key, caption)
         result.order = [candidates[i].id for i in parsed.order]
-        result.reranked, result.reason, result.repairs = True, parsed.reason, parsed.repairs
+        result.reason, result.repairs = parsed.reason, parsed.repairs
         result.caption = caption
         self.stats["answers_valid" if parsed.valid else "answers_repaired"] += 1
 
     async def rerank(self, query_text: str, query_image: Image.Image | None,
                      candidates: Sequence[Candidate]) -> RerankResult:
-        """All candidates, best first; the retrieval order (flagged) when anything fails."""
+        """All candidates (2 to max_candidates: the policy picks them), best first; the
+        retrieval order with the outcome that says why, when anything fails."""
+        self.policy.check_head(len(candidates))
         start = time.perf_counter()
-        # Past max_candidates the grid would be unreadable: rerank the head, keep the tail.
-        tail = [c.id for c in candidates[self.settings.max_candidates:]]
-        candidates = candidates[: self.settings.max_candidates]
-        result = RerankResult(order=[c.id for c in candidates], reranked=False)
-        if len(candidates) < 2:
-            result.fallback = "nothing to rerank" if not candidates else "one candidate"
-        else:
-            try:
-                await asyncio.wait_for(self._rank(query_text, query_image, candidates, result),
-                                       timeout=self.settings.timeout_s)
-            except asyncio.TimeoutError:
-                result.fallback = f"the reranker took longer than {self.settings.timeout_s:g} s"
-                self.stats["fallback_timeout"] += 1
-            except UnusableAnswer as exc:
-                result.fallback = f"the reranker's answer was unusable: {exc}"
-                self.stats["fallback_unusable"] += 1
-            except Exception as exc:  # an engine failure must not fail the search
-                log.warning("reranker failed: %s", exc, exc_info=True)
-                result.fallback = f"the reranker failed: {type(exc).__name__}: {exc}"[:300]
-                self.stats["fallback_error"] += 1
-            if result.fallback:
-                result.order, result.reranked = [c.id for c in candidates], False
-        result.order += tail
+        ids = [c.id for c in candidates]
+        result = RerankResult(order=ids, outcome=RerankOutcome.RERANKED)
+        try:
+            await asyncio.wait_for(self._rank(query_text, query_image, candidates, result),
+                                   timeout=self.settings.timeout_s)
+        except asyncio.TimeoutError:
+            result.outcome = RerankOutcome.TIMEOUT
+        except UnusableAnswer as exc:
+            log.warning("reranker answer unusable: %s", exc)
+            result.outcome = RerankOutcome.UNUSABLE
+        except Exception as exc:  # an engine failure must not fail the search
+            log.warning("reranker failed: %r", exc, exc_info=True)
+            result.outcome = RerankOutcome.ERROR
+        if not result.reranked:
+            result.order = ids
+        self.stats[result.outcome.value] += 1
         result.seconds = time.perf_counter() - start
         return result

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e '.[cpu]')")
 
+from deployments.reranker.policy import RerankRequest, RerankResult  # noqa: E402
 from deployments.tiny.phi3v import write_tiny_phi3v  # noqa: E402
 from ingest.samples import draw_product  # noqa: E402
 
@@ -41,18 +42,21 @@ def test_concurrent_reranks_through_serve(reranker_handle):
     candidates = [[(f"q{q}c{j}", jpeg(q * 10 + j)) for j in range(5)] for q in range(6)]
 
     async def many():
-        responses = [reranker_handle.rerank.remote("a mug like this", jpeg(100 + q), cands)
-                     for q, cands in enumerate(candidates)]
+        responses = [reranker_handle.rerank.remote(
+            RerankRequest("a mug like this", jpeg(100 + q), cands))
+            for q, cands in enumerate(candidates)]
         return await asyncio.gather(*responses)
 
     results = asyncio.run(many())
     for cands, result in zip(candidates, results):
-        assert result["reranked"], result["fallback"]
-        assert sorted(result["order"]) == sorted(cid for cid, _ in cands)
+        assert isinstance(result, RerankResult) and result.reranked, result.outcome
+        assert sorted(result.order) == sorted(cid for cid, _ in cands)
+        assert result.model_calls == 1 and result.seconds > 0
     stats = reranker_handle.stats.remote().result()
     assert stats["answers_valid"] + stats.get("answers_repaired", 0) == len(candidates)
 
 
 def test_text_only_and_missing_images(reranker_handle):
-    result = reranker_handle.rerank.remote("red mug", None, [("a", jpeg(1)), ("b", None)]).result()
-    assert sorted(result["order"]) == ["a", "b"] and result["reranked"]
+    request = RerankRequest("red mug", None, [("a", jpeg(1)), ("b", None), ("c", b"not a jpeg")])
+    result = reranker_handle.rerank.remote(request).result()
+    assert sorted(result.order) == ["a", "b", "c"] and result.reranked  # grey cells for b, c
