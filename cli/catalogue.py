@@ -60,8 +60,8 @@ def store_status(
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
     try:
-        store = CatalogueStore(settings.milvus, dim=0, shared=False)  # never starts a server
-        exists = store.ping()
+        store = CatalogueStore(settings.milvus, shared=False)  # never starts a server
+        exists = store.ping(settings.milvus.timeout_s)
         count = store.count() if exists else 0
         store.close()
     except (StoreError, StoreUnavailable) as exc:

@@ -29,6 +29,12 @@ class EmbedderSettings(BaseModel):
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
     # Threads that decode and preprocess images while the model runs.
     decode_workers: int = Field(2, ge=1, le=64)
+    # torch threads on a CPU (Serve replicas and ingest actors); 0 = every core of the node
+    # (Ray would cap them at the worker's fractional CPU count, i.e. one thread).
+    threads: int = Field(0, ge=0)
+    # The vector size. None: read from the text model's config.json (768 for bge-base, 1024
+    # for bge-m3). Set it where the model files are not mounted (the Kubernetes ingress).
+    dim: int | None = Field(None, ge=1)
 
 
 class MilvusSettings(BaseModel):
@@ -45,6 +51,8 @@ class MilvusSettings(BaseModel):
     # for every write cluster-wide (~200 ms a search on a Milvus 2.3 server, measured).
     consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Session"
     timeout_s: float = Field(10.0, gt=0)
+    # After a lost connection, the next call reconnects; further attempts wait this long.
+    reconnect_s: float = Field(1.0, ge=0)
     # Local paths: share one loopback `milvus-lite server` between processes (Ray workers,
     # Serve replicas). False = open the directory in this process only.
     lite_server: bool = True
@@ -61,8 +69,6 @@ class IngestSettings(BaseModel):
     embed_actors: int = Field(1, ge=1, description="Embedder replicas (one model each).")
     embed_num_cpus: float = Field(0.5, gt=0)
     embed_num_gpus: float = Field(0.0, ge=0)
-    # torch threads inside each embedder actor; 0 = every core of its node.
-    embed_threads: int = Field(0, ge=0)
     fetch_actors: int = Field(1, ge=1, description="Read/decode workers.")
     fetch_num_cpus: float = Field(0.25, gt=0)
     write_num_cpus: float = Field(0.1, gt=0)
@@ -78,7 +84,9 @@ class RerankerSettings(BaseModel):
     enabled: bool = True
     model: str = "microsoft/Phi-3-vision-128k-instruct"  # a hub id or a local folder
     prompt_format: str | None = None  # None: chosen from the model name (prompts.REGISTRY)
-    timeout_s: float = Field(20.0, gt=0)  # past it, the retrieval order is returned, flagged
+    # The rerank stage's deadline as the search sees it (queueing for a replica included);
+    # past it, the retrieval order is returned, flagged.
+    timeout_s: float = Field(20.0, gt=0)
     max_tokens: int = Field(256, ge=16)
     max_candidates: int = Field(16, ge=1, le=64)
     grid_cell: int = Field(224, ge=64, le=672)  # pixels per candidate in the composite
@@ -119,12 +127,13 @@ class ServingSettings(BaseModel):
     # storage URI); images added through the API are written under <image_root>/uploads.
     image_root: str = "./data/catalogue"
     thumbnail_px: int = Field(256, ge=32, le=1024)
+    thumbnail_cache_size: int = Field(512, ge=0)  # thumbnails kept in memory per replica
+    thumbnail_max_age_s: int = Field(300, ge=0)  # Cache-Control max-age of thumbnails
     embed_timeout_s: float = Field(30.0, gt=0)
-    # torch threads of a CPU embedder replica; 0 = every core of its node (Ray would cap
-    # them at the replica's fractional CPU count, i.e. one thread).
-    embed_threads: int = Field(0, ge=0)
+    readiness_timeout_s: float = Field(5.0, gt=0)  # each /readyz probe (Milvus, models)
     retry_after_s: int = Field(5, ge=1)  # told to callers while Milvus is down
     web_page: bool = True  # serve the search page at /
+
 
 class Settings(BaseSettings):
     """Everything configurable, from PARDUS_* environment variables (nested with __)."""

@@ -115,7 +115,7 @@ def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus):
     )
     return ds.map_batches(
         Embed, batch_format="numpy", batch_size=opts.batch_size,
-        fn_constructor_kwargs=dict(embedder=settings.embedder, threads=opts.embed_threads),
+        fn_constructor_kwargs=dict(embedder=settings.embedder),
         concurrency=opts.embed_actors, num_cpus=opts.embed_num_cpus, num_gpus=opts.embed_num_gpus,
     )
 
@@ -136,15 +136,13 @@ def _tally(summary: IngestSummary, results: list[dict]) -> list[dict]:
 
 def run_ingest(location: str, settings: Settings, reembed: bool = False) -> IngestSummary:
     """Index a folder or manifest into the configured collection; idempotent and resumable."""
-    from transformers import AutoConfig
-
-    from deployments.embedder.checkpoint import resolve
+    from deployments.embedder.checkpoint import embedding_dim, resolve
     from deployments.catalogue.store import CatalogueStore
     from ingest.stages import make_sink
 
     source = Source.open(location)
     files = resolve(settings.embedder)  # fail early (and clearly) on missing weights
-    dim = AutoConfig.from_pretrained(files.text_model).hidden_size
+    dim = embedding_dim(settings.embedder)
     store = CatalogueStore(settings.milvus, dim, shared=True)  # Lite: a shared local server
     store.ensure_collection()
     milvus = settings.milvus.model_copy(update={"uri": store.uri})

@@ -8,7 +8,6 @@ returns the others for the skip report: one bad image never fails a batch.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,13 +34,13 @@ class FetchDecode:
                  ingest: IngestSettings, milvus: MilvusSettings | None):
         self.root = root  # a local folder or a folder URI (read_image_bytes tells them apart)
         self.size = image_size
-        self.limits = ImageLimits(embedder.max_image_pixels, embedder.max_image_bytes)
+        self.limits = ImageLimits.of(embedder)
         self.ingest = ingest
         self.store = None
         if milvus is not None:  # skip known ids (resume); None = re-embed everything
             from deployments.catalogue.store import CatalogueStore
 
-            self.store = CatalogueStore(milvus, dim=0, shared=False)
+            self.store = CatalogueStore(milvus, shared=False)
         self.pool = ThreadPoolExecutor(max(1, embedder.decode_workers))
 
     def _read(self, reference: str) -> bytes | ImageError:
@@ -86,13 +85,9 @@ class FetchDecode:
 class Embed:
     """Embed the decoded crops of good rows (one model per actor)."""
 
-    def __init__(self, embedder: EmbedderSettings, threads: int = 0):
-        import torch
-
+    def __init__(self, embedder: EmbedderSettings):
         from deployments.embedder.encoder import Embedder
 
-        # Ray caps OMP threads at a worker's (fractional) CPU count: give torch the cores back.
-        torch.set_num_threads(threads or os.cpu_count() or 1)
         self.embedder = Embedder(embedder)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

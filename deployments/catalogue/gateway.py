@@ -1,17 +1,22 @@
-"""Async access to the catalogue store: calls in threads, reconnecting, bounded by timeouts."""
+"""Async access to the catalogue store: typed calls in threads, reconnecting, bounded by timeouts."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+import numpy as np
+
+from deployments.catalogue.filters import SearchFilters
+from deployments.catalogue.items import CatalogueItem
+from deployments.catalogue.store import CatalogueStore, Hit, StoreUnavailable
 from deployments.settings import MilvusSettings
-from deployments.catalogue.store import CatalogueStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class NoAnswer(StoreUnavailable):
@@ -19,16 +24,72 @@ class NoAnswer(StoreUnavailable):
 
 
 class StoreGateway:
-    """A CatalogueStore used from async code: calls run in threads; a lost connection is
-    rebuilt on the next call (at most once per `retry_s`), so Milvus coming back heals it."""
+    """A CatalogueStore used from async code. Each call runs in a thread within the Milvus
+    timeout; a lost connection is rebuilt on the next call (at most once per
+    `milvus.reconnect_s`), so Milvus coming back heals it."""
 
-    def __init__(self, settings: MilvusSettings, dim: Callable[[], Awaitable[int]],
-                 retry_s: float = 1.0):
-        self.settings, self.retry_s = settings, retry_s
-        self._dim, self.dim = dim, 0  # asked of the embedder once, when first connecting
+    def __init__(self, settings: MilvusSettings, dim: int):
+        self.settings, self.dim = settings, dim
         self._store: CatalogueStore | None = None
         self._last_attempt = 0.0
         self._lock = asyncio.Lock()
+
+    # -- the store's operations, typed ------------------------------------------------------
+    async def search(self, vector: np.ndarray, k: int,
+                     filters: SearchFilters | None) -> list[Hit]:
+        return await self._call("search", lambda store: store.search(vector, k, filters))
+
+    async def get(self, ids: Sequence[str]) -> list[CatalogueItem]:
+        return await self._call("get", lambda store: store.get(ids))
+
+    async def upsert(self, items: Sequence[CatalogueItem], vectors: np.ndarray) -> int:
+        return await self._call("upsert", lambda store: store.upsert(items, vectors))
+
+    async def delete(self, ids: Sequence[str]) -> list[str]:
+        return await self._call("delete", lambda store: store.delete(ids))
+
+    async def count(self) -> int:
+        return await self._call("count", lambda store: store.count())
+
+    async def check(self, timeout: float) -> str:
+        """'ok', or what is wrong (readiness); never raises."""
+        timeout = min(self.settings.timeout_s, timeout)
+        try:
+            found = await self._call("ping", lambda store: store.ping(timeout), timeout)
+            return "ok" if found else "the collection does not exist"
+        except Exception as exc:  # readiness reports every failure
+            return str(exc) or type(exc).__name__
+
+    async def close(self) -> None:
+        await self._reset()
+
+    # -- connection handling ------------------------------------------------------------------
+    async def _call(self, what: str, operation: Callable[[CatalogueStore], T],
+                    timeout: float | None = None) -> T:
+        """operation(store) in a thread, within the Milvus timeout (pymilvus retries a frozen
+        server far past its own). A dropped connection (a server's GOAWAY on an idle channel, a
+        restart) is rebuilt and the call tried once more: every store operation is idempotent
+        (reads, upserts and deletes by id). No answer in time is not retried."""
+        timeout = timeout or self.settings.timeout_s
+        try:
+            return await self._once(what, operation, timeout)
+        except NoAnswer:
+            raise
+        except StoreUnavailable:
+            return await self._once(what, operation, timeout)
+
+    async def _once(self, what: str, operation: Callable[[CatalogueStore], T],
+                    timeout: float) -> T:
+        store = await self._connected()
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(operation, store), timeout)
+        except asyncio.TimeoutError:
+            await self._reset(store)
+            raise NoAnswer(f"Milvus at {self.settings.uri} did not answer {what} within "
+                           f"{timeout:g} s") from None
+        except StoreUnavailable:
+            await self._reset(store)
+            raise
 
     def _open(self) -> CatalogueStore:
         store = CatalogueStore(self.settings, self.dim)
@@ -43,11 +104,9 @@ class StoreGateway:
         async with self._lock:
             if self._store is not None:
                 return self._store
-            if time.monotonic() - self._last_attempt < self.retry_s:
+            if time.monotonic() - self._last_attempt < self.settings.reconnect_s:
                 raise StoreUnavailable(f"Milvus at {self.settings.uri} is unavailable")
             self._last_attempt = time.monotonic()
-            if not self.dim:
-                self.dim = int(await self._dim())
             try:
                 self._store = await asyncio.wait_for(asyncio.to_thread(self._open),
                                                      self.settings.timeout_s)
@@ -56,47 +115,10 @@ class StoreGateway:
                                f"{self.settings.timeout_s:g} s") from None
             return self._store
 
-    async def _once(self, method: str, args: tuple, timeout: float) -> Any:
-        store = await self._connected()
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(getattr(store, method), *args),
-                                          timeout)
-        except asyncio.TimeoutError:
-            await self.reset(store)
-            raise NoAnswer(f"Milvus at {self.settings.uri} did not answer {method} within "
-                           f"{timeout:g} s") from None
-        except StoreUnavailable:
-            await self.reset(store)
-            raise
-
-    async def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
-        """store.<method>(*args) in a thread, within the Milvus timeout (pymilvus retries a
-        frozen server far past its own). A dropped connection (a server's GOAWAY on an idle
-        channel, a restart) is rebuilt and the call tried once more: every store call is
-        idempotent (reads, upserts and deletes by id). No answer in time is not retried."""
-        timeout = timeout or self.settings.timeout_s
-        try:
-            return await self._once(method, args, timeout)
-        except NoAnswer:
-            raise
-        except StoreUnavailable:
-            return await self._once(method, args, timeout)
-
-    async def reset(self, store: CatalogueStore | None = None) -> None:
+    async def _reset(self, store: CatalogueStore | None = None) -> None:
         async with self._lock:
             if self._store is not None and (store is None or store is self._store):
                 old, self._store = self._store, None
                 self._last_attempt = 0.0  # reconnect on the next call, not after a pause
                 # closing may block on a dead server: let it finish in the background
                 asyncio.get_running_loop().run_in_executor(None, old.close)
-
-    async def check(self) -> str:
-        """'ok', or what is wrong (readiness)."""
-        try:
-            found = await self.call("ping", timeout=min(self.settings.timeout_s, 3.0))
-            return "ok" if found else "the collection does not exist"
-        except Exception as exc:  # readiness reports every failure, it never raises
-            return str(exc) or type(exc).__name__
-
-    async def close(self) -> None:
-        await self.reset()

@@ -89,7 +89,10 @@ def resolve_uri(settings: MilvusSettings, shared: bool | None = None) -> str:
 class CatalogueStore:
     """One Milvus collection holding a catalogue's vectors and typed item fields."""
 
-    def __init__(self, settings: MilvusSettings, dim: int, shared: bool | None = None):
+    def __init__(self, settings: MilvusSettings, dim: int | None = None,
+                 shared: bool | None = None):
+        """dim: the embedder's vector size; needed to create or check the collection, not to
+        read it (None)."""
         self.settings = settings
         self.dim = dim
         self.collection = settings.collection
@@ -142,6 +145,8 @@ class CatalogueStore:
     @_guard
     def ensure_collection(self) -> None:
         """Create the collection and its index if missing (idempotent), check it, load it."""
+        if not self.dim:
+            raise ValueError("the vector size (dim) is needed to create or check a collection")
         client = self._client
         if not client.has_collection(self.collection):
             client.create_collection(
@@ -181,7 +186,7 @@ class CatalogueStore:
         if not len(items):
             return 0
         vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+        if vectors.ndim != 2 or (self.dim and vectors.shape[1] != self.dim):
             raise ValueError(f"vectors must be (n, {self.dim}), got {vectors.shape}")
         now = int(time.time())
         rows = [{**item.model_dump(), "ingested_at": item.ingested_at or now, "vector": vec}
@@ -259,9 +264,9 @@ class CatalogueStore:
         return hits
 
     @_guard
-    def ping(self) -> bool:
-        """True when Milvus answers and the collection exists (readiness)."""
-        return bool(self._client.has_collection(self.collection, timeout=2.0))
+    def ping(self, timeout: float) -> bool:
+        """True when Milvus answers within `timeout` and the collection exists (readiness)."""
+        return bool(self._client.has_collection(self.collection, timeout=timeout))
 
     def close(self) -> None:
         try:

@@ -130,13 +130,7 @@ def _vision_config(choice: str | None, checkpoint: Path, text_model_type: str) -
     )
 
 
-def resolve(settings: EmbedderSettings) -> ModelFiles:
-    """Turn settings into local files, downloading from the hub only when not on disk."""
-    from transformers import AutoConfig
-
-    checkpoint = Path(settings.checkpoint).expanduser()
-    if not checkpoint.is_file():
-        checkpoint = _hub_file(settings.checkpoint)
+def _text_model(settings: EmbedderSettings) -> Path:
     text_model = Path(settings.text_model).expanduser()
     if not (text_model / "config.json").is_file():
         if text_model.exists() or settings.text_model.startswith((".", "/", "~")):
@@ -144,6 +138,27 @@ def resolve(settings: EmbedderSettings) -> ModelFiles:
                 f"text model folder {text_model} has no config.json. {HOW_TO_GET_WEIGHTS}"
             )
         text_model = _hub_folder(settings.text_model)
+    return text_model
+
+
+def embedding_dim(settings: EmbedderSettings) -> int:
+    """The vector size of the configured model: `dim` when set, else the text model's hidden
+    size from its config.json (a local read; the hub only when the folder is not on disk)."""
+    if settings.dim is not None:
+        return settings.dim
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(_text_model(settings)).hidden_size)
+
+
+def resolve(settings: EmbedderSettings) -> ModelFiles:
+    """Turn settings into local files, downloading from the hub only when not on disk."""
+    from transformers import AutoConfig
+
+    checkpoint = Path(settings.checkpoint).expanduser()
+    if not checkpoint.is_file():
+        checkpoint = _hub_file(settings.checkpoint)
+    text_model = _text_model(settings)
     model_type = AutoConfig.from_pretrained(text_model).model_type
     vision = _vision_config(settings.vision_config, checkpoint, model_type)
     return ModelFiles(checkpoint, text_model, vision)

@@ -1,52 +1,41 @@
 """Ray Serve deployment of the embedder: a thin shell around the model with dynamic batching.
 
 Concurrent queries are gathered by `@serve.batch` into one forward pass; the batch size and
-wait come from the deployment's user_config, so they change without a restart.
+wait come from the deployment's user_config (serve/config.yaml), so they change without a
+restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
+from typing import Any
 
 from ray import serve
 
 from deployments.embedder.queries import EmbedQuery, Embedding, encode_queries
-from deployments.settings import Settings
 from deployments.metrics import metrics
+from deployments.settings import Settings
 
-DEFAULT_BATCHING = {"max_batch_size": 32, "batch_wait_timeout_s": 0.01}
 
-
-@serve.deployment(
-    name="Embedder",
-    ray_actor_options={"num_cpus": 0.5},  # the Serve config sets production values
-    max_ongoing_requests=128,  # must exceed max_batch_size, or batches never fill
-    user_config=DEFAULT_BATCHING,
-    graceful_shutdown_timeout_s=10,
-)
+@serve.deployment(name="Embedder")  # replicas, resources, batching: serve/config.yaml
 class EmbedderDeployment:
     def __init__(self, settings: dict | None = None):
         """settings: overrides on top of the PARDUS_* environment (Settings' nested shape)."""
-        import torch
-
         from deployments.embedder.encoder import Embedder
 
-        resolved = Settings(**(settings or {}))
-        # Ray caps OMP threads at the replica's (fractional) CPU count: give torch the cores.
-        torch.set_num_threads(resolved.serving.embed_threads or os.cpu_count() or 1)
-        self.embedder = Embedder(resolved.embedder)
+        self.embedder = Embedder(Settings(**(settings or {})).embedder)
         self.batch_sizes: Counter = Counter()
         self.metrics = metrics()
 
-    def reconfigure(self, config: dict) -> None:
-        """Apply batching settings from user_config (no restart)."""
-        config = {**DEFAULT_BATCHING, **(config or {})}
-        self.embed.set_max_batch_size(int(config["max_batch_size"]))
-        self.embed.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Apply batching from user_config (max_batch_size, batch_wait_timeout_s)."""
+        if "max_batch_size" in config:
+            self.embed.set_max_batch_size(int(config["max_batch_size"]))
+        if "batch_wait_timeout_s" in config:
+            self.embed.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
 
-    @serve.batch(**DEFAULT_BATCHING)
+    @serve.batch()  # sizes come from user_config through reconfigure()
     async def embed(self, queries: list[EmbedQuery]) -> list[Embedding]:
         """One query in, one Embedding (a vector, or the image's error) out; batched across
         callers."""

@@ -8,6 +8,7 @@ assembles rows. Ray Data stages and Serve deployments both wrap this class.
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -62,11 +63,16 @@ class Embedder:
         self.settings = settings
         self.device = pick_device(settings.device)
         self.dtype = pick_dtype(settings.dtype, self.device)
+        if self.device.type == "cpu":  # Ray caps a worker's threads at its fractional CPUs
+            torch.set_num_threads(settings.threads or os.cpu_count() or 1)
         files = resolve(settings)
         self.model = load_model(files, self.device, self.dtype)
+        if settings.dim is not None and settings.dim != self.dim:
+            raise ValueError(f"embedder.dim is {settings.dim} but {files.checkpoint.name} makes "
+                             f"{self.dim}-d vectors: fix PARDUS_EMBEDDER__DIM or unset it")
         self.tokenizer = AutoTokenizer.from_pretrained(files.text_model)
         self.image_size = self.model.vision.config.image_size
-        self.limits = ImageLimits(settings.max_image_pixels, settings.max_image_bytes)
+        self.limits = ImageLimits.of(settings)
         self._pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         # Position budget: text alone gets the tokenizer's maximum; beside an image, what is
         # left after the image tokens (the reference never truncates and overflows instead).

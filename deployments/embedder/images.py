@@ -12,6 +12,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from deployments.settings import EmbedderSettings
+
 ImageInput = Union[bytes, bytearray, memoryview, str, PathLike, Image.Image]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -35,8 +37,14 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class ImageLimits:
-    max_pixels: int = 40_000_000
-    max_bytes: int = 20 * 1024 * 1024
+    """What an image may weigh; built from settings (`ImageLimits.of`), never assumed."""
+
+    max_pixels: int
+    max_bytes: int
+
+    @classmethod
+    def of(cls, settings: EmbedderSettings) -> "ImageLimits":
+        return cls(settings.max_image_pixels, settings.max_image_bytes)
 
 
 def read_file(path: Path, max_bytes: int) -> bytes:
@@ -113,7 +121,7 @@ def _damaged(exc: Exception, part: str) -> ImageError:
     return ImageError(code, f"image {part} is {code} ({text}): re-export or re-upload the file")
 
 
-def decode_image(item: ImageInput, limits: ImageLimits = ImageLimits()) -> Image.Image:
+def decode_image(item: ImageInput, limits: ImageLimits) -> Image.Image:
     """Open, validate and fully decode one image into an upright 8-bit RGB PIL image."""
     if isinstance(item, Image.Image):
         _check_pixels(item, limits)
@@ -167,7 +175,7 @@ def to_pixels(image: Image.Image, size: int) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def preprocess(item: ImageInput, size: int, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+def preprocess(item: ImageInput, size: int, limits: ImageLimits) -> np.ndarray:
     """Decode one image and return its (3, size, size) uint8 crop, or raise ImageError."""
     return to_pixels(decode_image(item, limits), size)
 

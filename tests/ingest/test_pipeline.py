@@ -163,7 +163,7 @@ def test_killed_run_resumes_to_the_exact_count(first_run, catalogue, settings, t
     deadline, partial = time.monotonic() + 240, 0
     try:
         while time.monotonic() < deadline and process.poll() is None:
-            partial = store.count() if store.ping() else 0
+            partial = store.count() if store.ping(5.0) else 0
             if partial >= 20:
                 break
             time.sleep(0.2)

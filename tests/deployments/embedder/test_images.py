@@ -17,6 +17,9 @@ from deployments.embedder.images import (
     preprocess,
     resize_center_crop,
 )
+from deployments.settings import EmbedderSettings
+
+LIMITS = ImageLimits.of(EmbedderSettings())
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -54,7 +57,7 @@ def photo(width: int = 60, height: int = 40, seed: int = 0) -> Image.Image:
 )
 def test_bad_bytes_get_a_coded_error(data, code):
     with pytest.raises(ImageError) as info:
-        decode_image(data)
+        decode_image(data, LIMITS)
     assert info.value.code == code
     assert info.value.message
 
@@ -62,7 +65,7 @@ def test_bad_bytes_get_a_coded_error(data, code):
 def test_truncated_jpeg_is_reported_as_truncated():
     data = encode(photo(200, 200), "JPEG", quality=95)
     with pytest.raises(ImageError) as info:
-        decode_image(data[: len(data) // 2])
+        decode_image(data[: len(data) // 2], LIMITS)
     assert info.value.code == "truncated"
 
 
@@ -70,15 +73,15 @@ def test_garbage_after_a_valid_header_is_refused():
     data = encode(photo(64, 64))
     damaged = data[:60] + bytes(reversed(data[60:200])) + data[200:]
     with pytest.raises(ImageError) as info:
-        decode_image(damaged)
+        decode_image(damaged, LIMITS)
     assert info.value.code in {"corrupt", "truncated"}
 
 
 def test_pixel_limit_is_configurable():
     data = encode(photo(200, 200))
-    assert decode_image(data, ImageLimits(max_pixels=40_000)).size == (200, 200)
+    assert decode_image(data, ImageLimits(40_000, LIMITS.max_bytes)).size == (200, 200)
     with pytest.raises(ImageError, match="over the limit of 39999") as info:
-        decode_image(data, ImageLimits(max_pixels=39_999))
+        decode_image(data, ImageLimits(39_999, LIMITS.max_bytes))
     assert info.value.code == "too_large"
 
 
@@ -88,16 +91,16 @@ def test_byte_limit_applies_to_bytes_and_files(tmp_path):
     path.write_bytes(data)
     for item in (data, path, str(path)):
         with pytest.raises(ImageError) as info:
-            decode_image(item, ImageLimits(max_bytes=len(data) - 1))
+            decode_image(item, ImageLimits(LIMITS.max_pixels, len(data) - 1))
         assert info.value.code == "too_large"
 
 
 def test_missing_file_and_wrong_type(tmp_path):
     with pytest.raises(ImageError) as info:
-        decode_image(tmp_path / "nope.jpg")
+        decode_image(tmp_path / "nope.jpg", LIMITS)
     assert info.value.code == "not_found"
     with pytest.raises(ImageError) as info:
-        decode_image(12345)  # type: ignore[arg-type]
+        decode_image(12345, LIMITS)  # type: ignore[arg-type]
     assert info.value.code == "wrong_type"
 
 
@@ -106,7 +109,7 @@ def test_exif_rotation_is_applied():
     image.paste((255, 0, 0), (0, 0, 20, 20))  # left half red
     exif = Image.Exif()
     exif[0x0112] = 6  # display rotated 90 degrees clockwise: the left half goes on top
-    out = decode_image(encode(image, "JPEG", exif=exif.tobytes(), quality=95))
+    out = decode_image(encode(image, "JPEG", exif=exif.tobytes(), quality=95), LIMITS)
     assert out.size == (20, 40)
     top, bottom = np.asarray(out)[5, 10], np.asarray(out)[35, 10]
     assert top[0] > 200 and top[2] < 60
@@ -116,7 +119,7 @@ def test_exif_rotation_is_applied():
 def test_alpha_is_composited_on_white():
     image = Image.new("RGBA", (10, 10), (255, 0, 0, 0))  # fully transparent red
     image.putpixel((0, 0), (255, 0, 0, 255))
-    out = np.asarray(decode_image(encode(image)))
+    out = np.asarray(decode_image(encode(image), LIMITS))
     assert tuple(out[5, 5]) == (255, 255, 255)
     assert tuple(out[0, 0]) == (255, 0, 0)
 
@@ -125,7 +128,7 @@ def test_palette_with_transparency_is_composited_on_white():
     image = Image.new("P", (8, 8), 0)
     image.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
     image.putpixel((1, 1), 1)
-    out = np.asarray(decode_image(encode(image, transparency=0)))
+    out = np.asarray(decode_image(encode(image, transparency=0), LIMITS))
     assert tuple(out[4, 4]) == (255, 255, 255)
     assert tuple(out[1, 1]) == (0, 255, 0)
 
@@ -133,15 +136,15 @@ def test_palette_with_transparency_is_composited_on_white():
 def test_sixteen_bit_grey_is_rescaled_not_clipped():
     values = np.array([[0, 32768, 65535, 1000]], dtype=np.uint16)
     image = Image.fromarray(values)  # mode I;16
-    out = np.asarray(decode_image(encode(image)))
+    out = np.asarray(decode_image(encode(image), LIMITS))
     assert list(out[0, :, 0]) == [0, 128, 255, 4]
 
 
 def test_cmyk_and_greyscale_become_rgb():
     cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # red ink
-    out = decode_image(encode(cmyk, "JPEG", quality=95))
+    out = decode_image(encode(cmyk, "JPEG", quality=95), LIMITS)
     assert out.mode == "RGB" and out.getpixel((8, 8))[0] > 200
-    grey = decode_image(encode(Image.new("L", (4, 4), 77)))
+    grey = decode_image(encode(Image.new("L", (4, 4), 77)), LIMITS)
     assert grey.mode == "RGB" and grey.getpixel((1, 1)) == (77, 77, 77)
 
 
@@ -149,7 +152,7 @@ def test_animated_gif_uses_first_frame():
     frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255))]
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
-    assert decode_image(buf.getvalue()).getpixel((4, 4))[0] > 200
+    assert decode_image(buf.getvalue(), LIMITS).getpixel((4, 4))[0] > 200
 
 
 @pytest.mark.parametrize(("width", "height"), [(60, 40), (40, 61), (224, 224), (301, 97)])
@@ -168,5 +171,5 @@ def test_resize_crop_matches_torchvision_rules(width, height):
 
 
 def test_preprocess_returns_uint8_channels_first():
-    out = preprocess(encode(photo()), 64)
+    out = preprocess(encode(photo()), 64, LIMITS)
     assert out.shape == (3, 64, 64) and out.dtype == np.uint8
