@@ -97,26 +97,12 @@ class InProcess:
     """SearchService in this process: a local Embedder, the app's Milvus, no Serve, no HTTP."""
 
     def __init__(self, overrides: dict):
-        from deployments.embedder.encoder import Embedder
-        from deployments.embedder.images import ImageLimits
         from deployments.settings import Settings
-        from deployments.catalogue.gateway import StoreGateway
-        from serve.images import ImageLibrary
-        from serve.search import SearchService
+        from serve.factory import build_search_service, local_models
 
         settings = Settings(**overrides)
-        self.embedder = Embedder(settings.embedder)
-        self.store = StoreGateway(settings.milvus, self._dim)
-        images = ImageLibrary(settings.serving.image_root, ImageLimits())
-        self.service = SearchService(settings, self._embed, None, self.store, images)
-
-    async def _dim(self) -> int:
-        return self.embedder.dim
-
-    async def _embed(self, query):  # as in the Embedder deployment: the model runs in a thread
-        from deployments.embedder.queries import encode_queries
-
-        return (await asyncio.to_thread(encode_queries, self.embedder, [query]))[0]
+        self.service = build_search_service(settings, local_models(settings))
+        self.store = self.service.store
 
     def search(self, k: int):
         from serve.search import Query
@@ -169,14 +155,13 @@ async def deploy(client, name: str, overrides: dict, max_batch_size: int, wait_s
     set as the Serve config's `deployments` section sets it."""
     from ray import serve
 
-    from deployments.embedder.deployment import EmbedderDeployment
-    from serve.ingress import Ingress
+    from serve.app import bind_app, deployment_options
 
     overrides = {**overrides, "reranker": {"enabled": False}}
-    embedder = EmbedderDeployment.options(
-        user_config={"max_batch_size": max_batch_size, "batch_wait_timeout_s": wait_s})
-    serve.run(Ingress.bind(embedder.bind(overrides), None, overrides), name=name,
-              route_prefix=f"/{name}")
+    options = deployment_options()
+    options = {**options, "Embedder": {**options["Embedder"], "user_config": {
+        "max_batch_size": max_batch_size, "batch_wait_timeout_s": wait_s}}}
+    serve.run(bind_app(overrides, options), name=name, route_prefix=f"/{name}")
     await wait_ready(client, f"/{name}")
 
 
@@ -398,7 +383,6 @@ async def run(args, work: Path, overrides: dict) -> None:
         console.print(table)
         print_overhead(tallies)
         await local.store.close()
-        local.embedder.close()
         for name in (APP, NOWAIT):
             serve.delete(name)  # frees the vLLM engine's CPU for (c)
         await batching_report(client, args, work, overrides)

@@ -184,33 +184,20 @@ def search_over_http(url: str, text: str, image: Path | None, k: int, rerank: bo
 
 def search_in_process(text: str, image: Path | None, k: int, filters: dict | None) -> dict:
     """The same SearchService without Ray Serve: a local embedder and store, no reranker."""
-    from deployments.embedder.encoder import Embedder
-    from deployments.embedder.images import ImageLimits
     from deployments.catalogue.filters import parse_filters
     from deployments.settings import get_settings
-    from deployments.embedder.queries import encode_queries
-    from deployments.catalogue.gateway import StoreGateway
-    from serve.images import ImageLibrary
-    from serve.search import Query, SearchService
+    from serve.factory import build_search_service, local_models
+    from serve.search import Query
 
     settings = get_settings()
-    embedder = Embedder(settings.embedder)
-
-    async def embed(query):
-        return encode_queries(embedder, [query])[0]
-
-    async def dim() -> int:
-        return embedder.dim
+    service = build_search_service(settings, local_models(settings))
+    query = Query(text, image.read_bytes() if image else None, k, parse_filters(filters),
+                  rerank=False)
 
     async def run() -> dict:
-        store = StoreGateway(settings.milvus, dim)
-        images = ImageLibrary(settings.serving.image_root, ImageLimits())
-        service = SearchService(settings, embed, None, store, images)
-        query = Query(text, image.read_bytes() if image else None, k, parse_filters(filters),
-                      rerank=False)
         try:
             return (await service.search(query)).model_dump()
         finally:
-            await store.close()
+            await service.store.close()
 
     return asyncio.run(run())

@@ -1,1 +1,1 @@
-"""Top layer of Pardus: the Ray Serve application, HTTP API and command line."""
+"""The Ray Serve application: the HTTP ingress, the search service and the app builder."""

@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 import httpx
 
 from deployments.settings import ServingSettings
+from deployments.streams import CappedBuffer, TooManyBytes
 from serve.errors import ApiError, bad_request
 
 
@@ -27,12 +28,12 @@ async def fetch_allowed(url: str, serving: ServingSettings, max_bytes: int) -> b
                 if response.status_code != 200:
                     raise bad_request("fetch_failed", f"{url} answered HTTP "
                                       f"{response.status_code}", "image_url")
-                data = bytearray()
+                data = CappedBuffer(max_bytes)
                 async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise ApiError(413, "image_too_large", f"{url} is over {max_bytes} bytes",
-                                       "image_url")
-                return bytes(data)
+                    data.add(chunk)
+                return data.value()
+    except TooManyBytes:
+        raise ApiError(413, "image_too_large", f"{url} is over {max_bytes} bytes",
+                       "image_url") from None
     except httpx.HTTPError as exc:
         raise bad_request("fetch_failed", f"cannot fetch {url}: {exc}", "image_url") from None

@@ -18,7 +18,7 @@ class ImageLibrary:
     """Catalogue images under one root (a folder or an object storage URI): read with limits,
     write uploads by content, and make thumbnails (a small LRU cache: thumbnails repeat)."""
 
-    def __init__(self, root: str, limits: ImageLimits, thumbnail_cache: int = 512):
+    def __init__(self, root: str, limits: ImageLimits, thumbnail_cache: int):
         self.root = root
         self.is_local = not is_uri(root)
         self.local_root = Path(root).expanduser().resolve() if self.is_local else None

@@ -48,6 +48,14 @@ class SearchResult(BaseModel):
     image_url: str = Field(description="Where the item's thumbnail is served.")
 
 
+class RerankInfo(BaseModel):
+    outcome: str = Field(description="reranked, or why not: off (not asked), disabled, too_few, "
+                                     "timeout, unusable, error, unavailable.")
+    model_calls: int = Field(0, description="Calls made to the vision-language model.")
+    caption_cached: bool = Field(False, description="The query image's caption came from cache.")
+    repairs: list[str] = Field([], description="What was fixed in the model's answer.")
+
+
 class SearchResponse(BaseModel):
     results: list[SearchResult]
     reranked: bool = Field(description="True when the order comes from the reranker.")
@@ -57,8 +65,10 @@ class SearchResponse(BaseModel):
     reason: str = Field("", description="The reranker's reason why the first result fits.")
     caption: str | None = Field(None, description="The reranker's caption of the query image.")
     truncated: bool = Field(False, description="The text was cut to the model's token budget.")
+    rerank: RerankInfo = Field(description="How the rerank stage went.")
     timings_ms: dict[str, float] = Field(
-        description="Milliseconds per stage: embed, search, load_images, rerank, total.")
+        description="Milliseconds per stage: embed, search, load_images, rerank (the call, "
+                    "queueing included), rerank_model (inside the reranker), total.")
 
 
 # -- items ------------------------------------------------------------------------------------

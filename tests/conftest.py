@@ -9,6 +9,9 @@ import pytest
 # Tests never reach the model hub; a test that needs it would hang on retries otherwise.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# The live service for the session (tests/serve, tests/cli): fixtures shared across folders.
+pytest_plugins = ["tests.support.service"]
+
 METRICS_PORT = 8131  # Ray's Prometheus endpoint in tests (outside Ray's worker port range)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from deployments.embedder.images import ImageError, read_file
+from deployments.streams import CappedBuffer, TooManyBytes
 from deployments.uris import is_uri
 
 REMOTE_SCHEMES = {"s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file"}
@@ -112,14 +113,14 @@ def _read_http(url: str, max_bytes: int, timeout: float) -> bytes:
         with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
             if response.status_code != 200:
                 raise ImageError("http_error", f"{url} answered HTTP {response.status_code}")
-            data = bytearray()
+            data = CappedBuffer(max_bytes)
             for chunk in response.iter_bytes():
-                data += chunk
-                if len(data) > max_bytes:
-                    raise ImageError("too_large", f"{url} is over the limit of {max_bytes} bytes")
-            return bytes(data)
+                data.add(chunk)
+            return data.value()
     except ImageError:
         raise
+    except TooManyBytes:
+        raise ImageError("too_large", f"{url} is over the limit of {max_bytes} bytes") from None
     except httpx.HTTPError as exc:
         raise ImageError("http_error", f"cannot fetch {url}: {exc}") from None
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ingest.samples import draw_product
-from tests.serve.conftest import API_KEY
+from tests.support.service import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 

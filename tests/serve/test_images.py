@@ -8,7 +8,10 @@ import pytest
 from PIL import Image
 
 from deployments.embedder.images import ImageError, ImageLimits
+from deployments.settings import EmbedderSettings
 from serve.images import ImageLibrary, image_format
+
+LIMITS = ImageLimits.of(EmbedderSettings())
 
 
 def png(size=(300, 200), color="red") -> bytes:
@@ -20,9 +23,9 @@ def png(size=(300, 200), color="red") -> bytes:
 @pytest.mark.parametrize("as_uri", [False, True], ids=["folder", "file-uri"])
 def test_upload_read_thumbnail_and_escape(tmp_path, as_uri):
     root = tmp_path.as_uri() if as_uri else str(tmp_path)
-    library = ImageLibrary(root, ImageLimits())
+    library = ImageLibrary(root, LIMITS, thumbnail_cache=4)
     data = png()
-    reference = library.write_upload(data, image_format(data, ImageLimits()))
+    reference = library.write_upload(data, image_format(data, LIMITS))
     assert reference.startswith("uploads/") and reference.endswith(".png")
     assert library.write_upload(data, "png") == reference  # by content: stored once
     assert library.read(reference) == data
@@ -38,4 +41,4 @@ def test_upload_read_thumbnail_and_escape(tmp_path, as_uri):
 
 def test_image_format_refuses_what_is_not_an_image():
     with pytest.raises(ImageError):
-        image_format(b"not an image", ImageLimits())
+        image_format(b"not an image", LIMITS)

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.serve.conftest import API_KEY, SERVICE_PORT
+from tests.support.service import API_KEY, SERVICE_PORT
 from tests.serve.test_api import data_url, jpeg
 
 PREFIX = f"http://127.0.0.1:{SERVICE_PORT}/on-server"

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.serve.conftest import API_KEY
+from tests.support.service import API_KEY
 
 CHECKS = [not_a_server_error, response_schema_conformance]
 

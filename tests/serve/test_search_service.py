@@ -1,26 +1,26 @@
 """SearchService in isolation: stand-in embedder/reranker callables (to force each failure),
-a real Milvus Lite store; and the whole app in Serve's local testing mode (no cluster)."""
+a real Milvus Lite store; and its HTTP API in process (no Serve)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from deployments.embedder.images import ImageError, ImageLimits
-from deployments.settings import Settings
+from fastapi.testclient import TestClient
+
 from deployments.catalogue.items import CatalogueItem
 from deployments.catalogue.store import CatalogueStore
+from deployments.embedder.images import ImageError
 from deployments.embedder.queries import Embedding
+from deployments.reranker.policy import RerankOutcome, RerankRequest, RerankResult
+from deployments.settings import Settings
+from serve.api import create_api
 from serve.errors import ApiError
-from deployments.catalogue.gateway import StoreGateway
-from serve.images import ImageLibrary
-from serve.search import Query, SearchService
+from serve.factory import build_search_service
+from serve.search import Models, Query, SearchService
 
 DIM = 8
 
@@ -35,13 +35,14 @@ async def embed_text(query):
     return Embedding(vector(query.text))
 
 
-async def dim():
+async def loaded():
     return DIM
 
 
 @pytest.fixture()
 def settings(tmp_path):
-    return Settings(milvus={"uri": str(tmp_path / "unit.db"), "lite_server": False,
+    return Settings(embedder={"dim": DIM},
+                    milvus={"uri": str(tmp_path / "unit.db"), "lite_server": False,
                             "index_type": "FLAT", "collection": "unit", "timeout_s": 3},
                     reranker={"timeout_s": 0.2}, serving={"image_root": str(tmp_path),
                                                           "embed_timeout_s": 1})
@@ -61,9 +62,7 @@ def catalogue(settings):
 
 
 def service(settings, embed=embed_text, rerank=None) -> SearchService:
-    store = StoreGateway(settings.milvus, dim)
-    images = ImageLibrary(settings.serving.image_root, ImageLimits())
-    return SearchService(settings, embed, rerank, store, images)
+    return build_search_service(settings, Models(embed, rerank, {"embedder": loaded}))
 
 
 def run(coro):
@@ -71,42 +70,68 @@ def run(coro):
 
 
 def test_retrieval_order_and_rerank_order(settings, catalogue):
-    async def reverse(text, image, candidates):
-        assert all(data is None for _, data in candidates)  # unreadable images: grey cells
-        return {"order": [cid for cid, _ in candidates][::-1], "reranked": True,
-                "reason": "because", "caption": None}
+    async def reverse(request: RerankRequest) -> RerankResult:
+        assert all(data is None for _, data in request.candidates)  # unreadable: grey cells
+        return RerankResult([cid for cid, _ in request.candidates][::-1],
+                            RerankOutcome.RERANKED, reason="because", model_calls=1,
+                            repairs=["no reason given"], seconds=0.01)
 
     plain = run(service(settings).search(Query(text="item 2", k=4, rerank=False)))
     assert plain.results[0].id == "i2" and plain.results[0].score > 0.999
     assert plain.reranked is False and "rerank=false" in plain.rerank_note
+    assert plain.rerank.outcome == "off"
 
     body = run(service(settings, rerank=reverse).search(Query(text="item 2", k=4)))
-    assert body.reranked and body.reason == "because"
+    assert body.reranked and body.reason == "because" and body.rerank_note is None
     assert [r.id for r in body.results] == [r.id for r in plain.results][::-1]
     assert [r.retrieval_rank for r in body.results] == [4, 3, 2, 1]
     assert [r.rank for r in body.results] == [1, 2, 3, 4]
+    assert body.rerank.model_calls == 1 and body.rerank.repairs == ["no reason given"]
+    assert body.timings_ms["rerank_model"] == 10.0
 
 
-@pytest.mark.parametrize("behaviour,note", [
-    ("raise", "unavailable"), ("hang", "unavailable"), ("fallback", "unusable answer"),
-    ("not-a-permutation", "unusable"),
+def test_only_the_head_is_reranked_and_the_tail_keeps_its_order(settings, catalogue):
+    settings.reranker.max_candidates = 3
+    seen = []
+
+    async def reverse(request: RerankRequest) -> RerankResult:
+        seen.append([cid for cid, _ in request.candidates])
+        return RerankResult(seen[-1][::-1], RerankOutcome.RERANKED)
+
+    body = run(service(settings, rerank=reverse).search(Query(text="item 0", k=6)))
+    assert len(seen[0]) == 3
+    assert [r.retrieval_rank for r in body.results] == [3, 2, 1, 4, 5, 6]
+
+
+@pytest.mark.parametrize("behaviour,outcome", [
+    ("raise", "unavailable"), ("hang", "timeout"), ("unusable", "unusable"),
+    ("not-a-permutation", "unusable"), ("invented", "unusable"),
 ])
-def test_a_failing_reranker_degrades_to_retrieval_order(settings, catalogue, behaviour, note):
-    async def rerank(text, image, candidates):
+def test_a_failing_reranker_degrades_to_retrieval_order(settings, catalogue, behaviour, outcome):
+    async def rerank(request: RerankRequest) -> RerankResult:
+        ids = [cid for cid, _ in request.candidates]
         if behaviour == "raise":
             raise RuntimeError("replica died")
         if behaviour == "hang":
             await asyncio.sleep(3600)
         if behaviour == "not-a-permutation":
-            return {"order": [candidates[0][0]] * len(candidates), "reranked": True}
-        return {"order": [cid for cid, _ in candidates], "reranked": False,
-                "fallback": "unusable answer: not JSON", "reason": ""}
+            return RerankResult([ids[0]] * len(ids), RerankOutcome.RERANKED)
+        if behaviour == "invented":
+            return RerankResult([*ids[1:], "not-a-hit"], RerankOutcome.RERANKED)
+        return RerankResult.kept(ids, RerankOutcome.UNUSABLE)
 
-    svc = service(settings, rerank=rerank)
-    svc.rerank_grace_s = 0.1
-    body = run(svc.search(Query(text="item 1", k=3)))
-    assert body.reranked is False and note in body.rerank_note
+    body = run(service(settings, rerank=rerank).search(Query(text="item 1", k=3)))
+    assert body.reranked is False and body.rerank.outcome == outcome
+    assert "replica died" not in body.rerank_note  # a stable note; details go to the log
     assert [r.retrieval_rank for r in body.results] == [1, 2, 3]
+
+
+def test_fewer_than_two_results_are_not_sent_to_the_reranker(settings, catalogue):
+    async def never(request):
+        raise AssertionError("called")
+
+    body = run(service(settings, rerank=never).search(Query(text="item 1", k=1)))
+    assert body.rerank.outcome == "too_few" and len(body.results) == 1
 
 
 def test_embedder_failures_become_clear_errors(settings, catalogue):
@@ -140,27 +165,25 @@ def test_an_unreachable_store_is_503_with_retry_after(settings):
     assert caught.value.retry_after == settings.serving.retry_after_s
 
 
-LOCAL_MODE = """
-import json, sys
-from ray import serve
-from serve.app import build_app
-handle = serve.run(build_app({"settings": json.loads(sys.argv[1])}), _local_testing_mode=True)
-print(json.dumps({"health": handle.healthz.remote().result().status,
-                  "ready": handle.readyz.remote().result()}))
-"""
-
-
-def test_the_app_in_local_testing_mode(tmp_path, embedder_settings):
-    """The builder, the ingress and the embedder deployment in one process, no cluster. In a
-    child process: local testing mode leaves the ingress class unpicklable for later
-    serve.run calls in the same process (Ray 2.60)."""
-    overrides = {"embedder": embedder_settings.model_dump(),
-                 "milvus": {"uri": str(tmp_path / "local.db"), "lite_server": False},
-                 "reranker": {"enabled": False}, "serving": {"image_root": str(tmp_path)}}
-    result = subprocess.run([sys.executable, "-c", LOCAL_MODE, json.dumps(overrides)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert answer == {"health": "ok",
-                      "ready": {"ready": True, "checks": {"milvus": "ok", "embedder": "ok"}}}
-
+def test_the_http_api_over_the_service(settings, catalogue):
+    """The routes (serve/api.py) over the real service and store, in process: the per-replica
+    app carries its own settings (CORS here) and the one error format."""
+    settings.serving.cors_origins = ["https://shop.example"]
+    api = create_api(service(settings))
+    with TestClient(api) as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        ready = http.get("/readyz").json()
+        assert ready == {"ready": True, "checks": {"milvus": "ok", "embedder": "ok"}}
+        found = http.post("/v1/search", json={"text": "item 3", "k": 2, "rerank": False})
+        assert found.status_code == 200 and found.json()["results"][0]["id"] == "i3"
+        empty = http.post("/v1/search", json={"text": " "})
+        assert empty.status_code == 400 and empty.json()["error"]["code"] == "empty_query"
+        cors = http.options("/v1/search", headers={"Origin": "https://shop.example",
+                                                   "Access-Control-Request-Method": "POST"})
+        assert cors.headers["access-control-allow-origin"] == "https://shop.example"
+    other = create_api(service(Settings(**{**settings.model_dump(), "serving": {
+        **settings.serving.model_dump(), "cors_origins": []}})))
+    with TestClient(other) as http:  # a second app: no CORS leaked from the first
+        cors = http.options("/v1/search", headers={"Origin": "https://shop.example",
+                                                   "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in cors.headers

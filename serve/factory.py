@@ -1,0 +1,37 @@
+"""The one place a SearchService is built from settings: the ingress, the CLI, the benchmarks
+and the tests all come through here, so a setting reaches every path or none."""
+
+from __future__ import annotations
+
+import asyncio
+
+from deployments.catalogue.gateway import StoreGateway
+from deployments.embedder.checkpoint import embedding_dim
+from deployments.embedder.images import ImageLimits
+from deployments.embedder.queries import EmbedQuery, Embedding, encode_queries
+from deployments.settings import Settings
+from serve.images import ImageLibrary
+from serve.search import Models, SearchService
+
+
+def build_search_service(settings: Settings, models: Models) -> SearchService:
+    """The service over the configured store and image root, calling `models`."""
+    store = StoreGateway(settings.milvus, embedding_dim(settings.embedder))
+    images = ImageLibrary(settings.serving.image_root, ImageLimits.of(settings.embedder),
+                          settings.serving.thumbnail_cache_size)
+    return SearchService(settings, models, store, images)
+
+
+def local_models(settings: Settings) -> Models:
+    """The embedder loaded in this process (no Serve, no reranker): in-process search."""
+    from deployments.embedder.encoder import Embedder
+
+    embedder = Embedder(settings.embedder)
+
+    async def embed(query: EmbedQuery) -> Embedding:
+        return (await asyncio.to_thread(encode_queries, embedder, [query]))[0]
+
+    async def loaded() -> int:
+        return embedder.dim
+
+    return Models(embed=embed, probes={"embedder": loaded})
