@@ -1,1 +1,2 @@
-"""Lowest layer of Pardus: settings, model code and the vector store (no Ray Serve here)."""
+"""Lowest layer of Pardus: the separately scaled units (embedder, reranker, the Milvus
+catalogue), their settings, and nothing that imports serve/, ingest/ or cli/."""
