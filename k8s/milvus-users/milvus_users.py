@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 DB = "default"
 ROOT = "root"
@@ -116,11 +117,12 @@ def apply(client: Any, users: list[AppUser], collection: str,
 
 def _connect(uri: str, token: str, attempts: int, wait_s: float):
     from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
 
     for attempt in range(1, attempts + 1):
         try:
             return MilvusClient(uri, token=token, timeout=10)
-        except Exception as exc:  # Milvus still starting: retry, report the last error
+        except (MilvusException, OSError) as exc:  # Milvus still starting: retry
             if attempt == attempts:
                 raise SystemExit(f"Milvus at {uri} did not accept root: {type(exc).__name__}")
             time.sleep(wait_s)
@@ -129,11 +131,12 @@ def _connect(uri: str, token: str, attempts: int, wait_s: float):
 def _logs_in(uri: str) -> Callable[[AppUser], bool]:
     def check(user: AppUser) -> bool:
         from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
 
         try:
             MilvusClient(uri, token=f"{user.name}:{user.password}", timeout=10).close()
             return True
-        except Exception:
+        except MilvusException:  # refused: unknown user or wrong password
             return False
     return check
 
