@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -30,6 +31,28 @@ CRD_FILES = {
 }
 KUBERNETES_VERSION = "1.32"
 RAY_KINDS = {"RayService", "RayJob"}
+# The Prometheus operator's CRD is not vendored: PodMonitors are checked against the subset of
+# its schema that our manifests use (unknown fields refused), not against the real CRD.
+_SELECTOR = {"type": "object", "additionalProperties": False, "properties": {
+    "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+    "matchExpressions": {"type": "array", "items": {
+        "type": "object", "additionalProperties": False, "required": ["key", "operator"],
+        "properties": {"key": {"type": "string"}, "values": {"type": "array"},
+                       "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]}}}}}}
+PODMONITOR_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PodMonitor"},
+        "metadata": {"type": "object"},
+        "spec": {"type": "object", "additionalProperties": False,
+                 "required": ["selector", "podMetricsEndpoints"], "properties": {
+                     "selector": _SELECTOR,
+                     "namespaceSelector": {"type": "object"},
+                     "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": {
+                         "type": "object", "additionalProperties": False, "properties": {
+                             "port": {"type": "string"}, "targetPort": {"type": ["integer", "string"]},
+                             "path": {"type": "string"}, "interval": {"type": "string"},
+                             "relabelings": {"type": "array"}}}}}}}}
 
 
 def kustomize_command() -> list[str] | None:
@@ -50,9 +73,15 @@ def _render_text(folder: Path) -> str:
     return done.stdout
 
 
+@lru_cache(maxsize=None)
+def _render_docs(folder: Path) -> tuple[dict[str, Any], ...]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return tuple(doc for doc in yaml.load_all(_render_text(folder), Loader=loader) if doc)
+
+
 def render(folder: Path) -> list[dict[str, Any]]:
     """The resources a kustomization folder builds (a fresh copy each call)."""
-    return [doc for doc in yaml.safe_load_all(_render_text(folder)) if doc]
+    return copy.deepcopy(list(_render_docs(folder)))
 
 
 def load_docs(path: Path) -> list[dict[str, Any]]:
@@ -120,16 +149,21 @@ def crd_validator(group: str, kind: str, version: str):
 
 
 def validate_custom(doc: dict[str, Any]) -> list[str]:
-    """Errors of a KubeRay or Milvus object against its CRD's schema."""
+    """Errors of a KubeRay or Milvus object against its CRD's schema (a PodMonitor: our subset)."""
+    import jsonschema
+
     group, version = doc["apiVersion"].split("/")
-    validator = crd_validator(group, doc["kind"], version)
+    if doc["kind"] == "PodMonitor":
+        validator = jsonschema.Draft202012Validator(PODMONITOR_SCHEMA)
+    else:
+        validator = crd_validator(group, doc["kind"], version)
     return [f"{doc['kind']} {doc['metadata'].get('name')}: "
             f"{'/'.join(str(p) for p in error.absolute_path)}: {error.message}"
             for error in validator.iter_errors(doc)]
 
 
 def is_custom(doc: dict[str, Any]) -> bool:
-    return (doc["apiVersion"].split("/")[0], doc["kind"]) in CRD_FILES
+    return (doc["apiVersion"].split("/")[0], doc["kind"]) in CRD_FILES or doc["kind"] == "PodMonitor"
 
 
 # -- Ray worker groups and what fits on them -----------------------------------------------------
@@ -222,6 +256,7 @@ def serve_fit_problems(serve_config: dict[str, Any], groups: dict[str, Group],
     at maxReplicas nodes. `placement`: deployment name -> worker group name."""
     problems = []
     per_group: dict[str, list[dict[str, float]]] = {}
+    per_node_caps: dict[str, dict[str, float]] = {}
     for app in serve_config["applications"]:
         for deployment in app["deployments"]:
             name, demand = deployment["name"], replica_demand(deployment)
@@ -229,10 +264,15 @@ def serve_fit_problems(serve_config: dict[str, Any], groups: dict[str, Group],
             if where != [placement[name]]:
                 problems.append(f"{name} {demand} can start on {where}, "
                                 f"not only on {placement[name]!r}")
+            cap = deployment.get("max_replicas_per_node")
+            if cap:  # Serve places at most `cap` replicas of it on one node: a per-node resource
+                demand = {**demand, f"replicas of {name}": 1.0}
+                per_node_caps.setdefault(placement[name], {})[f"replicas of {name}"] = float(cap)
             per_group.setdefault(placement[name], []).extend([demand] * max_replicas(deployment))
     for name, demands in per_group.items():
         group = groups[name]
-        left = pack(demands, [group.capacity] * group.max_nodes)
+        node = {**group.capacity, **per_node_caps.get(name, {})}
+        left = pack(demands, [node] * group.max_nodes)
         if left:
             problems.append(f"{len(left)} of {len(demands)} replicas on {name} find no node "
                             f"({group.max_nodes} x {group.capacity})")

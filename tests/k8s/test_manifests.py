@@ -14,7 +14,7 @@ from tests.k8s.manifests import (
 )
 
 KUSTOMIZATIONS = sorted(K8S.rglob("kustomization.yaml"))
-RENDERED = ("dev", "prod", "dev/ingest", "prod/ingest")
+RENDERED = ("dev", "prod", "dev/ingest", "prod/ingest", "dev/milvus-users", "prod/milvus-users")
 
 
 def _entries(kustomization: Path, key: str) -> list[tuple[Path, dict[str, Any]]]:
@@ -40,8 +40,10 @@ def _errors(doc: dict[str, Any], request: pytest.FixtureRequest) -> list[str]:
 
 
 def test_every_kustomization_is_found() -> None:
-    assert len(KUSTOMIZATIONS) == 6, KUSTOMIZATIONS  # base, ingest, 2 overlays, 2 ingest overlays
-    assert len(RESOURCE_FILES) >= 9 and len(PATCHES) >= 6
+    # base, ingest, milvus-users, the monitoring component; per overlay (dev, prod): the
+    # service, its ingest and its milvus-users kustomizations
+    assert len(KUSTOMIZATIONS) == 10, KUSTOMIZATIONS
+    assert len(RESOURCE_FILES) >= 14 and len(PATCHES) >= 6
 
 
 @pytest.mark.parametrize("path", RESOURCE_FILES, ids=lambda p: str(p.relative_to(K8S)))

@@ -10,9 +10,18 @@ import yaml
 
 from cli.serve_config import load_placement, render, serve_config
 from tests.k8s.manifests import (
-    K8S, REPO, RAY_KINDS, fits, load_docs, one, pack, parse_quantity, ray_groups,
+    K8S,
+    RAY_KINDS,
+    REPO,
+    fits,
+    load_docs,
+    one,
+    pack,
+    parse_quantity,
+    ray_groups,
     serve_fit_problems,
 )
+from tests.k8s.workloads import by_where, pods, secret_refs
 
 PLACEMENT = load_placement()
 PROFILES = sorted(PLACEMENT["profiles"])
@@ -97,6 +106,9 @@ def test_fit_check_catches_what_would_not_fit(rendered) -> None:
     too_many = copy.deepcopy(config)
     too_many["applications"][0]["deployments"][2]["autoscaling_config"]["max_replicas"] = 7
     assert any("reranker-gpu" in p for p in serve_fit_problems(too_many, groups, placed))
+    crowded = copy.deepcopy(config)  # one Ingress per node: 8 replicas need 8 CPU nodes
+    crowded["applications"][0]["deployments"][0]["autoscaling_config"]["max_replicas"] = 9
+    assert any("cpu-workers" in p for p in serve_fit_problems(crowded, groups, placed))
     unpinned = copy.deepcopy(config)
     unpinned["applications"][0]["deployments"][0]["ray_actor_options"].pop("resources")
     assert any("Ingress" in p for p in serve_fit_problems(unpinned, groups, placed))
@@ -118,8 +130,13 @@ def test_ingest_stages_fit_the_job_cluster(profile: str, rendered) -> None:
 
     job = one(rendered(f"{profile}/ingest"), "RayJob", "pardus-ingest")
     env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
-    opts = IngestSettings(**{k.removeprefix("PARDUS_INGEST__").lower(): v for k, v in env.items()})
+    opts = IngestSettings(**{k.removeprefix("PARDUS_INGEST__").lower(): v for k, v in env.items()
+                             if k.startswith("PARDUS_INGEST__")})
     groups = ray_groups(job["spec"]["rayClusterSpec"])
+    # torch threads of each embed actor: within the CPUs the actor holds (0 = the node's cores)
+    threads = int(env.get("PARDUS_EMBEDDER__THREADS", 0))
+    assert "PARDUS_INGEST__EMBED_THREADS" not in env, "renamed PARDUS_EMBEDDER__THREADS"
+    assert 0 <= threads <= opts.embed_num_cpus
     nodes = [g.capacity for g in groups.values() for _ in range(g.max_nodes) if g.name != "head"]
     demands = ([{"CPU": opts.embed_num_cpus, "GPU": opts.embed_num_gpus}] * opts.embed_actors
                + [{"CPU": opts.fetch_num_cpus}] * (opts.fetch_actors + 1)  # + a read task
@@ -127,6 +144,21 @@ def test_ingest_stages_fit_the_job_cluster(profile: str, rendered) -> None:
     assert pack(demands, nodes) == []
     assert opts.embed_num_gpus > 0 and job["spec"]["entrypoint"].startswith("pardus ingest ")
     assert pack(demands * 4, nodes), "the fit check must be able to fail"
+
+
+# Settings the manifests already use while the application adds them (deployments/settings.py
+# on main): each must then be a setting of this type. Drop an entry once the setting exists.
+PENDING_SETTINGS = {("embedder", "dim"): int, ("embedder", "threads"): int}
+
+
+def _is_setting(section: str, name: str, value: str) -> bool:
+    from deployments.settings import Settings
+
+    model = Settings.model_fields[section].annotation
+    if name in model.model_fields:
+        return True
+    kind = PENDING_SETTINGS.get((section, name))
+    return kind is not None and kind(value) >= 0
 
 
 def test_configmap_keys_are_settings(monkeypatch: pytest.MonkeyPatch, rendered) -> None:
@@ -139,39 +171,44 @@ def test_configmap_keys_are_settings(monkeypatch: pytest.MonkeyPatch, rendered) 
             monkeypatch.setenv(key, value)
             if key.startswith("PARDUS_"):
                 section, name = key.removeprefix("PARDUS_").lower().split("__")
-                model = Settings.model_fields[section].annotation
-                assert name in model.model_fields, f"{key} is not a setting"
+                assert _is_setting(section, name, value), f"{key} is not a setting"
         settings = Settings(_env_file=None)
         assert settings.milvus.uri == data["PARDUS_MILVUS__URI"]
         assert settings.serving.image_root == data["PARDUS_SERVING__IMAGE_ROOT"]
         assert str(settings.reranker.max_model_len) == data["PARDUS_RERANKER__MAX_MODEL_LEN"]
 
 
+# Which Ray pods load the weights (the models PVC is mounted there only): the GPU model groups
+# and the ingest driver, which resolves the checkpoint and reads the vector size from it.
+MODEL_READERS = {"RayService/embedder-gpu", "RayService/reranker-gpu", "RayJob/ingest-head",
+                 "RayJob/ingest-gpu"}
+
+
 @pytest.mark.parametrize("overlay", ["dev", "prod", "dev/ingest", "prod/ingest"])
 def test_ray_pods_are_wired(overlay: str, rendered) -> None:
-    """Settings, secrets, model volume, probes and one image in every Ray container."""
+    """Settings, the Milvus user, the weights (only where read) and one image in every Ray pod."""
     docs = rendered(overlay)
     service_image = {c["image"] for d in rendered(overlay.split("/")[0]) if d["kind"] in RAY_KINDS
                      for _, c, _ in _ray_containers(d)}
     assert len(service_image) == 1 and "/" in next(iter(service_image))  # the overlay's registry
-    for doc in (d for d in docs if d["kind"] in RAY_KINDS):
-        for group, container, pod in _ray_containers(doc):
-            where = f"{doc['kind']} {group}"
-            assert container["image"] in service_image, where
-            assert {"configMapRef": {"name": "pardus-config"}} in container["envFrom"], where
-            secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
-                       if "secretKeyRef" in e.get("valueFrom", {})}
-            token = {"name": "pardus-secrets", "key": "milvus-token"}
-            assert secrets["PARDUS_MILVUS__TOKEN"] == token, where
-            if doc["kind"] == "RayService":
-                assert secrets["PARDUS_SERVING__API_KEYS"]["key"] == "api-keys", where
-            mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-            assert mounts["/models"]["readOnly"] is True, where
-            claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
-            assert claims[mounts["/models"]["name"]] == "pardus-models", where
-            assert container["livenessProbe"] and container["readinessProbe"], where
-            for kind in ("requests", "limits"):
-                assert {"cpu", "memory"} <= set(container["resources"][kind]), where
+    token_secret = {"RayService": "pardus-milvus-serving", "RayJob": "pardus-milvus-ingest"}
+    for pod in (p for p in pods(docs) if p.where.split("/")[0] in RAY_KINDS):
+        container = pod.spec["containers"][0]
+        assert container["image"] in service_image, pod.where
+        if pod.where == "RayJob/submitter":
+            continue
+        assert {"configMapRef": {"name": "pardus-config"}} in container["envFrom"], pod.where
+        token = pod.env().get("PARDUS_MILVUS__TOKEN")
+        if token is not None:  # the Milvus clients: serving's CPU workers, every ingest pod
+            ref = token["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": token_secret[pod.where.split("/")[0]], "key": "token"}, pod.where
+        assert (pod.claim("/models") == "pardus-models") == (pod.where in MODEL_READERS), pod.where
+        if pod.where in MODEL_READERS:
+            assert pod.mounts()["/models"]["readOnly"] is True, pod.where
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(container["resources"][kind]), pod.where
+    if overlay in PROFILES:
+        assert "PARDUS_MILVUS__TOKEN" in by_where(docs)["RayService/cpu-workers"].env()
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -197,28 +234,20 @@ def test_services_find_each_other(profile: str, rendered) -> None:
 
 
 def test_readme_creates_every_secret_key(rendered) -> None:
-    """The README's `kubectl create secret` commands give every key the manifests read."""
+    """The README's `kubectl create secret` commands give every Secret and key the manifests
+    read (env, envFrom and the etcd chart's existingSecret)."""
     readme = (K8S / "README.md").read_text()
     wanted = set()
-    for overlay in ("prod", "prod/ingest"):
+    for overlay in ("prod", "prod/ingest", "prod/milvus-users"):
         for doc in rendered(overlay):
-            _collect_secret_refs(doc, wanted)
-    for name, key, optional in sorted(wanted):
+            wanted |= secret_refs(doc)
+    etcd = one(rendered("prod"), "Milvus", "pardus")["spec"]["dependencies"]["etcd"]["inCluster"]
+    rbac = etcd["values"]["auth"]["rbac"]
+    wanted.add((rbac["existingSecret"], rbac["existingSecretPasswordKey"], False))
+    for name, key, optional in sorted(wanted, key=str):
         assert f"secret generic {name}" in readme, name
-        if not optional:
+        if key and not optional:
             assert f"--from-literal={key}=" in readme, (name, key)
-
-
-def _collect_secret_refs(node: Any, found: set[tuple[str, str, bool]]) -> None:
-    if isinstance(node, dict):
-        ref = node.get("secretKeyRef")
-        if isinstance(ref, dict):
-            found.add((ref["name"], ref["key"], bool(ref.get("optional"))))
-        for value in node.values():
-            _collect_secret_refs(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _collect_secret_refs(value, found)
 
 
 def test_one_ray_version_everywhere(rendered) -> None:

@@ -1,0 +1,209 @@
+"""The rendered overlays pass KubeRay's and the Milvus operator's own rules (tests/k8s/*_rules.py),
+and each mirrored rule fails a manifest that breaks it."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.k8s.kuberay_rules import cluster_hash_view, kuberay_errors
+from tests.k8s.manifests import one
+from tests.k8s.milvus_rules import image_version, milvus_errors
+
+OVERLAYS = ("dev", "prod", "dev/ingest", "prod/ingest")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlays_pass_the_operators_rules(overlay: str, rendered) -> None:
+    docs = rendered(overlay)
+    checked = 0
+    for doc in docs:
+        if doc["kind"] in ("RayService", "RayJob"):
+            assert kuberay_errors(doc) == [], doc["kind"]
+            checked += 1
+        elif doc["kind"] == "Milvus":
+            assert milvus_errors(doc) == []
+            checked += 1
+    assert checked == (2 if "/" not in overlay else 1)
+
+
+def _service(rendered) -> dict[str, Any]:
+    return one(rendered("prod"), "RayService", "pardus")
+
+
+def _job(rendered) -> dict[str, Any]:
+    return one(rendered("prod/ingest"), "RayJob", "pardus-ingest")
+
+
+def _cluster(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"].get("rayClusterConfig") or doc["spec"]["rayClusterSpec"]
+
+
+def _broken(doc: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> list[str]:
+    broken = copy.deepcopy(doc)
+    change(broken)
+    return kuberay_errors(broken)
+
+
+def test_idle_timeout_needs_autoscaler_v2(rendered) -> None:
+    """The blocker: per-group idleTimeoutSeconds without autoscalerOptions.version v2."""
+    service = _service(rendered)
+    assert _cluster(service)["autoscalerOptions"]["version"] == "v2"
+    assert all("idleTimeoutSeconds" in g for g in _cluster(service)["workerGroupSpecs"])
+    errors = _broken(service, lambda d: _cluster(d)["autoscalerOptions"].pop("version"))
+    assert errors and all("autoscaler v2 is not enabled" in e for e in errors)
+    v1 = _broken(service, lambda d: _cluster(d)["autoscalerOptions"].update(version="v1"))
+    assert len(v1) == 3
+    negative = _broken(service, lambda d: _cluster(d)["workerGroupSpecs"][0].update(
+        idleTimeoutSeconds=-1))
+    assert any("non-negative" in e for e in negative)
+
+
+def _head_env(name: str, value: str) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        container = _cluster(doc)["headGroupSpec"]["template"]["spec"]["containers"][0]
+        container.setdefault("env", []).append({"name": name, "value": value})
+    return change
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d: _cluster(d)["workerGroupSpecs"][0].update(resources={"CPU": "2"}), "both"),
+    (lambda d: _cluster(d)["workerGroupSpecs"][0]["rayStartParams"].update(labels="a=b"),
+     "labels"),
+    (lambda d: _cluster(d)["workerGroupSpecs"][0].update(labels={"bad key!": "x"}), "label"),
+    (lambda d: _cluster(d)["workerGroupSpecs"][1].update(minReplicas=7), "minReplicas"),
+    (lambda d: _cluster(d)["workerGroupSpecs"][1].update(maxReplicas=-1), "negative"),
+    (lambda d: _cluster(d).update(enableInTreeAutoscaling=False) or
+     _cluster(d)["workerGroupSpecs"][2].pop("minReplicas"), "required"),
+    (lambda d: _cluster(d)["workerGroupSpecs"][0].update(suspend=True), "suspended"),
+    (lambda d: _cluster(d)["workerGroupSpecs"][0].update(priority=5) or
+     _cluster(d).update(rayVersion="2.55.0"), "priority"),
+    (lambda d: _cluster(d)["headGroupSpec"]["template"]["spec"].update(restartPolicy="Always"),
+     "restartPolicy"),
+    (_head_env("RAY_enable_autoscaler_v2", "true"), "both autoscalerOptions.version"),
+    (lambda d: _cluster(d)["autoscalerOptions"].update(idleTimeoutSeconds=-5), "non-negative"),
+    (lambda d: _cluster(d)["autoscalerOptions"].update(
+        env=[{"name": "KUBERAY_GEN_AUTOSCALER_START_CMD", "value": "x"}]), "KUBERAY_GEN"),
+    (lambda d: _cluster(d).update(rayVersion="2.51.0"), "2.52"),
+    (lambda d: _cluster(d)["authOptions"].update(enableK8sTokenAuth=True), "K8s token auth"),
+    (lambda d: _cluster(d).update(networkPolicy={"mode": "DenyAll"}), "feature gate"),
+    (lambda d: _cluster(d).update(gcsFaultToleranceOptions={"redisAddress": "r:6379"}) or
+     _head_env("REDIS_PASSWORD", "x")(d), "only there"),
+    (lambda d: _cluster(d).pop("gcsFaultToleranceOptions") and
+     _head_env("RAY_REDIS_ADDRESS", "r:6379")(d), "without gcsFaultToleranceOptions"),
+    (lambda d: d["metadata"].update(name="Pardus"), "DNS-1035"),
+    (lambda d: d["metadata"].update(name="p" * 48), "longer than 47"),
+    (lambda d: d["metadata"].update(annotations={"ray.io/initializing-timeout": "soon"}),
+     "positive duration"),
+    (lambda d: d["spec"]["upgradeStrategy"].update(type="Recreate"), "invalid"),
+    (lambda d: d["spec"]["upgradeStrategy"].update(type="NewClusterWithIncrementalUpgrade"),
+     "options"),
+    (lambda d: d["spec"].update(rayClusterDeletionDelaySeconds=-1), "non-negative"),
+    (lambda d: d["spec"].update(serveService={"spec": {"selector": {"a": "b"}}}), "ignored"),
+    (lambda d: _cluster(d)["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"][3]
+     .update(name="http"), "not named `serve`"),
+])
+def test_kuberay_cluster_and_service_rules_can_fail(change, message: str, rendered) -> None:
+    errors = _broken(_service(rendered), change)
+    assert any(message in e for e in errors), errors
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d: d["spec"].update(shutdownAfterJobFinishes=True), "mutually exclusive"),
+    (lambda d: d["spec"].update(ttlSecondsAfterFinished=3600), "needs shutdownAfterJobFinishes"),
+    (lambda d: d["spec"]["deletionStrategy"].update(onSuccess={"policy": "DeleteCluster"}),
+     "legacy"),
+    (lambda d: d["spec"].update(deletionStrategy={"onSuccess": {"policy": "DeleteCluster"}}),
+     "both onSuccess and onFailure"),
+    (lambda d: d["spec"]["deletionStrategy"]["deletionRules"][0]["condition"].update(
+        jobDeploymentStatus="Failed"), "exactly one"),
+    (lambda d: d["spec"]["deletionStrategy"]["deletionRules"][0]["condition"].update(
+        ttlSeconds=-1), "non-negative"),
+    (lambda d: d["spec"]["deletionStrategy"]["deletionRules"].append(
+        copy.deepcopy(d["spec"]["deletionStrategy"]["deletionRules"][0])), "duplicate"),
+    (lambda d: d["spec"]["deletionStrategy"]["deletionRules"][1]["condition"].update(
+        ttlSeconds=7200), "must grow"),
+    (lambda d: _cluster(d).update(enableInTreeAutoscaling=True), "DeleteWorkers"),
+    (lambda d: d["spec"].update(suspend=True), "suspended"),
+    (lambda d: d["spec"].pop("rayClusterSpec"), "must be set"),
+    (lambda d: d["spec"].update(submissionMode="SidecarMode"), "SidecarMode"),
+    (lambda d: d["spec"].update(submissionMode="InteractiveMode", backoffLimit=2),
+     "InteractiveMode"),
+    (lambda d: d["spec"]["submitterPodTemplate"]["spec"].update(containers=[]), "submitter"),
+    (lambda d: d["spec"].update(runtimeEnvYAML="env_vars: [unclosed"), "not YAML"),
+    (lambda d: d["spec"].update(activeDeadlineSeconds=0), "must be positive"),
+    (lambda d: d["spec"].update(backoffLimit=-1), "non-negative"),
+    (lambda d: _cluster(d)["authOptions"].update(enableK8sTokenAuth=True), "RayJob"),
+    (lambda d: d["metadata"].update(name="pardus_ingest"), "DNS-1035"),
+])
+def test_kuberay_job_rules_can_fail(change, message: str, rendered) -> None:
+    errors = _broken(_job(rendered), change)
+    assert any(message in e for e in errors), errors
+
+
+def test_ingest_job_frees_its_gpus_in_every_terminal_state(rendered) -> None:
+    """Deletion rules, not a TTL: the workers go at once on success, failure and a failed
+    deployment (jobStatus alone misses deadlines and failed submitters)."""
+    for overlay in ("dev/ingest", "prod/ingest"):
+        spec = one(rendered(overlay), "RayJob", "pardus-ingest")["spec"]
+        assert not spec.get("shutdownAfterJobFinishes") and "ttlSecondsAfterFinished" not in spec
+        immediate = {(next(iter(sorted(r["condition"].items()))), r["policy"])
+                     for r in spec["deletionStrategy"]["deletionRules"]
+                     if r["condition"].get("ttlSeconds", 0) == 0}
+        states = {c for c, p in immediate if p in ("DeleteWorkers", "DeleteCluster")}
+        assert {("jobStatus", "SUCCEEDED"), ("jobStatus", "FAILED"),
+                ("jobDeploymentStatus", "Failed")} <= states, states
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda s: s["components"].update(rollingMode=1), "rollingMode"),
+    (lambda s: s.update(mode="standalone") or s["components"].update(enableRollingUpdate=True),
+     "enableRollingUpdate"),
+    (lambda s: s["dependencies"]["woodpecker"].update(persistence={"persistentVolumeClaim": {
+        "spec": {"accessModes": "ReadWriteOnce"}}}) if "woodpecker" in s["dependencies"] else
+     s["dependencies"].update(woodpecker={"persistence": {"persistentVolumeClaim": {
+         "spec": {"accessModes": "ReadWriteOnce"}}}}), "persistence"),
+    (lambda s: s["dependencies"]["etcd"].update(external=True), "endpoints"),
+    (lambda s: s["dependencies"]["storage"].update(external=True), "endpoint"),
+    (lambda s: s["config"].update(etcd={**s["config"]["etcd"], "endpoints": ["x:2379"]}),
+     "dropped"),
+    (lambda s: s["dependencies"]["storage"].update(secretRef="my-minio"), "replaced"),
+    (lambda s: s["dependencies"].pop("msgStreamType"), "Pulsar"),
+    (lambda s: s["components"]["securityContext"].update(fsGroup=100), "securityContext"),
+    (lambda s: s["config"]["etcd"]["auth"].update(password="hunter2"), "committed"),
+    (lambda s: s["dependencies"]["etcd"]["inCluster"]["values"]["auth"]["rbac"].pop(
+        "existingSecret"), "RBAC"),
+])
+def test_milvus_operator_rules_can_fail(change, message: str, rendered) -> None:
+    milvus = one(rendered("prod"), "Milvus", "pardus")
+    broken = copy.deepcopy(milvus)
+    change(broken["spec"])
+    errors = milvus_errors(broken)
+    assert any(message in e for e in errors), errors
+
+
+def test_milvus_pins_a_2_6_release(rendered) -> None:
+    """The retrieval work needs Milvus >= 2.5 (BM25, hybrid_search, group_by, aliases); the
+    operator v1.3.7 defaults to v2.6.11. A floating tag is refused here."""
+    for overlay in ("dev", "prod"):
+        version = image_version(one(rendered(overlay), "Milvus", "pardus"))
+        assert version is not None and (2, 6, 11) <= version < (2, 7, 0), version
+    assert image_version({"spec": {"components": {"image": "milvusdb/milvus:latest"}}}) is None
+
+
+def test_replica_bounds_alone_never_roll_out(rendered) -> None:
+    """Mirrors KubeRay's rollout hash: the README says a change of min/max replicas alone does
+    nothing and an image tag change starts a new cluster; both follow from the hash."""
+    cluster = _cluster(_service(rendered))
+    scaled = copy.deepcopy(cluster)
+    scaled["workerGroupSpecs"][1].update(minReplicas=3, maxReplicas=5, replicas=3)
+    assert cluster_hash_view(scaled) == cluster_hash_view(cluster)
+    retagged = copy.deepcopy(cluster)
+    retagged["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]["image"] += "-2"
+    assert cluster_hash_view(retagged) != cluster_hash_view(cluster)
+    tolerations = copy.deepcopy(cluster)
+    tolerations["workerGroupSpecs"][1]["template"]["spec"]["tolerations"] = []
+    assert cluster_hash_view(tolerations) != cluster_hash_view(cluster)
