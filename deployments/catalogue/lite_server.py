@@ -1,10 +1,14 @@
-"""A shared loopback `milvus-lite server` per local data directory, for multi-process use.
+"""The embedded Milvus: the Milvus 2.5 core that milvus-lite 2.5.1 ships, shared per data file.
 
-Milvus Lite lets one process hold a data directory. When several processes need the same
-catalogue (Ray Data workers, Serve replicas), the first one starts `milvus-lite server` on
-127.0.0.1 and records it beside the directory; the others find it there and connect over
-gRPC. Start-up is serialised with a file lock, and a directory held by a foreign process gives
-a clear error instead of a hang.
+pymilvus's own local mode starts that core for one process. Pardus needs several processes
+on one catalogue (Ray Data workers, Serve replicas, the CLI), so the first one starts the
+core on 127.0.0.1 (a free port) and records it beside the data file; the others find it there
+and connect over gRPC. Start-up is serialised with a file lock. The server holds the same
+record lock pymilvus's local mode takes, so a foreign process opening the file directly is
+refused (and a file that process holds gives a clear error here, never a hang).
+
+The milvus-lite package offers no command for this (its Python `Server` ties the core to the
+lifetime of the process that started it), hence this small launcher.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+LOCKED_EXIT = 75  # the launcher's exit status when another process holds the data file
+_NAME = re.compile(r"^[a-zA-Z0-9.\-_]{1,36}$")  # what the core accepts as a data file name
+
 
 class LiteServerError(RuntimeError):
     """The shared Milvus Lite server could not be started; the message says why."""
@@ -29,7 +36,7 @@ class LiteServerError(RuntimeError):
 
 @dataclass(frozen=True)
 class LiteServer:
-    data_dir: Path
+    data_file: Path
     pid: int
     port: int
 
@@ -38,8 +45,13 @@ class LiteServer:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _state_file(data_dir: Path) -> Path:
-    return data_dir.with_name(data_dir.name + ".server.json")
+def _beside(data_file: Path, suffix: str) -> Path:
+    return data_file.with_name(data_file.name + suffix)
+
+
+def _record_lock(data_file: Path) -> Path:
+    """The lock file pymilvus's local mode uses for this data file."""
+    return data_file.with_name(f".{data_file.name}.lock")
 
 
 def _port_open(port: int) -> bool:
@@ -67,9 +79,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _locked(data_dir: Path):
-    lock_path = data_dir.with_name(data_dir.name + ".server.lock")
-    with open(lock_path, "a") as handle:
+def _locked(data_file: Path):
+    with open(_beside(data_file, ".server.lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -77,75 +88,83 @@ def _locked(data_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def running(data_dir: str | Path) -> LiteServer | None:
-    """The live shared server of this directory, if one is recorded and answering."""
-    data_dir = Path(data_dir).resolve()
+def core_binary() -> Path:
+    """The Milvus core inside the milvus-lite package."""
     try:
-        state = json.loads(_state_file(data_dir).read_text())
+        import milvus_lite
+    except ImportError:
+        raise LiteServerError("milvus-lite is not installed: pip install milvus-lite==2.5.1") from None
+    binary = Path(milvus_lite.__file__).with_name("lib") / "milvus"
+    if not binary.is_file():
+        raise LiteServerError(f"{binary} is missing: reinstall milvus-lite==2.5.1 (Linux x86-64 "
+                              "or macOS)")
+    return binary
+
+
+def running(data_file: str | Path) -> LiteServer | None:
+    """The live shared server of this data file, if one is recorded and answering."""
+    data_file = Path(data_file).resolve()
+    try:
+        state = json.loads(_beside(data_file, ".server.json").read_text())
     except (FileNotFoundError, ValueError):
         return None
-    server = LiteServer(data_dir, int(state["pid"]), int(state["port"]))
+    server = LiteServer(data_file, int(state["pid"]), int(state["port"]))
     return server if _alive(server.pid) and _port_open(server.port) else None
-
-
-def _executable() -> str:
-    beside = Path(sys.executable).with_name("milvus-lite")
-    found = str(beside) if beside.exists() else shutil.which("milvus-lite")
-    if not found:
-        raise LiteServerError("the milvus-lite command is missing: pip install milvus-lite")
-    return found
 
 
 def _wait_ready(process: subprocess.Popen, port: int, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-800:]
-            if "DataDirLockedError" in tail or "holds the lock" in tail:
+            if process.returncode == LOCKED_EXIT:
                 raise LiteServerError(
-                    f"another process holds the Milvus Lite data directory {log.parent}: stop "
-                    "it, or point PARDUS_MILVUS__URI at its server, or use another path"
-                )
-            raise LiteServerError(f"milvus-lite server exited ({process.returncode}): {tail}")
+                    f"another process holds the Milvus Lite data file {log.parent}: stop it, or "
+                    "point PARDUS_MILVUS__URI at its server, or use another path")
+            tail = log.read_text(errors="replace")[-800:]
+            raise LiteServerError(f"the Milvus Lite server exited ({process.returncode}): {tail}")
         if _port_open(port):
             return
         time.sleep(0.1)
     process.kill()
-    raise LiteServerError(f"milvus-lite server did not listen on port {port} in {timeout:.0f} s")
+    raise LiteServerError(f"the Milvus Lite server did not listen on port {port} in {timeout:.0f} s")
 
 
-def ensure(data_dir: str | Path, timeout: float = 60.0) -> LiteServer:
-    """Return this directory's shared server, starting it (detached) if none is running."""
-    data_dir = Path(data_dir).resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(data_dir):
-        server = running(data_dir)
+def ensure(data_file: str | Path, timeout: float = 60.0) -> LiteServer:
+    """This data file's shared server, started (detached) if none is running."""
+    data_file = Path(data_file).resolve()
+    if not _NAME.match(data_file.name):
+        raise LiteServerError(f"the Milvus Lite file name {data_file.name!r} must be 1-36 letters, "
+                              "digits, '.', '-' or '_' (PARDUS_MILVUS__URI)")
+    data_file.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(data_file):
+        server = running(data_file)
         if server is not None:
             return server
-        port = _free_port()
-        log = data_dir.with_name(data_dir.name + ".server.log")
+        port, binary = _free_port(), core_binary()
+        log = _beside(data_file, ".server.log")
         with open(log, "w") as out:
             process = subprocess.Popen(
-                [_executable(), "server", "--data-dir", str(data_dir),
-                 "--host", "127.0.0.1", "--port", str(port)],
+                [sys.executable, "-m", "deployments.catalogue.lite_server", str(data_file),
+                 str(port), str(binary)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives this process: other processes share it
             )
         _wait_ready(process, port, log, timeout)
-        server = LiteServer(data_dir, process.pid, port)
-        _state_file(data_dir).write_text(json.dumps({"pid": server.pid, "port": server.port}))
+        server = LiteServer(data_file, process.pid, port)
+        _beside(data_file, ".server.json").write_text(
+            json.dumps({"pid": server.pid, "port": server.port}))
         return server
 
 
-def stop(data_dir: str | Path, timeout: float = 15.0) -> bool:
-    """Stop this directory's shared server; False when none was running."""
-    data_dir = Path(data_dir).resolve()
-    with _locked(data_dir):
-        server = running(data_dir)
-        _state_file(data_dir).unlink(missing_ok=True)
+def stop(data_file: str | Path, timeout: float = 15.0) -> bool:
+    """Stop this data file's shared server; False when none was running."""
+    data_file = Path(data_file).resolve()
+    with _locked(data_file):
+        server = running(data_file)
+        _beside(data_file, ".server.json").unlink(missing_ok=True)
         if server is None:
             return False
-        os.kill(server.pid, signal.SIGTERM)
+        os.kill(server.pid, signal.SIGTERM)  # the core's writes are durable (checked on kill)
         deadline = time.monotonic() + timeout
         while _alive(server.pid) and time.monotonic() < deadline:
             try:  # reap it if it is our child
@@ -156,3 +175,22 @@ def stop(data_dir: str | Path, timeout: float = 15.0) -> bool:
         if _alive(server.pid):
             os.kill(server.pid, signal.SIGKILL)
         return True
+
+
+def _exec_core(data_file: str, port: str, binary: str) -> None:
+    """Take the data file's record lock, then become the core (the lock survives exec)."""
+    handle = open(_record_lock(Path(data_file)), "a")
+    try:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print(f"{data_file} is held by another process", flush=True)
+        sys.exit(LOCKED_EXIT)
+    os.set_inheritable(handle.fileno(), True)
+    library = str(Path(binary).parent)
+    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (library, os.environ.get("LD_LIBRARY_PATH")) if p)
+    os.execv(binary, [binary, data_file, f"127.0.0.1:{port}", "ERROR"])
+
+
+if __name__ == "__main__":
+    _exec_core(*sys.argv[1:4])

@@ -1,4 +1,4 @@
-"""A foreign process that holds a Milvus Lite data directory (to test lock handling)."""
+"""A foreign process that holds a Milvus Lite data file (to test lock handling)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 @contextmanager
 def foreign_holder(path: Path):
-    """Open `path` with Milvus Lite in another process and keep it open until the block ends."""
+    """Open `path` with pymilvus's own local mode in another process and keep it open until the
+    block ends."""
     code = (f"from pymilvus import MilvusClient; import time; MilvusClient({str(path)!r}); "
             "print('held', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -16,6 +16,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.milvus_core import ServerProcess
+
 PORT = 19530
 
 
@@ -46,46 +48,21 @@ def _stop_group(process: subprocess.Popen, timeout: float = 20.0) -> None:
             continue
 
 
-class MilvusServer:
-    """A server process on one data directory. pause()/resume() freeze and thaw it (SIGSTOP /
-    SIGCONT to its group): a server that stops answering and comes back, for readiness tests.
-    (A stop and a fresh start on the same data did not come back within 90 s on 2.3.5 here:
-    its root coordinator never registered again.)"""
+class MilvusServer(ServerProcess):
+    """A server process on one data directory. (A stop and a fresh start on the same data did
+    not come back within 90 s on 2.3.5 here: its root coordinator never registered again.)"""
 
     def __init__(self, data_dir: Path, timeout: float = 90.0):
-        self.data_dir, self.timeout = data_dir, timeout
+        self.data_dir, self.timeout, self.port = data_dir, timeout, PORT
         self.uri = f"http://127.0.0.1:{PORT}"
-        self.process: subprocess.Popen | None = None
 
     def start(self) -> str:
-        from pymilvus import MilvusClient
-
         exe = binary()
         if exe is None:
             raise RuntimeError("milvus-server is not installed (pip install milvus==2.3.5)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.data_dir / "server.log"
-        with open(log_path, "a") as log:
-            # Its own process group: `milvus-server` is a wrapper whose child is the real server.
-            self.process = subprocess.Popen([exe, "--data", str(self.data_dir)], stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"Milvus server did not start: {log_path.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
-                MilvusClient(self.uri, timeout=5).list_collections()
-                return self.uri
-            except Exception:
-                time.sleep(0.5)
-
-    def pause(self) -> None:
-        os.killpg(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.killpg(self.process.pid, signal.SIGCONT)
+        # `milvus-server` is a wrapper whose child is the real server: the group holds both.
+        return self._launch([exe, "--data", str(self.data_dir)], self.data_dir / "server.log")
 
     def stop(self) -> None:
         if self.process is not None:

@@ -44,7 +44,7 @@ def test_concurrent_starts_make_one_server(tmp_path):
         lite_server.stop(path)
 
 
-def test_directory_held_elsewhere_fails_with_a_reason(tmp_path):
+def test_a_data_file_held_elsewhere_fails_with_a_reason(tmp_path):
     with foreign_holder(tmp_path / "held.db"):
         with pytest.raises(lite_server.LiteServerError, match="another process holds"):
             lite_server.ensure(tmp_path / "held.db", timeout=30)
