@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deployments.uris import is_uri
@@ -42,17 +42,26 @@ class MilvusSettings(BaseModel):
 
     uri: str = "./data/pardus.db"
     token: SecretStr = SecretStr("")  # "user:password" or an API key; empty = no auth
-    collection: str = Field("products", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-    # HNSW by default (FLAT is exact and fine for small Lite catalogues); params as Milvus takes them.
-    index_type: Literal["HNSW", "FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW_SQ", "AUTOINDEX"] = "HNSW"
-    index_params: dict[str, int] = {"M": 16, "efConstruction": 200}
-    search_params: dict[str, int] = {"ef": 128}
+    # The name the service reads: an alias of the live version (`<collection>__<label>`).
+    collection: str = Field("products", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+    # AUTOINDEX lets the engine choose (HNSW on a server); the embedded core takes FLAT,
+    # IVF_FLAT and AUTOINDEX. Index and search parameters per index type, as Milvus takes them.
+    index_type: Literal["AUTOINDEX", "HNSW", "FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW_SQ"] = "AUTOINDEX"
+    index_params: dict[str, dict[str, int]] = {
+        "HNSW": {"M": 16, "efConstruction": 200}, "HNSW_SQ": {"M": 16, "efConstruction": 200},
+        "IVF_FLAT": {"nlist": 1024}, "IVF_SQ8": {"nlist": 1024}}
+    search_params: dict[str, dict[str, int]] = {
+        "HNSW": {"ef": 128}, "HNSW_SQ": {"ef": 128}, "IVF_FLAT": {"nprobe": 32},
+        "IVF_SQ8": {"nprobe": 32}}
     # Searches: Session sees this client's own writes at once and costs ~nothing; Strong waits
     # for every write cluster-wide (~200 ms a search on a Milvus 2.3 server, measured).
     consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Session"
     timeout_s: float = Field(10.0, gt=0)
     # After a lost connection, the next call reconnects; further attempts wait this long.
     reconnect_s: float = Field(1.0, ge=0)
+    # Engines without collection aliases (the embedded core): how long a process trusts its
+    # lookup of the live version; a promote reaches every reader within this time.
+    alias_refresh_s: float = Field(1.0, ge=0)
     # Local paths: share one loopback `milvus-lite server` between processes (Ray workers,
     # Serve replicas). False = open the directory in this process only.
     lite_server: bool = True
@@ -70,12 +79,36 @@ class IngestSettings(BaseModel):
     embed_num_cpus: float = Field(0.5, gt=0)
     embed_num_gpus: float = Field(0.0, ge=0)
     fetch_actors: int = Field(1, ge=1, description="Read/decode workers.")
+    # Pictures indexed per manifest item, the main one first (each is a row of the item).
+    max_images: int = Field(4, ge=1, le=8)
     fetch_num_cpus: float = Field(0.25, gt=0)
     write_num_cpus: float = Field(0.1, gt=0)
     write_batch_size: int = Field(256, ge=1)
     allow_http: bool = False  # fetch http(s) image URLs named in manifests
     http_timeout_s: float = Field(10.0, gt=0)
     report: str = "./data/ingest-report.jsonl"
+
+
+class Weights(BaseModel):
+    """How much each route counts in weighted fusion (scores normalised by Milvus)."""
+
+    model_config = ConfigDict(extra="forbid")
+    dense: float = Field(1.0, ge=0, le=1)
+    lexical: float = Field(1.0, ge=0, le=1)
+
+
+class SearchSettings(BaseModel):
+    """Query plans: which routes a query takes and how Milvus fuses them (deployments/catalogue/
+    plans.py). RRF needs no calibration between cosine and BM25 scores; weighted fusion lets a
+    route count less, as BM25 does beside a picture in composed queries."""
+
+    mode: Literal["auto", "dense", "lexical", "hybrid"] = "auto"
+    text_fusion: Literal["rrf", "weighted"] = "rrf"
+    text_weights: Weights = Weights()
+    composed_fusion: Literal["rrf", "weighted"] = "weighted"
+    composed_weights: Weights = Weights(dense=1.0, lexical=0.3)
+    rrf_k: int = Field(60, ge=1)
+    candidates: int = Field(100, ge=1, le=2000)  # hits per route before fusion and grouping
 
 
 class RerankerSettings(BaseModel):
@@ -145,6 +178,7 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = EmbedderSettings()
     milvus: MilvusSettings = MilvusSettings()
     ingest: IngestSettings = IngestSettings()
+    search: SearchSettings = SearchSettings()
     reranker: RerankerSettings = RerankerSettings()
     serving: ServingSettings = ServingSettings()
 

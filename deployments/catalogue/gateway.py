@@ -12,7 +12,8 @@ import numpy as np
 
 from deployments.catalogue.filters import SearchFilters
 from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.store import CatalogueStore, Hit, StoreUnavailable
+from deployments.catalogue.plans import SearchPlan
+from deployments.catalogue.store import CatalogueStore, Hit, Picture, StoreUnavailable
 from deployments.settings import MilvusSettings
 
 log = logging.getLogger(__name__)
@@ -35,15 +36,16 @@ class StoreGateway:
         self._lock = asyncio.Lock()
 
     # -- the store's operations, typed ------------------------------------------------------
-    async def search(self, vector: np.ndarray, k: int,
+    async def search(self, plan: SearchPlan, vector: np.ndarray | None, text: str, k: int,
                      filters: SearchFilters | None) -> list[Hit]:
-        return await self._call("search", lambda store: store.search(vector, k, filters))
+        return await self._call("search",
+                                lambda store: store.search(plan, vector, text, k, filters))
 
     async def get(self, ids: Sequence[str]) -> list[CatalogueItem]:
         return await self._call("get", lambda store: store.get(ids))
 
-    async def upsert(self, items: Sequence[CatalogueItem], vectors: np.ndarray) -> int:
-        return await self._call("upsert", lambda store: store.upsert(items, vectors))
+    async def upsert(self, pictures: Sequence[Picture]) -> int:
+        return await self._call("upsert", lambda store: store.upsert(pictures))
 
     async def delete(self, ids: Sequence[str]) -> list[str]:
         return await self._call("delete", lambda store: store.delete(ids))

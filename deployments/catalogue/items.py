@@ -21,6 +21,7 @@ MAX_ID_BYTES = 128  # the pattern's length, in ASCII
 MAX_TITLE_BYTES = 1024
 MAX_CATEGORY_BYTES = 256
 MAX_IMAGE_REF_BYTES = 2048
+MAX_IMAGES = 8  # pictures one item may have in the store (the schema's array capacity)
 UNKNOWN = -1.0
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -75,7 +76,7 @@ Title = Annotated[str, Field(max_length=MAX_TITLE_BYTES,
 Category = Annotated[str, Field(max_length=MAX_CATEGORY_BYTES,
                                 description=f"At most {MAX_CATEGORY_BYTES} bytes in UTF-8."),
                      _fits_bytes(MAX_CATEGORY_BYTES)]
-ImageRef = Annotated[str, _fits_bytes(MAX_IMAGE_REF_BYTES)]
+ImageRef = Annotated[str, Field(min_length=1), _fits_bytes(MAX_IMAGE_REF_BYTES)]
 Number = Annotated[float, BeforeValidator(parse_number)]
 
 
@@ -95,29 +96,39 @@ class CatalogueItem(BaseModel):
     id: ItemId
     title: Title = ""
     category: Category = ""
+    brand: Category = ""  # the maker or store (Amazon's `store`): searchable words
     price: Number = UNKNOWN
     rating: Number = UNKNOWN
-    image: ImageRef = ""  # where the picture lives: a path under the image root, or a URI
+    # Where the pictures live (paths under the image root, or URIs), the main one first.
+    images: tuple[ImageRef, ...] = Field(min_length=1, max_length=MAX_IMAGES)
     ingested_at: int = 0  # unix seconds
+
+    @property
+    def words(self) -> str:
+        """What lexical search matches: title, category and brand."""
+        return "\n".join(part for part in (self.title, self.category, self.brand) if part)
 
     @classmethod
     def from_source(cls, **fields: Any) -> "CatalogueItem":
         """An item from a catalogue row: over-long titles and categories are cut (on a
         character boundary); a bad id or image reference is an ItemInvalid naming the rule."""
-        for name, limit in (("title", MAX_TITLE_BYTES), ("category", MAX_CATEGORY_BYTES)):
+        for name, limit in (("title", MAX_TITLE_BYTES), ("category", MAX_CATEGORY_BYTES),
+                            ("brand", MAX_CATEGORY_BYTES)):
             fields[name] = clip_utf8(str(fields.get(name) or ""), limit).replace("\x00", "")
         try:
             return cls(**fields)
         except ValidationError as exc:
             error = exc.errors()[0]
             field = str(error["loc"][0]) if error["loc"] else "item"
-            raise ItemInvalid(f"bad_{field}", f"{field}: {error['msg']}") from None
+            code = "bad_image" if field == "images" else f"bad_{field}"
+            raise ItemInvalid(code, f"{field}: {error['msg']}") from None
 
     @classmethod
     def stored(cls, row: dict[str, Any]) -> "CatalogueItem":
         """An item read back from the store, as written (rows written by older releases may
         predate today's rules: they are shown, not refused)."""
-        return cls.model_construct(**{name: row[name] for name in cls.model_fields})
+        values = {name: row[name] for name in cls.model_fields}
+        return cls.model_construct(**{**values, "images": tuple(values["images"])})
 
     @staticmethod
     def known(value: float) -> float | None:

@@ -1,272 +1,288 @@
-"""The catalogue store on Milvus (the only module that imports pymilvus).
+"""The catalogue store on Milvus (with connection.py, schema.py and versions.py, the only code
+that speaks to pymilvus).
 
-The URI alone picks the backend: a local path is Milvus Lite (shared between processes through
-a loopback `milvus-lite server`, see lite_server.py), http(s)://host:port a Milvus server or
-cluster. One collection per catalogue, keyed by a stable item id, COSINE over 768-d vectors,
-typed scalar fields for filters.
+The URI alone picks the engine: a local path is the embedded Milvus core (shared between
+processes through a loopback server, see lite_server.py), http(s)://host:port a Milvus server
+or cluster. Reads and writes go to one version of the catalogue: a named one, or the live one
+that the catalogue's name points at (versions.py).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from deployments.catalogue import lite_server
+from deployments.catalogue import schema
+from deployments.catalogue.connection import (COLLECTION_NOT_FOUND, StoreError, StoreUnavailable,
+                                              connect, guard, resolve_uri)
 from deployments.catalogue.filters import SearchFilters, string_literal, to_expression
-from deployments.catalogue.items import (FIELDS, MAX_CATEGORY_BYTES, MAX_ID_BYTES,
-                                         MAX_IMAGE_REF_BYTES, MAX_TITLE_BYTES, CatalogueItem)
+from deployments.catalogue.items import CatalogueItem
+from deployments.catalogue.plans import SearchPlan, merge_routes
+from deployments.catalogue.versions import (Version, alias_book, drop_version,
+                                            legacy_collection, list_versions, promote,
+                                            version_name)
 from deployments.settings import MilvusSettings
 
+__all__ = ["CatalogueStore", "Hit", "Picture", "StoreError", "StoreUnavailable"]
 log = logging.getLogger(__name__)
-
 _QUERY_CHUNK = 512
+_NO_WORDS = "Invalid sparse row: NaN"
 
 
-class StoreUnavailable(RuntimeError):
-    """Milvus cannot be reached (the caller may retry: a 503)."""
+@dataclass(frozen=True)
+class Picture:
+    """One row to write: a picture of an item and its two vectors."""
 
-
-class StoreError(RuntimeError):
-    """Milvus refused a request, or the collection does not fit this model."""
+    item: CatalogueItem
+    index: int  # which of item.images
+    image_vector: np.ndarray
+    pair_vector: np.ndarray
 
 
 @dataclass(frozen=True)
 class Hit:
     item: CatalogueItem
-    score: float  # cosine similarity, higher is closer
+    image_index: int  # which picture matched best (grouping keeps one per item)
+    score: float  # of the plan's mode: cosine (dense), BM25 (lexical), fused (hybrid)
+
+    @property
+    def image(self) -> str:
+        images = self.item.images
+        return images[self.image_index] if 0 <= self.image_index < len(images) else images[0]
 
 
-def _guard(method):
-    """Translate pymilvus/grpc failures into StoreUnavailable / StoreError."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        import grpc
-        from pymilvus.exceptions import MilvusException, MilvusUnavailableException
-
-        try:
-            return method(self, *args, **kwargs)
-        except (StoreError, StoreUnavailable, ValueError):
-            raise
-        except MilvusUnavailableException as exc:
-            raise StoreUnavailable(f"Milvus at {self.uri} is unavailable: {exc.message}") from None
-        except MilvusException as exc:
-            text = str(exc.message)
-            if any(s in text.lower() for s in ("unavailable", "connect", "deadline", "timeout")):
-                raise StoreUnavailable(f"Milvus at {self.uri} is unreachable: {text}") from None
-            raise StoreError(f"Milvus refused {method.__name__}: {text}") from None
-        except (ConnectionError, OSError) as exc:
-            raise StoreUnavailable(f"Milvus at {self.uri} is unreachable: {exc}") from None
-        except grpc.RpcError as exc:  # deadlines and dropped streams surface raw from pymilvus
-            code = exc.code() if hasattr(exc, "code") else None
-            raise StoreUnavailable(f"Milvus at {self.uri} did not answer {method.__name__} "
-                                   f"({getattr(code, 'name', code)})") from None
-
-    return wrapper
-
-
-def resolve_uri(settings: MilvusSettings, shared: bool | None = None) -> str:
-    """The URI to connect to: a shared loopback server for a local path when asked."""
-    if not settings.is_local:
-        return settings.uri
-    path = Path(settings.uri).expanduser().resolve()
-    use_server = settings.lite_server if shared is None else shared
-    if use_server:
-        return lite_server.ensure(path).uri
-    server = lite_server.running(path)  # someone already serves this directory: join it
-    if server is not None:
-        return server.uri
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return str(path)
+def _ids(column: str, ids: Iterable[str]) -> str:
+    return f"{column} in [{', '.join(string_literal(i) for i in ids)}]"
 
 
 class CatalogueStore:
-    """One Milvus collection holding a catalogue's vectors and typed item fields."""
+    """One catalogue: a version (collection) of picture rows behind the catalogue's name."""
 
     def __init__(self, settings: MilvusSettings, dim: int | None = None,
-                 shared: bool | None = None):
-        """dim: the embedder's vector size; needed to create or check the collection, not to
-        read it (None)."""
-        self.settings = settings
-        self.dim = dim
-        self.collection = settings.collection
+                 shared: bool | None = None, version: str | None = None):
+        """dim: the embedder's vector size (needed to create or check a version, not to read);
+        version: a label to work on (ingest into a new version), None for the live one."""
+        self.settings, self.dim, self.alias = settings, dim, settings.collection
+        self.version = version_name(self.alias, version) if version else None
         self.uri = resolve_uri(settings, shared)
-        self._client = self._connect()
+        self._client = connect(settings, self.uri)
+        self._aliases = alias_book(self._client, settings.alias_refresh_s)
 
-    def _connect(self):
-        from pymilvus import MilvusClient
-        from pymilvus.exceptions import MilvusException
+    # -- which collection -------------------------------------------------------------------
+    def target(self) -> str | None:
+        """The collection reads and writes go to (None: no live version yet)."""
+        return self.version or self.live()
 
-        token = self.settings.token.get_secret_value()
-        for attempt in range(2):  # one retry: a busy server can miss the first handshake
-            try:
-                return MilvusClient(self.uri, token=token, timeout=self.settings.timeout_s)
-            except MilvusException as exc:
-                text = str(exc.message)
-                if "lock" in text.lower() or "Open local milvus failed" in text:
-                    raise StoreUnavailable(
-                        f"the Milvus Lite data at {self.uri} is locked by another process; stop "
-                        "it, or let processes share it (PARDUS_MILVUS__LITE_SERVER=true)"
-                    ) from None
-                if attempt:
-                    raise StoreUnavailable(
-                        f"cannot connect to Milvus at {self.uri}: {text}") from None
-                time.sleep(1.0)
+    def live(self) -> str | None:
+        """The version the catalogue's name points at."""
+        return self._aliases.target(self.alias)
 
-    # -- schema ------------------------------------------------------------------------------
-    def _schema(self):
-        from pymilvus import DataType, MilvusClient
-
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-        schema.add_field("title", DataType.VARCHAR, max_length=MAX_TITLE_BYTES)
-        schema.add_field("category", DataType.VARCHAR, max_length=MAX_CATEGORY_BYTES)
-        schema.add_field("price", DataType.FLOAT)
-        schema.add_field("rating", DataType.FLOAT)
-        schema.add_field("image", DataType.VARCHAR, max_length=MAX_IMAGE_REF_BYTES)
-        schema.add_field("ingested_at", DataType.INT64)
-        return schema
-
-    def _index_params(self):
-        params = self._client.prepare_index_params()
-        index_params = self.settings.index_params if self.settings.index_type.startswith(
-            ("HNSW", "IVF")) else {}
-        params.add_index("vector", index_type=self.settings.index_type, metric_type="COSINE",
-                         params=index_params)
-        return params
-
-    @_guard
-    def ensure_collection(self) -> None:
-        """Create the collection and its index if missing (idempotent), check it, load it."""
+    @guard
+    def ensure_collection(self, create: bool = True) -> str | None:
+        """The version to work on, created if missing (the first one, `v1`, becomes live),
+        checked against this release and model, and loaded; idempotent."""
         if not self.dim:
             raise ValueError("the vector size (dim) is needed to create or check a collection")
         client = self._client
-        if not client.has_collection(self.collection):
-            client.create_collection(
-                self.collection, schema=self._schema(), index_params=self._index_params(),
-                consistency_level=self.settings.consistency_level,
-            )
-            log.info("created collection %s (%d-d, %s)", self.collection, self.dim,
-                     self.settings.index_type)
+        legacy = legacy_collection(self._client, self.alias)
+        if legacy is not None and self.version is None:  # say what to do (LegacyCollection)
+            schema.check(legacy, self.alias, self.dim)
+        name = self.target()
+        if name is None and not create:
+            return None
+        first = self.live() is None
+        name = name or version_name(self.alias, "v1")
+        if not client.has_collection(name):
+            if not create:
+                raise StoreError(f"version {name!r} does not exist")
+            client.create_collection(name, schema=schema.collection_schema(self.dim),
+                                     index_params=schema.index_params(client, self.settings),
+                                     consistency_level=self.settings.consistency_level)
+            log.info("created %s (%d-d, %s)", name, self.dim, self.settings.index_type)
         else:
-            self._check_schema()
-        if not client.list_indexes(self.collection, field_name="vector"):
-            client.create_index(self.collection, self._index_params())
-        client.load_collection(self.collection)
+            schema.check(client.describe_collection(name), name, self.dim)
+        if first and legacy is None:  # the first version of a catalogue goes live
+            self._aliases.point(self.alias, name)
+        client.load_collection(name)
+        return name
 
-    def _check_schema(self) -> None:
-        described = self._client.describe_collection(self.collection)
-        by_name = {f["name"]: f for f in described["fields"]}
-        missing = [name for name in ["vector", *FIELDS] if name not in by_name]
-        if missing:
-            raise StoreError(
-                f"collection {self.collection!r} exists with another schema (lacks {missing}): "
-                "choose another collection name or drop it"
-            )
-        dim = int(by_name["vector"].get("params", {}).get("dim", self.dim))
-        if dim != self.dim:
-            raise StoreError(
-                f"collection {self.collection!r} holds {dim}-d vectors but the embedder makes "
-                f"{self.dim}-d ones: use another collection for this model"
-            )
-
-    # -- writes ------------------------------------------------------------------------------
-    @_guard
-    def upsert(self, items: Sequence[CatalogueItem], vectors: np.ndarray) -> int:
-        """Insert or replace items by id; returns how many rows were written."""
-        if len(items) != len(vectors):
-            raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
-        if not len(items):
-            return 0
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or (self.dim and vectors.shape[1] != self.dim):
-            raise ValueError(f"vectors must be (n, {self.dim}), got {vectors.shape}")
+    # -- writes --------------------------------------------------------------------------------
+    @guard
+    def upsert(self, pictures: Sequence[Picture]) -> int:
+        """Insert or replace picture rows (by item and index; the last of duplicates wins) and
+        drop rows past each item's picture count; returns the rows written."""
+        name = self._writable()
+        rows = {}
         now = int(time.time())
-        rows = [{**item.model_dump(), "ingested_at": item.ingested_at or now, "vector": vec}
-                for item, vec in zip(items, vectors)]
-        self._client.upsert(self.collection, rows, timeout=self.settings.timeout_s)
+        for p in pictures:
+            item = p.item
+            rows[schema.row_id(item.id, p.index)] = {
+                "row_id": schema.row_id(item.id, p.index), "item_id": item.id,
+                "image_index": p.index, "image_count": len(item.images),
+                schema.IMAGE_VECTOR: np.asarray(p.image_vector, dtype=np.float32),
+                schema.PAIR_VECTOR: np.asarray(p.pair_vector, dtype=np.float32),
+                # BM25 reads the item's words on its main row only: see _merge_routes
+                "words": item.words if p.index == 0 else "", "title": item.title,
+                "category": item.category,
+                "brand": item.brand, "price": item.price, "rating": item.rating,
+                "images": list(item.images), "ingested_at": item.ingested_at or now}
+        if not rows:
+            return 0
+        self._client.upsert(name, list(rows.values()), timeout=self.settings.timeout_s)
+        by_count: dict[int, set[str]] = {}
+        for row in rows.values():
+            by_count.setdefault(row["image_count"], set()).add(row["item_id"])
+        for count, ids in by_count.items():  # one flat expression per count (at most 8)
+            self._client.delete(name, filter=f"{_ids('item_id', sorted(ids))} and "
+                                             f"image_index >= {count}",
+                                timeout=self.settings.timeout_s)
         return len(rows)
 
-    @_guard
-    def flush(self) -> None:
-        """Seal what was written so it is indexed (after bulk writes: searches over unsealed
-        rows are brute force, and on Milvus Lite they also re-read the in-memory table)."""
-        self._client.flush(self.collection, timeout=max(60.0, self.settings.timeout_s))
+    def _writable(self) -> str:
+        name = self.target()
+        if name is None:
+            raise StoreError(f"{self.alias!r} has no live version: ingest one first")
+        return name
 
-    @_guard
+    @guard
+    def flush(self) -> None:
+        """Seal what was written so it is indexed (after bulk writes)."""
+        name = self.target()
+        if name is not None:
+            self._client.flush(name, timeout=max(60.0, self.settings.timeout_s))
+
+    @guard
     def delete(self, ids: Sequence[str]) -> list[str]:
-        """Delete items by id; returns the ids that existed."""
-        present = sorted(self.existing_ids(ids))
+        """Delete items (all their pictures) by id; returns the ids that existed."""
+        present = sorted({item.id for item in self.get(ids)})
         if present:
-            self._client.delete(self.collection, ids=present, timeout=self.settings.timeout_s)
+            self._client.delete(self._writable(), filter=_ids("item_id", present),
+                                timeout=self.settings.timeout_s)
         return present
 
-    # -- reads -------------------------------------------------------------------------------
-    def _query(self, expression: str, output_fields: list[str]):
+    # -- reads ---------------------------------------------------------------------------------
+    def _query(self, expression: str, fields: list[str]) -> list[dict]:
         # Reads by id and counts decide what to write (resume, 404s): always Strong.
-        return self._client.query(
-            self.collection, filter=expression, output_fields=output_fields,
-            consistency_level="Strong", timeout=self.settings.timeout_s,
-        )
+        name = self.target()
+        if name is None:
+            return []
+        return self._client.query(name, filter=expression, output_fields=fields,
+                                  consistency_level="Strong", timeout=self.settings.timeout_s)
 
-    @staticmethod
-    def _id_filter(ids: Iterable[str]) -> str:
-        return f"id in [{', '.join(string_literal(i) for i in ids)}]"
-
-    @_guard
-    def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
+    @guard
+    def complete_ids(self, ids: Sequence[str]) -> set[str]:
+        """The ids whose every picture is stored (an item a killed run left half-written is
+        not among them, so a resumed run writes it again)."""
+        rows: dict[str, list[int]] = {}
         ids = list(dict.fromkeys(ids))
         for start in range(0, len(ids), _QUERY_CHUNK):
             chunk = ids[start : start + _QUERY_CHUNK]
-            found |= {row["id"] for row in self._query(self._id_filter(chunk), ["id"])}
-        return found
+            for row in self._query(_ids("item_id", chunk), ["item_id", "image_count"]):
+                rows.setdefault(row["item_id"], []).append(int(row["image_count"]))
+        return {i for i, counts in rows.items() if len(counts) == counts[0]}
 
-    @_guard
+    @guard
     def get(self, ids: Sequence[str]) -> list[CatalogueItem]:
         if not ids:
             return []
-        rows = self._query(self._id_filter(ids), FIELDS)
+        rows = self._query(f"{_ids('item_id', ids)} and image_index == 0", schema.ITEM_FIELDS)
         order = {item_id: i for i, item_id in enumerate(ids)}
-        items = [CatalogueItem.stored(row) for row in rows]
+        items = [CatalogueItem.stored({**row, "id": row["item_id"]}) for row in rows]
         return sorted(items, key=lambda item: order.get(item.id, len(order)))
 
-    @_guard
+    @guard
     def count(self) -> int:
+        """Items (not rows) in the version."""
+        rows = self._query("image_index == 0", ["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    @guard
+    def count_rows(self) -> int:
         rows = self._query("", ["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
-    @_guard
-    def search(
-        self, vector: np.ndarray, k: int, filters: SearchFilters | None = None
-    ) -> list[Hit]:
-        """The k nearest items by cosine similarity that pass the filters."""
-        params = dict(self.settings.search_params)
-        if "ef" in params:
-            params["ef"] = max(params["ef"], k)
-        results = self._client.search(
-            self.collection, data=[np.asarray(vector, dtype=np.float32).tolist()],
-            anns_field="vector", limit=k, filter=to_expression(filters),
-            output_fields=FIELDS, search_params={"metric_type": "COSINE", "params": params},
-            consistency_level=self.settings.consistency_level, timeout=self.settings.timeout_s,
-        )
-        hits = []
-        for row in results[0]:
-            entity = {name: row["entity"].get(name, row.get(name)) for name in FIELDS}
-            hits.append(Hit(item=CatalogueItem.stored(entity), score=float(row["distance"])))
-        return hits
+    @guard
+    def search(self, plan: SearchPlan, vector: np.ndarray | None, text: str, k: int,
+               filters: SearchFilters | None = None) -> list[Hit]:
+        """The k best items for the plan, one hit per item (its best-matching picture)."""
+        for attempt in range(3):
+            name = self.target()
+            if name is None:
+                return []
+            try:
+                return self._search(name, plan, vector, text, k, filters)
+            except Exception as exc:
+                if getattr(exc, "code", None) == COLLECTION_NOT_FOUND and attempt == 0:
+                    self._aliases.forget(self.alias)  # dropped under a cached pointer: look again
+                elif plan.lexical and _NO_WORDS in str(exc):
+                    # BM25 over a version with no words at all (empty, or titles all empty)
+                    # divides by zero in the core: nothing lexical can match there.
+                    if plan.dense_field is None:
+                        return []
+                    plan = replace(plan, lexical=False)
+                else:
+                    raise
+        raise AssertionError("unreachable")
 
-    @_guard
+    def _search(self, name: str, plan: SearchPlan, vector, text: str, k: int,
+                filters: SearchFilters | None) -> list[Hit]:
+        from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
+
+        expr = to_expression(filters)  # every route obeys the filters
+        routes = []
+        if plan.dense_field is not None:
+            params = dict(self.settings.search_params.get(self.settings.index_type, {}))
+            if "ef" in params:
+                params["ef"] = max(params["ef"], plan.candidates)
+            routes.append(AnnSearchRequest([np.asarray(vector, dtype=np.float32).tolist()],
+                                           plan.dense_field, {"metric_type": "COSINE",
+                                                              "params": params},
+                                           limit=plan.candidates, expr=expr))
+        if plan.lexical:
+            routes.append(AnnSearchRequest([text], schema.SPARSE, {"metric_type": "BM25"},
+                                           limit=plan.candidates, expr=expr))
+        common = dict(output_fields=schema.ROW_FIELDS, group_by_field="item_id",
+                      consistency_level=self.settings.consistency_level,
+                      timeout=self.settings.timeout_s)
+        if len(routes) == 1:
+            (route,) = routes
+            results = self._client.search(name, data=route.data, anns_field=route.anns_field,
+                                          search_params=route.param, filter=expr, limit=k,
+                                          **common)
+        else:
+            ranker = (RRFRanker(plan.rrf_k) if plan.fusion == "rrf" else
+                      WeightedRanker(plan.weights.dense, plan.weights.lexical, norm_score=True))
+            # each item can come back once per route: twice k rows hold k items
+            results = self._client.hybrid_search(name, routes, ranker, limit=2 * k, **common)
+        rows = [({f: row["entity"].get(f) for f in schema.ROW_FIELDS}, float(row["distance"]))
+                for row in results[0]]
+        return [Hit(CatalogueItem.stored({**entity, "id": entity["item_id"]}),
+                    int(entity["image_index"]), score)
+                for entity, score in merge_routes(rows)[:k]]
+
+    # -- versions and health ---------------------------------------------------------------------
+    @guard
+    def versions(self) -> list[Version]:
+        return list_versions(self._client, self._aliases, self.alias)
+
+    @guard
+    def promote(self, label: str, replace_legacy: bool = False) -> str:
+        """Point the catalogue's name at a version (atomically); returns its collection."""
+        return promote(self._client, self._aliases, self.alias, label, replace_legacy)
+
+    @guard
+    def drop_version(self, label: str) -> str:
+        return drop_version(self._client, self._aliases, self.alias, label)
+
+    @guard
     def ping(self, timeout: float) -> bool:
-        """True when Milvus answers within `timeout` and the collection exists (readiness)."""
-        return bool(self._client.has_collection(self.collection, timeout=timeout))
+        """True when Milvus answers within `timeout` and a live version exists (readiness)."""
+        name = self.target()
+        return name is not None and bool(self._client.has_collection(name, timeout=timeout))
 
     def close(self) -> None:
         try:

@@ -13,7 +13,8 @@ from typing import Any
 
 from ray import serve
 
-from deployments.embedder.queries import EmbedQuery, Embedding, encode_queries
+from deployments.embedder.queries import (EmbedQuery, Embedding, PictureQuery, PictureVectors,
+                                          encode_pictures, encode_queries)
 from deployments.metrics import metrics
 from deployments.settings import Settings
 
@@ -44,6 +45,11 @@ class EmbedderDeployment:
             self.metrics.batch_size.observe(len(queries))
         # in a thread: the replica keeps answering (health checks, reconfigure) meanwhile
         return await asyncio.to_thread(encode_queries, self.embedder, queries)
+
+    async def embed_pictures(self, pictures: list[PictureQuery]) -> list[PictureVectors]:
+        """Catalogue pictures added through the API (a write path: not batched across
+        callers; a request's pictures go through together)."""
+        return await asyncio.to_thread(encode_pictures, self.embedder, pictures)
 
     def dim(self) -> int:
         return self.embedder.dim

@@ -124,7 +124,35 @@ class Embedder:
         ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
         return self.model.encode_multimodal(x, ids, mask), truncated
 
+    @torch.inference_mode()
+    def _run_pictures(
+        self, pixels: list[np.ndarray], titles: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raw = torch.from_numpy(np.stack(pixels)).to(self.device, non_blocking=True)
+        image = self.model.image_embeddings(normalize_pixels(raw, self.dtype))  # once for both
+        vectors = []
+        for texts in ([""] * len(titles), titles):
+            batch, _ = self.tokenize(texts, self.max_pair_text_tokens)
+            ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+            vectors.append(self.model.encode_with_image(image, ids, mask))
+        return vectors[0], vectors[1]
+
     # -- public API -------------------------------------------------------------------------
+    def encode_pictures(
+        self, decoded: Sequence[np.ndarray], titles: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Catalogue pictures (decoded crops) and their items' titles -> (image vectors,
+        image + title vectors); the vision tower runs once per picture for both."""
+        if len(decoded) != len(titles):
+            raise ValueError(f"{len(decoded)} pictures but {len(titles)} titles")
+        images = np.zeros((len(decoded), self.dim), dtype=np.float32)
+        pairs = np.zeros_like(images)
+        for start in range(0, len(decoded), self.settings.batch_size):
+            stop = start + self.settings.batch_size
+            image, pair = self._run_pictures(list(decoded[start:stop]), titles[start:stop])
+            images[start:stop], pairs[start:stop] = image.cpu().numpy(), pair.cpu().numpy()
+        return images, pairs
+
     def encode_texts(self, texts: Sequence[str]) -> EmbedResult:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         truncated: list[bool] = []

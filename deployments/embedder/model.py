@@ -64,7 +64,13 @@ class VisualizedBGE(nn.Module):
     def encode_multimodal(
         self, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
-        image = self.image_embeddings(pixels)
+        return self.encode_with_image(self.image_embeddings(pixels), input_ids, attention_mask)
+
+    def encode_with_image(
+        self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Image tokens (image_embeddings) + text through BGE: the vision tower's work can be
+        shared by several texts of the same picture."""
         batch, image_len = image.shape[:2]
         text_len = input_ids.shape[1]
         if image_len + text_len > self.max_positions:

@@ -39,3 +39,32 @@ def encode_queries(embedder, queries: list[EmbedQuery]) -> list[Embedding]:
         for i, row, error, cut in zip(pairs, result.vectors, result.errors, result.truncated):
             out[i] = Embedding(None, False, error) if error is not None else Embedding(row, cut)
     return out
+
+
+@dataclass
+class PictureQuery:
+    """A catalogue picture to index: its bytes and its item's title."""
+
+    image: bytes
+    title: str = ""
+
+
+@dataclass
+class PictureVectors:
+    image: np.ndarray | None  # the image alone (what image and composed queries search)
+    pair: np.ndarray | None  # the image with the title (what text queries search)
+    error: ImageError | None = None
+
+
+def encode_pictures(embedder, queries: list[PictureQuery]) -> list[PictureVectors]:
+    """Pictures to their two vectors with one Embedder (one vision pass each); a bad image
+    fails its own entry only."""
+    decoded = embedder.decode([q.image for q in queries])
+    good = [i for i, d in enumerate(decoded) if not isinstance(d, ImageError)]
+    out = [PictureVectors(None, None, d) if isinstance(d, ImageError) else None for d in decoded]
+    if good:
+        images, pairs = embedder.encode_pictures([decoded[i] for i in good],
+                                                 [queries[i].title for i in good])
+        for row, i in enumerate(good):
+            out[i] = PictureVectors(images[row], pairs[row])
+    return out

@@ -12,33 +12,35 @@ from deployments.catalogue.items import (MAX_TITLE_BYTES, UNKNOWN, CatalogueItem
 from ingest.sources import manifest_row
 from serve.schemas import ItemIn
 
+PIC = ("a.jpg",)
+
 
 @pytest.mark.parametrize("item_id", ["a", "B0C1234XYZ", "sha256-" + "0" * 40, "a.b:c-d_e",
                                      "x" * 128])
 def test_good_ids(item_id):
-    assert CatalogueItem(id=item_id).id == item_id == check_id(item_id)
+    assert CatalogueItem(id=item_id, images=PIC).id == item_id == check_id(item_id)
 
 
 @pytest.mark.parametrize("item_id", ["", "-a", "a b", "a\nb", "abc\n", "x" * 129, "é", "a/b",
                                      "a\x00"])
 def test_bad_ids_are_refused_everywhere(item_id):
     with pytest.raises(ValidationError):
-        CatalogueItem(id=item_id)
+        CatalogueItem(id=item_id, images=PIC)
     with pytest.raises(ItemInvalid) as info:
         check_id(item_id)
     assert info.value.code == "bad_id"
     with pytest.raises(ValidationError):
         ItemIn(id=item_id, image="eA==")
-    row = manifest_row({"parent_asin": item_id, "images": ["a.jpg"]})
+    row = manifest_row({"parent_asin": item_id, "images": ["a.jpg"]}, max_images=4)
     assert row["error"] == ("bad_id" if item_id else "bad_record")
 
 
 def test_title_limit_counts_bytes_not_characters():
     fits = "é" * (MAX_TITLE_BYTES // 2)  # 2 bytes each: exactly the limit
-    assert CatalogueItem(id="a", title=fits).title == fits
+    assert CatalogueItem(id="a", title=fits, images=PIC).title == fits
     with pytest.raises(ValidationError, match="bytes in UTF-8"):
         ItemIn(id="a", title=fits + "é", image="eA==")  # 513 characters, 1026 bytes
-    item = CatalogueItem.from_source(id="a", title=fits + "é" * 10)  # ingest cuts instead
+    item = CatalogueItem.from_source(id="a", title=fits + "é" * 10, images=PIC)  # ingest cuts
     assert item.title == fits
 
 
@@ -55,21 +57,21 @@ def test_clip_never_splits_a_character_or_exceeds_the_limit(text, limit):
     (float("nan"), UNKNOWN), (float("inf"), UNKNOWN), (-2, UNKNOWN), (True, UNKNOWN), ([], UNKNOWN)])
 def test_numbers_are_parsed_or_unknown(value, expected):
     assert parse_number(value) == expected
-    assert CatalogueItem(id="a", price=value).price == expected
+    assert CatalogueItem(id="a", price=value, images=PIC).price == expected
 
 
 def test_source_rows_that_break_a_rule_name_it():
-    with pytest.raises(ItemInvalid) as info:
-        CatalogueItem.from_source(id="a", image="x" * 3000)
-    assert info.value.code == "bad_image"
-    with pytest.raises(ItemInvalid) as info:
-        CatalogueItem.from_source(id="a", image="a\x00.jpg")
-    assert info.value.code == "bad_image"
-    assert CatalogueItem.from_source(id="a", title="nul\x00inside").title == "nulinside"
+    for images in (("x" * 3000,), ("a\x00.jpg",), (), tuple(f"{i}.jpg" for i in range(9))):
+        with pytest.raises(ItemInvalid) as info:
+            CatalogueItem.from_source(id="a", images=images)
+        assert info.value.code == "bad_image", images
+    assert CatalogueItem.from_source(id="a", title="nul\x00inside", images=PIC).title == "nulinside"
+    assert CatalogueItem(id="a", title="t", category="c", brand="b", images=PIC).words == "t\nc\nb"
 
 
 def test_stored_rows_are_read_as_written():
-    old = {"id": "an old id", "title": "t", "category": "", "price": -1.0, "rating": 2.0,
-           "image": "a.jpg", "ingested_at": 5}
+    old = {"id": "an old id", "title": "t", "category": "", "brand": "", "price": -1.0,
+           "rating": 2.0, "images": ["a.jpg"], "ingested_at": 5}
     item = CatalogueItem.stored(old)  # written before the id rules: shown, not refused
     assert item.id == "an old id" and CatalogueItem.known(item.price) is None
+    assert item.images == ("a.jpg",)

@@ -1,4 +1,5 @@
-"""The catalogue store on real Milvus: Lite in-process, Lite shared server, Milvus 2.3 server."""
+"""The catalogue store on real engines: the embedded core in process (pymilvus's local mode),
+through the shared loopback server, and as a Milvus 2.5 server over TCP."""
 
 from __future__ import annotations
 
@@ -9,108 +10,143 @@ import pytest
 
 from deployments.catalogue import lite_server
 from deployments.catalogue.filters import SearchFilters
-from deployments.settings import MilvusSettings
 from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.store import CatalogueStore, StoreError, StoreUnavailable
+from deployments.catalogue.plans import Mode, QueryKind, make_plan
+from deployments.catalogue.store import CatalogueStore, Picture, StoreError, StoreUnavailable
+from deployments.settings import MilvusSettings, SearchSettings
 from tests.support.lite_holder import foreign_holder
 
 DIM = 16
+CATEGORIES = ["Toys", "Home", 'Odd "Q"']
 
 
 @pytest.fixture(scope="module")
-def lite_dir(tmp_path_factory):
+def lite_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("lite") / "catalogue.db"
     yield path
     lite_server.stop(path)
 
 
 @pytest.fixture(params=["lite", "lite-shared", "server"])
-def settings(request, lite_dir) -> MilvusSettings:
+def settings(request, lite_file) -> MilvusSettings:
     name = "t_" + uuid.uuid4().hex[:10]
     if request.param == "server":
         return MilvusSettings(uri=request.getfixturevalue("milvus_server"), collection=name)
     if request.param == "lite":
-        return MilvusSettings(uri=str(lite_dir.with_name("embedded.db")), collection=name,
+        return MilvusSettings(uri=str(lite_file.with_name("embedded.db")), collection=name,
                               lite_server=False, index_type="FLAT")
-    return MilvusSettings(uri=str(lite_dir), collection=name)
+    return MilvusSettings(uri=str(lite_file), collection=name)
 
 
-def unit_rows(n: int, seed: int = 0) -> np.ndarray:
-    rows = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+def unit(seed: int) -> np.ndarray:
+    row = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return row / np.linalg.norm(row)
 
 
-def catalogue(n: int = 30) -> list[CatalogueItem]:
-    return [
-        CatalogueItem(id=f"item-{i}", title=f"thing {i}", category=["Toys", "Home", 'Odd "Q"'][i % 3],
-                      price=float(i) if i % 7 else None, rating=(i % 5) + 0.5, image=f"images/{i}.jpg")
-        for i in range(n)
-    ]
+def item(i: int, pictures: int | None = None) -> CatalogueItem:
+    return CatalogueItem(
+        id=f"item-{i}", title=f"thing {i} model QX{7000 + i}", category=CATEGORIES[i % 3],
+        brand="Zebulon" if i == 11 else "Acme", price=float(i) if i % 7 else None,
+        rating=(i % 5) + 0.5, images=tuple(f"images/{i}-{j}.jpg"
+                                           for j in range(pictures or 1 + i % 3)))
+
+
+def pictures_of(items: list[CatalogueItem]) -> list[Picture]:
+    """Picture j of item i: image vector unit(100 i + j), pair vector unit(10000 + 100 i + j)."""
+    return [Picture(it, j, unit(100 * i + j), unit(10_000 + 100 * i + j))
+            for i, it in enumerate(items) for j in range(len(it.images))]
 
 
 @pytest.fixture
 def store(settings):
     store = CatalogueStore(settings, DIM)
     store.ensure_collection()
-    store.upsert(catalogue(), unit_rows(30))
+    store.upsert(pictures_of([item(i) for i in range(30)]))
     yield store
     store.close()
 
 
-def test_each_item_finds_itself_first(store):
-    vectors = unit_rows(30)
-    for i in (0, 13, 29):
-        hits = store.search(vectors[i], k=3)
-        assert hits[0].item.id == f"item-{i}" and hits[0].score == pytest.approx(1.0, abs=1e-4)
-        assert hits[0].item.title == f"thing {i}" and hits[0].item.image == f"images/{i}.jpg"
+def plan(kind=QueryKind.IMAGE, mode=None, **search):
+    return make_plan(kind, SearchSettings(**search), mode)
 
 
-def test_upsert_is_idempotent_and_replaces(store):
-    assert store.count() == 30
+def test_every_picture_finds_its_item_once(store):
+    assert store.count() == 30 and store.count_rows() == sum(1 + i % 3 for i in range(30))
+    for i, j in ((0, 0), (13, 1), (29, 2)):
+        hits = store.search(plan(), unit(100 * i + j), "", k=30)
+        assert (hits[0].item.id, hits[0].image_index) == (f"item-{i}", j)
+        assert hits[0].image == f"images/{i}-{j}.jpg" and hits[0].score == pytest.approx(1, 1e-4)
+        assert len({h.item.id for h in hits}) == len(hits) == 30  # grouped: one hit per item
+        assert hits[0].item.images == item(i).images  # any row carries the whole item
+
+
+def test_words_only_bm25_matches_rank_first_even_with_random_vectors(store):
+    for words, expected in (("QX7011", "item-11"), ("zebulon", "item-11"), ("qx7023 mug", "item-23")):
+        hybrid = store.search(plan(QueryKind.TEXT), unit(999), words, k=5)
+        assert hybrid[0].item.id == expected, words
+        lexical = store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, words, k=5)
+        assert lexical[0].item.id == expected
+    assert store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, "nothing-like-this", 5) == []
+
+
+def test_hybrid_fuses_an_item_once_when_its_routes_pick_different_pictures(store):
+    """item-2's third picture is the dense match, its words the BM25 match: one hit, both
+    routes' shares summed, the dense route's picture shown."""
+    composed = store.search(plan(QueryKind.COMPOSED, text_fusion="rrf", composed_fusion="rrf"),
+                            unit(202), "QX7002", k=10)
+    assert composed[0].item.id == "item-2" and composed[0].image_index == 2
+    assert [h.item.id for h in composed].count("item-2") == 1
+    assert composed[0].score == pytest.approx(2 / 61, rel=1e-3)  # rank 1 in both routes
+
+
+def test_upsert_is_idempotent_replaces_and_drops_stale_pictures(store):
     store.ensure_collection()  # again: nothing changes
-    store.upsert(catalogue()[:5], unit_rows(5))
+    store.upsert(pictures_of([item(i) for i in range(5)]))
     assert store.count() == 30
-    changed = CatalogueItem(id="item-1", title="renamed", category="Toys", price=3.5)
-    store.upsert([changed], unit_rows(1, seed=9))
-    assert store.get(["item-1"])[0].title == "renamed" and store.count() == 30
+    renamed = item(2, pictures=1).model_copy(update={"title": "renamed"})
+    store.upsert([Picture(renamed, 0, unit(1), unit(2))])
+    assert store.get(["item-2"])[0].title == "renamed"
+    assert store.complete_ids(["item-2"]) == {"item-2"}  # its 3 rows are 1 now
+    twice = item(40, pictures=1)
+    assert store.upsert([Picture(twice, 0, unit(3), unit(3)), Picture(twice, 0, unit(4), unit(4))]) == 1
+    assert store.count_rows() == sum(1 + i % 3 for i in range(30)) - 2 + 1
 
 
-def test_get_delete_and_existing_ids(store):
+def test_get_delete_and_complete_ids(store):
     items = store.get(["item-4", "missing", "item-2"])
     assert [i.id for i in items] == ["item-4", "item-2"]
-    assert items[1].price == 2.0 and items[0].category == "Home"
+    assert items[1].price == 2.0 and items[0].category == "Home" and len(items[1].images) == 3
     assert store.get(["item-7"])[0].price == -1.0  # no price: unknown
+    half = item(50, pictures=3)  # a killed run wrote one of its three pictures
+    store.upsert(pictures_of([half])[:1])
+    assert store.complete_ids(["item-5", "item-50", "nope"]) == {"item-5"}
     assert store.delete(["item-4", "missing"]) == ["item-4"]
-    assert store.count() == 29 and store.existing_ids(["item-4", "item-5"]) == {"item-5"}
+    assert store.count() == 30 and not store.search(plan(), unit(400), "", 1)[0].item.id == "item-4"
 
 
-def test_filters_run_on_milvus(store):
-    query = unit_rows(30)[0]
-    hits = store.search(query, k=30, filters=SearchFilters(categories=['Odd "Q"']))
-    assert {h.item.category for h in hits} == {'Odd "Q"'} and len(hits) == 10
-    hits = store.search(query, k=30, filters=SearchFilters(price_min=10, price_max=20))
-    assert hits and all(10 <= h.item.price <= 20 for h in hits)
-    assert len(hits) == len([i for i in range(10, 21) if i % 7])
-    hits = store.search(query, k=30, filters=SearchFilters(price_max=6))
-    assert all(0 <= h.item.price <= 6 for h in hits)  # unknown prices (-1) are not "cheap"
-    hits = store.search(query, k=30, filters=SearchFilters(rating_min=4, categories=["Home"]))
-    assert hits and all(h.item.rating >= 4 and h.item.category == "Home" for h in hits)
+@pytest.mark.parametrize("kind,mode", [(QueryKind.IMAGE, Mode.DENSE), (QueryKind.TEXT, Mode.LEXICAL),
+                                       (QueryKind.TEXT, Mode.HYBRID), (QueryKind.COMPOSED, Mode.HYBRID)])
+def test_filters_hold_on_every_route(store, kind, mode):
+    query, words = unit(0), "thing acme"
+    only = store.search(plan(kind, mode), query, words, 30, SearchFilters(categories=['Odd "Q"']))
+    assert only and {h.item.category for h in only} == {'Odd "Q"'} and len(only) == 10
+    cheap = store.search(plan(kind, mode), query, words, 30, SearchFilters(price_max=6))
+    assert cheap and all(0 <= h.item.price <= 6 for h in cheap)  # unknown (-1) is not cheap
+    good = store.search(plan(kind, mode), query, words, 30,
+                        SearchFilters(rating_min=4, categories=["Home"]))
+    assert good and all(h.item.rating >= 4 and h.item.category == "Home" for h in good)
 
 
-@pytest.mark.parametrize("hostile", ['Toys" or id != "', 'Toys\\" or category != "', "Toys' or '1'='1"])
+@pytest.mark.parametrize("hostile", ['Toys" or id != "', 'Toys\\" or category != "',
+                                     "Toys' or '1'='1"])
 def test_injection_attempts_are_literal_matches(store, hostile):
-    assert store.search(unit_rows(1)[0], k=30, filters=SearchFilters(categories=[hostile])) == []
+    filters = SearchFilters(categories=[hostile])
+    assert store.search(plan(QueryKind.TEXT), unit(1), "thing", 30, filters) == []
 
 
 def test_other_dimension_is_refused(settings, store):
-    other = CatalogueStore(settings, DIM + 1)
     with pytest.raises(StoreError, match="holds 16-d vectors"):
-        other.ensure_collection()
-
-
-def test_vectors_must_fit(store):
-    with pytest.raises(ValueError, match="vectors must be"):
-        store.upsert(catalogue()[:2], np.zeros((2, DIM + 1), dtype=np.float32))
+        CatalogueStore(settings, DIM + 1).ensure_collection()
 
 
 def test_unreachable_server_is_unavailable_quickly():
@@ -119,7 +155,7 @@ def test_unreachable_server_is_unavailable_quickly():
         CatalogueStore(settings, DIM)
 
 
-def test_a_locked_lite_directory_is_a_clear_error(tmp_path):
+def test_a_held_lite_file_is_a_clear_error(tmp_path):
     with foreign_holder(tmp_path / "held.db"):
-        with pytest.raises(StoreUnavailable, match="locked by another process"):
+        with pytest.raises(StoreUnavailable, match="held by another process"):
             CatalogueStore(MilvusSettings(uri=str(tmp_path / "held.db"), lite_server=False), DIM)

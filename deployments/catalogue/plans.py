@@ -1,0 +1,85 @@
+"""How each kind of query searches the catalogue: which vectors, whether BM25 joins, how the
+routes are fused (inside Milvus). The defaults live in settings (`search`); a request may pick
+the mode and the weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from deployments.catalogue.schema import IMAGE_VECTOR, PAIR_VECTOR
+from deployments.settings import SearchSettings, Weights
+
+
+class Mode(str, Enum):
+    AUTO = "auto"  # hybrid where the query has words, dense otherwise
+    DENSE = "dense"
+    LEXICAL = "lexical"
+    HYBRID = "hybrid"
+
+
+class QueryKind(str, Enum):
+    TEXT = "text"  # words only: against the image + title vectors
+    IMAGE = "image"  # a picture only: against the image vectors
+    COMPOSED = "composed"  # a picture and words ("a phone case with this")
+
+
+class PlanError(ValueError):
+    """The request asks for a search its query cannot make (a 400)."""
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    kind: QueryKind
+    mode: Mode  # as resolved: never AUTO
+    dense_field: str | None  # the vector field the query vector searches; None: no dense route
+    lexical: bool  # BM25 over the item's words
+    fusion: str  # "rrf" or "weighted" (only when both routes run)
+    weights: Weights
+    rrf_k: int
+    candidates: int  # hits each route hands to the fusion (and to grouping by item)
+
+
+def query_kind(has_text: bool, has_image: bool) -> QueryKind:
+    if has_image:
+        return QueryKind.COMPOSED if has_text else QueryKind.IMAGE
+    return QueryKind.TEXT
+
+
+def make_plan(kind: QueryKind, settings: SearchSettings, mode: Mode | None = None,
+              weights: Weights | None = None) -> SearchPlan:
+    """The plan for a query of this kind; PlanError when the mode needs what it lacks."""
+    mode = Mode(mode or settings.mode)
+    if mode is Mode.AUTO:
+        mode = Mode.DENSE if kind is QueryKind.IMAGE else Mode.HYBRID
+    if kind is QueryKind.IMAGE and mode in (Mode.LEXICAL, Mode.HYBRID):
+        raise PlanError(f"mode {mode.value!r} searches words: give a text with the image, or "
+                        "use mode 'dense' or 'auto'")
+    dense = PAIR_VECTOR if kind is QueryKind.TEXT else IMAGE_VECTOR
+    composed = kind is QueryKind.COMPOSED
+    fusion = "weighted" if weights is not None else (
+        settings.composed_fusion if composed else settings.text_fusion)
+    weights = weights or (settings.composed_weights if composed else settings.text_weights)
+    return SearchPlan(kind=kind, mode=mode,
+                      dense_field=None if mode is Mode.LEXICAL else dense,
+                      lexical=mode in (Mode.LEXICAL, Mode.HYBRID), fusion=fusion,
+                      weights=weights, rrf_k=settings.rrf_k, candidates=settings.candidates)
+
+
+def merge_routes(rows: list[tuple[dict, float]]) -> list[tuple[dict, float]]:
+    """One entry per item, best first. The Milvus 2.5 core groups each route of a hybrid
+    search by item, then fuses rows by primary key: an item whose best picture differs between
+    routes comes back twice, each row carrying one route's share. Each route gives an item at
+    most one row, so the sum of an item's fused scores is its item-level RRF or weighted score.
+    BM25 matches main rows only (the words are stored there), so a row other than the main one
+    came from the dense route: that is the picture that matched."""
+    merged: dict[str, list] = {}
+    for entity, score in rows:
+        seen = merged.get(entity["item_id"])
+        if seen is None:
+            merged[entity["item_id"]] = [entity, score]
+            continue
+        seen[1] += score
+        if entity["image_index"] != 0:
+            seen[0] = entity
+    return sorted(((e, s) for e, s in merged.values()), key=lambda pair: -pair[1])
