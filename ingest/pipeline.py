@@ -8,6 +8,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from deployments.settings import Settings
@@ -20,15 +21,19 @@ log = logging.getLogger(__name__)
 @dataclass
 class IngestSummary:
     source: str
-    collection: str
+    collection: str  # the version written (`products__v1`)
     uri: str
-    seen: int = 0
-    indexed: int = 0  # distinct ids written by this run
-    duplicates: int = 0  # rows whose id another row of this run also had (same image, same id)
-    already: int = 0
-    skipped: Counter = field(default_factory=Counter)
+    live: bool = False  # the version the catalogue's name points at
+    seen: int = 0  # items read
+    indexed: int = 0  # distinct items written by this run
+    rows: int = 0  # their picture rows
+    duplicates: int = 0  # picture rows another row of this run also wrote (same id)
+    already: int = 0  # items whole in the collection before (skipped)
+    skipped: Counter = field(default_factory=Counter)  # items not indexed, by reason
+    skipped_pictures: Counter = field(default_factory=Counter)  # pictures left out, by reason
     seconds: float = 0.0
-    count_after: int = 0
+    count_after: int = 0  # items in the version afterwards
+    rows_after: int = 0
     report: str = ""
 
     @property
@@ -48,18 +53,20 @@ def _rows_to_batch(rows: list[dict]) -> dict:
 
     out = {}
     for column in ROW_COLUMNS:
-        values = [row[column] for row in rows]
-        out[column] = np.array(values, dtype=np.float64 if column in ("price", "rating") else object)
+        values = np.empty(len(rows), dtype=np.float64 if column in ("price", "rating") else object)
+        values[:] = [row[column] for row in rows]
+        out[column] = values
     return out
 
 
-def _parse_lines(batch: dict) -> dict:
-    rows = [row for row in map(parse_jsonl_line, batch["text"]) if row is not None]
-    return _rows_to_batch(rows)
+def _parse_lines(batch: dict, max_images: int) -> dict:
+    rows = [parse_jsonl_line(line, max_images) for line in batch["text"]]
+    return _rows_to_batch([row for row in rows if row is not None])
 
 
-def _normalize_records(batch) -> dict:
-    return _rows_to_batch([manifest_row(record) for record in batch.to_dict("records")])
+def _normalize_records(batch, max_images: int) -> dict:
+    return _rows_to_batch([manifest_row(record, max_images)
+                           for record in batch.to_dict("records")])
 
 
 def _ray_paths(source: Source) -> dict:
@@ -71,8 +78,8 @@ def _ray_paths(source: Source) -> dict:
     return {"paths": path, "filesystem": filesystem}
 
 
-def read_source(source: Source, read_cpus: float):
-    """The source as a Ray Dataset of rows (ingest.sources.ROW_COLUMNS)."""
+def read_source(source: Source, read_cpus: float, max_images: int):
+    """The source as a Ray Dataset of item rows (ingest.sources.ROW_COLUMNS)."""
     import ray.data
 
     if source.kind == "folder":
@@ -82,9 +89,11 @@ def read_source(source: Source, read_cpus: float):
         return ray.data.from_items(rows)
     if source.kind == "jsonl":
         lines = ray.data.read_text(**_ray_paths(source), num_cpus=read_cpus)
-        return lines.map_batches(_parse_lines, batch_format="numpy", num_cpus=read_cpus)
+        return lines.map_batches(partial(_parse_lines, max_images=max_images),
+                                 batch_format="numpy", num_cpus=read_cpus)
     records = ray.data.read_parquet(**_ray_paths(source), num_cpus=read_cpus)
-    return records.map_batches(_normalize_records, batch_format="pandas", num_cpus=read_cpus)
+    return records.map_batches(partial(_normalize_records, max_images=max_images),
+                               batch_format="pandas", num_cpus=read_cpus)
 
 
 def ensure_ray(local_cpus: int | None = None) -> None:
@@ -101,16 +110,17 @@ def ensure_ray(local_cpus: int | None = None) -> None:
                  configure_logging=False)
 
 
-def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus):
-    """read -> fetch/decode (actors) -> embed (actor pool): a lazy Ray Dataset."""
+def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus, version: str):
+    """read -> fetch/decode (actors) -> embed (actor pool): a lazy Ray Dataset of pictures."""
     from ingest.stages import Embed, FetchDecode
 
     opts = settings.ingest
-    ds = read_source(source, opts.fetch_num_cpus)
+    ds = read_source(source, opts.fetch_num_cpus, opts.max_images)
     ds = ds.map_batches(
         FetchDecode, batch_format="numpy", batch_size=opts.batch_size,
         fn_constructor_kwargs=dict(root=source.root, image_size=image_size,
-                                   embedder=settings.embedder, ingest=opts, milvus=milvus),
+                                   embedder=settings.embedder, ingest=opts, milvus=milvus,
+                                   version=version),
         concurrency=opts.fetch_actors, num_cpus=opts.fetch_num_cpus,
     )
     return ds.map_batches(
@@ -120,52 +130,61 @@ def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus):
     )
 
 
-def _tally(summary: IngestSummary, results: list[dict]) -> list[dict]:
-    """Fold the write tasks' results into the summary; returns the skipped rows."""
-    skipped_rows, written = [], []
+def _tally(summary: IngestSummary, results: list) -> list[dict]:
+    """Fold the write tasks' results into the summary; returns the report rows."""
+    from ingest.writer import Written
+
+    total = Written()
     for result in results:
-        written += result["written"]
-        summary.already += result["already"]
-        skipped_rows += result["skipped"]
-    summary.indexed = len(set(written))
-    summary.duplicates = len(written) - summary.indexed
-    summary.skipped = Counter(row["reason"] for row in skipped_rows)
-    summary.seen = len(written) + summary.already + len(skipped_rows)
-    return skipped_rows
+        total.add(result)
+    items = [row for row in total.skipped if row["scope"] == "item"]
+    summary.indexed, summary.rows, summary.already = len(set(total.items)), total.rows, total.already
+    summary.duplicates = len(total.items) - total.rows  # rows the writer merged (same id twice)
+    summary.skipped = Counter(row["reason"] for row in items)
+    summary.skipped_pictures = Counter(r["reason"] for r in total.skipped if r["scope"] != "item")
+    summary.seen = summary.indexed + summary.already + len(items)
+    return total.skipped
 
 
-def run_ingest(location: str, settings: Settings, reembed: bool = False) -> IngestSummary:
-    """Index a folder or manifest into the configured collection; idempotent and resumable."""
-    from deployments.embedder.checkpoint import embedding_dim, resolve
+def run_ingest(location: str, settings: Settings, reembed: bool = False,
+               version: str | None = None) -> IngestSummary:
+    """Index a folder or manifest into a version of the catalogue (the live one unless
+    `version` names another; the first version becomes live); idempotent and resumable."""
     from deployments.catalogue.store import CatalogueStore
-    from ingest.stages import make_sink
+    from deployments.catalogue.versions import label_of
+    from deployments.embedder.checkpoint import embedding_dim, resolve
+    from ingest.writer import make_sink
 
     source = Source.open(location)
     files = resolve(settings.embedder)  # fail early (and clearly) on missing weights
     dim = embedding_dim(settings.embedder)
-    store = CatalogueStore(settings.milvus, dim, shared=True)  # Lite: a shared local server
-    store.ensure_collection()
-    milvus = settings.milvus.model_copy(update={"uri": store.uri})
-    summary = IngestSummary(source.location, settings.milvus.collection, store.uri)
+    store = CatalogueStore(settings.milvus, dim, shared=True, version=version)
+    target = store.ensure_collection()
+    label = label_of(settings.milvus.collection, target)
+    store = CatalogueStore(settings.milvus, dim, shared=True, version=label)  # pinned: a promote
+    milvus = settings.milvus.model_copy(update={"uri": store.uri})  # mid-run moves nothing
+    summary = IngestSummary(source.location, target, store.uri, live=target == store.live())
     ensure_ray()
 
     start = time.perf_counter()
-    ds = _embedded_rows(source, settings, files.vision.image_size, None if reembed else milvus)
-    sink = make_sink(milvus, dim, settings.ingest.write_batch_size)
+    ds = _embedded_rows(source, settings, files.vision.image_size, None if reembed else milvus,
+                        label)
+    sink = make_sink(milvus, dim, label, settings.ingest.write_batch_size)
     ds.write_datasink(sink, ray_remote_args={"num_cpus": settings.ingest.write_num_cpus})
     summary.seconds = time.perf_counter() - start
 
-    skipped_rows = _tally(summary, sink.results)
-    summary.report = write_report(Path(settings.ingest.report), skipped_rows)
-    if summary.indexed:
-        store.flush()  # seal the new rows so searches use the index
-    summary.count_after = store.count()
+    report_rows = _tally(summary, sink.results)
+    if summary.rows:
+        store.flush()  # seal the new rows so searches use the index (before anything can fail)
+    summary.count_after, summary.rows_after = store.count(), store.count_rows()
     store.close()
+    summary.report = write_report(Path(settings.ingest.report), report_rows)
     return summary
 
 
 def write_report(path: Path, rows: list[dict]) -> str:
-    """The skipped items, one JSON object a line (id, image, reason, message)."""
+    """What was left out, one JSON object a line (id, image, reason, message, scope: an item,
+    or one of its pictures)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as out:
         for row in rows:

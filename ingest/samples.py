@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -19,14 +19,18 @@ CATEGORIES = {"phone case": "Cell Phones & Accessories", "mug": "Home & Kitchen"
               "t-shirt": "Clothing", "bag": "Clothing"}
 
 
+BRANDS = ("Acme", "Lumen", "Pardalis", "Nordkap", "Vela")
+
+
 @dataclass(frozen=True)
 class SampleItem:
     item_id: str
     title: str
     category: str
+    brand: str
     price: float
     rating: float
-    image: str  # file name, relative to the catalogue folder
+    images: tuple[str, ...]  # file names, relative to the catalogue folder, the main one first
 
 
 def _pattern(draw: ImageDraw.ImageDraw, box, pattern: str, color, rng: random.Random) -> None:
@@ -87,8 +91,19 @@ def draw_product(kind: str, color: str, pattern: str, seed: int = 0, size: int =
     return image
 
 
+def product_view(picture: Image.Image, view: int) -> Image.Image:
+    """Another picture of the same product: the main one (0), mirrored (1), turned (2)."""
+    if view == 1:
+        return picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if view == 2:
+        return picture.rotate(90, fillcolor=(245, 245, 240))
+    return picture
+
+
 def write_sample_catalogue(folder: str | Path, count: int = 24, seed: int = 0) -> list[SampleItem]:
-    """Draw `count` products into folder/images and write folder/items.jsonl (Amazon-style)."""
+    """Draw `count` products (one to three pictures each) into folder/images and write
+    folder/items.jsonl (Amazon Reviews 2023 style: MAIN picture first, a store, a model code in
+    the title)."""
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -97,20 +112,26 @@ def write_sample_catalogue(folder: str | Path, count: int = 24, seed: int = 0) -
         kind = list(SHAPES)[i % len(SHAPES)]
         color = rng.choice(list(COLORS))
         pattern = PATTERNS[(i // len(SHAPES)) % len(PATTERNS)]
-        name = f"images/item-{i:04d}.jpg"
-        picture = draw_product(kind, color, pattern, seed=seed * 1000 + i, code=i + 1)
-        picture.save(folder / name, quality=90)
-        title = f"{color} {pattern} {kind}".replace("plain ", "")
+        brand = BRANDS[i % len(BRANDS)]
+        names = []
+        for view in range(1 + i % 3):
+            name = f"images/item-{i:04d}-{view}.jpg"
+            picture = draw_product(kind, color, pattern, seed=seed * 1000 + i, code=i + 1)
+            product_view(picture, view).save(folder / name, quality=90)
+            names.append(name)
+        model = f"{brand[:2].upper()}-{1000 + (i * 37) % 9000}"
+        title = f"{color} {pattern} {kind} {model}".replace("plain ", "")
         items.append(SampleItem(
-            item_id=f"SAMPLE{i:05d}", title=title, category=CATEGORIES[kind],
-            price=round(rng.uniform(5, 80), 2), rating=round(rng.uniform(2.5, 5.0), 1), image=name,
-        ))
+            item_id=f"SAMPLE{i:05d}", title=title, category=CATEGORIES[kind], brand=brand,
+            price=round(rng.uniform(5, 80), 2), rating=round(rng.uniform(2.5, 5.0), 1),
+            images=tuple(names)))
     with open(folder / "items.jsonl", "w") as out:
         for item in items:
-            row = asdict(item)
+            pictures = [{"large": name, "variant": "MAIN" if view == 0 else f"PT{view:02d}"}
+                        for view, name in enumerate(item.images)]
             out.write(json.dumps({
-                "parent_asin": row["item_id"], "title": row["title"],
-                "main_category": row["category"], "price": row["price"],
-                "average_rating": row["rating"], "images": [{"large": row["image"]}],
+                "parent_asin": item.item_id, "title": item.title, "store": item.brand,
+                "main_category": item.category, "price": item.price,
+                "average_rating": item.rating, "images": pictures,
             }) + "\n")
     return items

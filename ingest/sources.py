@@ -3,8 +3,9 @@
 A source is a local path or a filesystem URI (s3://, gs://, abfs://, hdfs://, file://, through
 pyarrow); its root is the folder image references resolve under.
 
-Rows leaving here are plain dicts with the columns of ROW_COLUMNS; images are resolved and
-read later (fetch.py). A row that cannot be used carries an error code instead of failing.
+Rows leaving here are plain dicts with the columns of ROW_COLUMNS, one per item; its pictures
+(`images`, a JSON list, the main one first) are resolved and read later (stages.py). A row
+that cannot be used carries an error code instead of failing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from deployments.uris import is_uri
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MANIFEST_SUFFIXES = {".jsonl", ".json", ".ndjson", ".parquet"}
-ROW_COLUMNS = ("id", "title", "category", "price", "rating", "image", "error", "message")
+ROW_COLUMNS = ("id", "title", "category", "brand", "price", "rating", "images", "error",
+               "message")
 # Which picture of an Amazon item to embed: large is plenty for a 224 px model.
 IMAGE_KEYS = ("large", "hi_res", "thumb")
 
@@ -134,64 +136,73 @@ def folder_rows(source: Source) -> list[dict[str, Any]]:
         if file.suffix.lower() in IMAGE_SUFFIXES and not file.name.startswith("."):
             category = file.parts[0] if len(file.parts) > 1 else ""
             title = re.sub(r"[_\-]+", " ", file.stem).strip()
-            rows.append(_row(None, title, category, None, None, relative))
+            rows.append(_row(None, title, category, "", None, None, [relative]))
     return rows
 
 
-def _row(item_id, title, category, price, rating, image, error="", message="") -> dict[str, Any]:
+def _row(item_id, title, category, brand, price, rating, images, error="",
+         message="") -> dict[str, Any]:
     return {"id": item_id or "", "title": title or "", "category": category or "",
-            "price": parse_number(price), "rating": parse_number(rating), "image": image or "",
-            "error": error, "message": message}
+            "brand": brand or "", "price": parse_number(price), "rating": parse_number(rating),
+            "images": json.dumps(list(images)), "error": error, "message": message}
 
 
-def pick_image(images: Any) -> str:
-    """The reference to embed from an Amazon `images` list (MAIN variant first)."""
+def _error(item_id: Any, code: str, message: str, images: list[str] = ()) -> dict[str, Any]:
+    return _row(str(item_id or "")[:200], "", "", "", None, None,
+                [str(i)[:200] for i in images[:1]], code, message)
+
+
+def pick_images(images: Any, limit: int) -> list[str]:
+    """The picture references of an Amazon `images` list, the MAIN variant first, at most
+    `limit` (each entry's `large` picture, else `hi_res`, else `thumb`)."""
     if isinstance(images, str):
-        return images
+        images = [images]
     if isinstance(images, dict):  # the 2023 dump also has a dict of lists
         images = [dict(zip(images, values)) for values in zip(*images.values())] if all(
             isinstance(v, list) for v in images.values()) else [images]
-    if not isinstance(images, (list, tuple)) or not images:
-        return ""
-    entries = [e for e in images if isinstance(e, dict)]
-    entries.sort(key=lambda e: 0 if str(e.get("variant", "")).upper() == "MAIN" else 1)
+    if not isinstance(images, (list, tuple)):
+        return []
+    entries = [e for e in images if isinstance(e, (dict, str))]
+    entries.sort(key=lambda e: 0 if isinstance(e, dict) and str(
+        e.get("variant", "")).upper() == "MAIN" else 1)
+    found: list[str] = []
     for entry in entries:
-        for key in IMAGE_KEYS:
-            if entry.get(key):
-                return str(entry[key])
-    strings = [e for e in images if isinstance(e, str) and e]
-    return strings[0] if strings else ""
+        reference = entry if isinstance(entry, str) else next(
+            (str(entry[key]) for key in IMAGE_KEYS if entry.get(key)), "")
+        if reference and reference not in found:
+            found.append(reference)
+    return found[:limit]
 
 
-def manifest_row(record: Any) -> dict[str, Any]:
+def manifest_row(record: Any, max_images: int) -> dict[str, Any]:
     """An Amazon Reviews 2023 item-metadata record -> a row (or an error row)."""
     if not isinstance(record, dict):
-        return _row(None, "", "", None, None, "", "bad_record", "manifest line is not an object")
+        return _error(None, "bad_record", "manifest line is not an object")
     item_id = record.get("parent_asin") or record.get("asin") or record.get("id")
     if not item_id:
-        return _row(None, record.get("title"), "", None, None, "", "bad_record",
-                    "record has no parent_asin (or asin/id)")
-    image = pick_image(record.get("images"))
-    if not image:
-        return _row(str(item_id), record.get("title"), "", None, None, "", "no_image",
-                    "record has no image reference")
+        return _error(None, "bad_record", "record has no parent_asin (or asin/id)")
+    images = pick_images(record.get("images"), max_images)
+    if not images:
+        return _error(item_id, "no_image", "record has no image reference")
     try:  # the catalogue's rules (id pattern, byte limits) hold from the first stage on
         item = CatalogueItem.from_source(
             id=str(item_id), title=str(record.get("title") or ""),
             category=str(record.get("main_category") or record.get("category") or ""),
-            price=record.get("price"), rating=record.get("average_rating"), image=image)
+            brand=str(record.get("store") or record.get("brand") or ""),
+            price=record.get("price"), rating=record.get("average_rating"), images=images)
     except ItemInvalid as exc:
-        return _row(str(item_id)[:200], "", "", None, None, image[:200], exc.code, exc.message)
-    return _row(item.id, item.title, item.category, item.price, item.rating, item.image)
+        return _error(item_id, exc.code, exc.message, images)
+    return _row(item.id, item.title, item.category, item.brand, item.price, item.rating,
+                item.images)
 
 
-def parse_jsonl_line(line: str) -> dict[str, Any] | None:
+def parse_jsonl_line(line: str, max_images: int) -> dict[str, Any] | None:
     """One manifest line -> a row; None for a blank line."""
     line = line.strip()
     if not line:
         return None
     try:
         record = json.loads(line)
-    except ValueError as exc:
-        return _row(None, "", "", None, None, "", "bad_record", f"not JSON: {exc}")
-    return manifest_row(record)
+    except (ValueError, RecursionError) as exc:  # deeply nested JSON too
+        return _error(None, "bad_record", f"not JSON: {str(exc)[:200]}")
+    return manifest_row(record, max_images)

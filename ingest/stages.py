@@ -1,25 +1,27 @@
-"""Ray Data stages of the ingest: read+decode, embed, write to Milvus.
+"""Ray Data stages of the ingest: read and decode an item's pictures, embed them.
 
-Each stage builds its heavy objects (Milvus client, model) in its own worker. Rows keep their
-status in the `error` column all the way to the writer, which upserts the good ones and
-returns the others for the skip report: one bad image never fails a batch.
+Each stage builds its heavy objects (Milvus client, model) in its own worker. An item row
+comes in; a row per usable picture goes out (its index among the item's pictures, the main
+one first). Rows keep their status in the `error` column all the way to the writer, which
+upserts the good ones and reports the others: one bad picture never fails an item, one bad
+item never fails a batch.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
+import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 
-from deployments.catalogue.items import CatalogueItem, ItemInvalid
+from deployments.catalogue.references import read_image_bytes
 from deployments.embedder.images import ImageError, ImageLimits, preprocess
 from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings
-from deployments.catalogue.references import read_image_bytes
 
 ALREADY = "already_indexed"
+PICTURE_COLUMNS = ("id", "title", "category", "brand", "price", "rating", "images", "image",
+                   "image_index", "scope", "error", "message")
 
 
 def content_id(data: bytes) -> str:
@@ -28,62 +30,90 @@ def content_id(data: bytes) -> str:
 
 
 class FetchDecode:
-    """Read image bytes, name bare images by content, drop ids already indexed, decode."""
+    """Read each item's pictures, name bare images by content, drop items already indexed
+    whole, decode; one output row per picture (and one per item or picture that failed)."""
 
     def __init__(self, root: str, image_size: int, embedder: EmbedderSettings,
-                 ingest: IngestSettings, milvus: MilvusSettings | None):
+                 ingest: IngestSettings, milvus: MilvusSettings | None, version: str):
         self.root = root  # a local folder or a folder URI (read_image_bytes tells them apart)
         self.size = image_size
         self.limits = ImageLimits.of(embedder)
         self.ingest = ingest
         self.store = None
-        if milvus is not None:  # skip known ids (resume); None = re-embed everything
+        if milvus is not None:  # skip items already whole (resume); None = re-embed everything
             from deployments.catalogue.store import CatalogueStore
 
-            self.store = CatalogueStore(milvus, shared=False)
+            self.store = CatalogueStore(milvus, shared=False, version=version)
         self.pool = ThreadPoolExecutor(max(1, embedder.decode_workers))
 
-    def _read(self, reference: str) -> bytes | ImageError:
+    def _load(self, reference: str) -> tuple[bytes, np.ndarray] | ImageError:
         try:
-            return read_image_bytes(reference, self.root, self.limits.max_bytes,
+            data = read_image_bytes(reference, self.root, self.limits.max_bytes,
                                     self.ingest.allow_http, self.ingest.http_timeout_s)
-        except ImageError as exc:
-            return exc
-
-    def _decode(self, data: bytes) -> np.ndarray | ImageError:
-        try:
-            return preprocess(data, self.size, self.limits)
+            return data, preprocess(data, self.size, self.limits)
         except ImageError as exc:
             return exc
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(batch["id"])
-        ids, errors, messages = batch["id"].copy(), batch["error"].copy(), batch["message"].copy()
-        pending = [i for i in range(n) if not errors[i]]
-        blobs = dict(zip(pending, self.pool.map(self._read, [batch["image"][i] for i in pending])))
-        for i, blob in blobs.items():
-            if isinstance(blob, ImageError):
-                errors[i], messages[i] = blob.code, blob.message
-            elif not ids[i]:
-                ids[i] = content_id(blob)
-        if self.store is not None:
-            candidates = [ids[i] for i in range(n) if not errors[i]]
-            known = self.store.existing_ids(candidates) if candidates else set()
-            for i in range(n):
-                if not errors[i] and ids[i] in known:
-                    errors[i] = ALREADY
-        todo = [i for i in range(n) if not errors[i]]
-        pixels = np.zeros((n, 3, self.size, self.size), dtype=np.uint8)
-        for i, crop in zip(todo, self.pool.map(self._decode, [blobs[i] for i in todo])):
-            if isinstance(crop, ImageError):
-                errors[i], messages[i] = crop.code, crop.message
-            else:
-                pixels[i] = crop
-        return {**batch, "id": ids, "error": errors, "message": messages, "pixels": pixels}
+        rows = [{column: batch[column][i] for column in batch} for i in range(len(batch["id"]))]
+        last = {(row["id"] or f"#{i}"): i for i, row in enumerate(rows)}  # an id's last row wins
+        out, pixels = [], []
+        for i, row in enumerate(rows):
+            if last[row["id"] or f"#{i}"] != i:
+                out.append({**row, "image": "", "image_index": -1, "scope": "item",
+                            "error": "duplicate_id",
+                            "message": f"id {row['id']!r} comes again later: that row is used"})
+        items = [rows[i] for i in sorted(last.values())]
+        good = [row for row in items if not row["error"]]
+        refs = [(row, j, ref) for row in good for j, ref in enumerate(json.loads(row["images"]))]
+        loaded = list(self.pool.map(self._load, [ref for _, _, ref in refs]))
+        pictures: dict[int, list] = {}
+        for (row, _, ref), result in zip(refs, loaded):
+            if isinstance(result, ImageError):
+                out.append({**row, "image": ref, "image_index": -1, "scope": "picture",
+                            "error": result.code, "message": result.message})
+                continue
+            data, crop = result
+            if not row["id"]:  # a bare picture (folder ingest) is named by its content
+                row["id"] = content_id(data)
+            pictures.setdefault(id(row), []).append((ref, crop))
+        known = self.store.complete_ids([row["id"] for row in good]) if self.store else set()
+        for row in items:
+            found = pictures.get(id(row), [])
+            failed = {"image": "", "image_index": -1, "scope": "item"}
+            if row["error"]:
+                out.append({**row, **failed})
+            elif row["id"] in known:
+                out.append({**row, **failed, "error": ALREADY})
+            elif not found:
+                out.append({**row, **failed, "error": "no_usable_image",
+                            "message": "none of the item's pictures could be used"})
+            for index, (ref, crop) in enumerate(found if row["id"] not in known else []):
+                images = json.dumps([r for r, _ in found])  # the usable ones, in order
+                out.append({**row, "images": images, "image": ref, "image_index": index,
+                            "scope": "picture", "error": "", "message": ""})
+                pixels.append((len(out) - 1, crop))
+        return _columns(out, pixels, self.size)
+
+
+def _columns(rows: list[dict], pixels: list[tuple[int, np.ndarray]], size: int) -> dict:
+    """Rows -> a numpy batch; pictures' crops in a (n, 3, size, size) column."""
+    batch = {}
+    for column in PICTURE_COLUMNS:
+        values = np.empty(len(rows), dtype=np.float64 if column in ("price", "rating") else
+                          np.int64 if column == "image_index" else object)
+        values[:] = [row[column] for row in rows]
+        batch[column] = values
+    crops = np.zeros((len(rows), 3, size, size), dtype=np.uint8)
+    for i, crop in pixels:
+        crops[i] = crop
+    batch["pixels"] = crops
+    return batch
 
 
 class Embed:
-    """Embed the decoded crops of good rows (one model per actor)."""
+    """Each good picture's two vectors: the image alone, and the image with its item's title
+    (one vision pass for both; one model per actor)."""
 
     def __init__(self, embedder: EmbedderSettings):
         from deployments.embedder.encoder import Embedder
@@ -94,77 +124,9 @@ class Embed:
         pixels = batch.pop("pixels")
         n = len(batch["id"])
         good = [i for i in range(n) if not batch["error"][i]]
-        vectors = np.zeros((n, self.embedder.dim), dtype=np.float32)
+        image = np.zeros((n, self.embedder.dim), dtype=np.float32)
+        pair = np.zeros_like(image)
         if good:
-            result = self.embedder.encode_decoded([pixels[i] for i in good], [""] * len(good))
-            vectors[good] = result.vectors
-        return {**batch, "vector": vectors}
-
-
-def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> dict[str, Any]:
-    """Upsert a batch's good rows; return their ids, the already-known count, the skipped rows."""
-    now = int(time.time())
-    skipped, already, written = [], 0, []
-    items, vectors = [], []
-
-    def skip(i: int, reason: str, message: str) -> None:
-        skipped.append({"id": str(batch["id"][i]), "image": str(batch["image"][i]),
-                        "reason": reason, "message": message})
-
-    for i, item_id in enumerate(batch["id"]):
-        error = batch["error"][i]
-        if error == ALREADY:
-            already += 1
-            continue
-        if error:
-            skip(i, str(error), str(batch["message"][i]))
-            continue
-        try:
-            items.append(CatalogueItem.from_source(
-                id=str(item_id), title=str(batch["title"][i]), category=str(batch["category"][i]),
-                price=float(batch["price"][i]), rating=float(batch["rating"][i]),
-                image=str(batch["image"][i]), ingested_at=now))
-        except ItemInvalid as exc:
-            skip(i, exc.code, exc.message)
-            continue
-        vectors.append(batch["vector"][i])
-    for start in range(0, len(items), write_batch_size):
-        chunk = items[start : start + write_batch_size]
-        store.upsert(chunk, np.stack(vectors[start : start + write_batch_size]))
-        written += [item.id for item in chunk]
-    return {"written": written, "already": already, "skipped": skipped}
-
-
-def make_sink(milvus: MilvusSettings, dim: int, write_batch_size: int):
-    """A Ray Data Datasink that upserts into the catalogue collection from every write task."""
-    from ray.data import Datasink
-
-    class MilvusSink(Datasink):
-        def __init__(self):
-            self.results: list[dict[str, Any]] = []
-
-        def write(self, blocks, ctx) -> dict[str, Any]:
-            from ray.data.block import BlockAccessor
-
-            from deployments.catalogue.store import CatalogueStore
-
-            store = CatalogueStore(milvus, dim, shared=False)
-            total = {"written": [], "already": 0, "skipped": []}
-            try:
-                for block in blocks:
-                    batch = BlockAccessor.for_block(block).to_batch_format("numpy")
-                    part = write_rows(store, batch, write_batch_size)
-                    total["written"] += part["written"]
-                    total["already"] += part["already"]
-                    total["skipped"] += part["skipped"]
-            finally:
-                store.close()
-            return total
-
-        def on_write_complete(self, write_result) -> None:
-            self.results = list(write_result.write_returns)
-
-        def get_name(self) -> str:
-            return "Milvus"
-
-    return MilvusSink()
+            image[good], pair[good] = self.embedder.encode_pictures(
+                [pixels[i] for i in good], [str(batch["title"][i]) for i in good])
+        return {**batch, "image_vector": image, "pair_vector": pair}

@@ -2,34 +2,43 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from deployments.catalogue.references import resolve_reference
 from ingest.sources import (Source, SourceError, folder_rows, manifest_row, parent_uri,
-                            parse_jsonl_line, pick_image)
+                            parse_jsonl_line, pick_images)
 
 
-def test_amazon_record_becomes_a_row():
+def test_amazon_record_becomes_a_row_with_its_pictures_main_first():
     row = manifest_row({
         "parent_asin": "B01", "title": "Leopard case", "main_category": "Cell Phones",
-        "price": "$12.99", "average_rating": 4.4,
+        "store": "Acme", "price": "$12.99", "average_rating": 4.4,
         "images": [{"thumb": "t.jpg", "large": "l.jpg", "variant": "PT01", "hi_res": None},
-                   {"thumb": "t0.jpg", "large": "main.jpg", "variant": "MAIN", "hi_res": "hi.jpg"}],
-    })
-    assert row == {"id": "B01", "title": "Leopard case", "category": "Cell Phones", "price": 12.99,
-                   "rating": 4.4, "image": "main.jpg", "error": "", "message": ""}
+                   {"thumb": "t0.jpg", "large": "main.jpg", "variant": "MAIN", "hi_res": "hi.jpg"},
+                   {"thumb": "t2.jpg", "variant": "PT02"}, {"large": "l.jpg", "variant": "PT03"}],
+    }, max_images=4)
+    assert row == {"id": "B01", "title": "Leopard case", "category": "Cell Phones",
+                   "brand": "Acme", "price": 12.99, "rating": 4.4,
+                   "images": json.dumps(["main.jpg", "l.jpg", "t2.jpg"]), "error": "",
+                   "message": ""}
+    assert json.loads(manifest_row({"parent_asin": "B", "images": [f"{i}.jpg" for i in range(9)]},
+                                   max_images=2)["images"]) == ["0.jpg", "1.jpg"]
 
 
 @pytest.mark.parametrize(("price", "expected"), [(None, -1.0), ("None", -1.0), (3, 3.0),
                                                  ("1,299.50", 1299.5), (float("nan"), -1.0), (-2, -1.0)])
 def test_prices_are_parsed_or_unknown(price, expected):
-    assert manifest_row({"parent_asin": "x", "images": ["a.jpg"], "price": price})["price"] == expected
+    record = {"parent_asin": "x", "images": ["a.jpg"], "price": price}
+    assert manifest_row(record, max_images=4)["price"] == expected
 
 
 def test_image_lists_in_other_shapes():
-    assert pick_image({"large": ["a.jpg", "b.jpg"], "thumb": ["ta", "tb"]}) == "a.jpg"
-    assert pick_image([{"thumb": "only-thumb.jpg"}]) == "only-thumb.jpg"
-    assert pick_image("x.png") == "x.png" and pick_image([]) == "" and pick_image(None) == ""
+    assert pick_images({"large": ["a.jpg", "b.jpg"], "thumb": ["ta", "tb"]}, 4) == ["a.jpg", "b.jpg"]
+    assert pick_images([{"thumb": "only-thumb.jpg"}], 4) == ["only-thumb.jpg"]
+    assert pick_images("x.png", 4) == ["x.png"] and pick_images([], 4) == []
+    assert pick_images(None, 4) == [] and pick_images([{"variant": "MAIN"}, 7], 4) == []
 
 
 @pytest.mark.parametrize(
@@ -38,8 +47,8 @@ def test_image_lists_in_other_shapes():
      ('{"parent_asin": "A", "images": []}', "no_image")],
 )
 def test_bad_manifest_lines_are_error_rows(line, code):
-    assert parse_jsonl_line(line)["error"] == code
-    assert parse_jsonl_line("   ") is None
+    assert parse_jsonl_line(line, 4)["error"] == code
+    assert parse_jsonl_line("   ", 4) is None
 
 
 def test_folder_rows_use_subfolders_as_categories(tmp_path):
@@ -49,7 +58,7 @@ def test_folder_rows_use_subfolders_as_categories(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / ".hidden.jpg").write_bytes(b"x")
     rows = folder_rows(Source.open(tmp_path))
-    assert [(r["image"], r["category"], r["title"]) for r in rows] == [
+    assert [(json.loads(r["images"])[0], r["category"], r["title"]) for r in rows] == [
         ("Mugs/red_mug-1.jpg", "Mugs", "red mug 1"), ("top.png", "", "top")]
     assert all(r["id"] == "" for r in rows)  # content hashes come when the bytes are read
 
@@ -107,4 +116,5 @@ def test_uri_folder_lists_like_a_local_folder(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     rows = folder_rows(Source.open(f"file://{tmp_path}"))
     assert rows == folder_rows(Source.open(tmp_path))
-    assert [r["image"] for r in rows] == ["Mugs/deep/b.png", "Mugs/red_mug-1.jpg", "top.png"]
+    assert [json.loads(r["images"]) for r in rows] == [["Mugs/deep/b.png"], ["Mugs/red_mug-1.jpg"],
+                                                      ["top.png"]]

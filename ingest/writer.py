@@ -1,0 +1,105 @@
+"""The last ingest stage: picture rows into Milvus from every write task, the rest reported."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deployments.catalogue.items import CatalogueItem, ItemInvalid
+from deployments.settings import MilvusSettings
+from ingest.stages import ALREADY
+
+
+@dataclass
+class Written:
+    """What one write task did."""
+
+    items: list[str] = field(default_factory=list)  # ids written (once per picture row)
+    rows: int = 0
+    already: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # report rows
+
+    def add(self, other: "Written") -> None:
+        self.items += other.items
+        self.rows += other.rows
+        self.already += other.already
+        self.skipped += other.skipped
+
+
+def _item(batch: dict[str, np.ndarray], i: int, now: int) -> CatalogueItem:
+    return CatalogueItem.from_source(
+        id=str(batch["id"][i]), title=str(batch["title"][i]),
+        category=str(batch["category"][i]), brand=str(batch["brand"][i]),
+        price=float(batch["price"][i]), rating=float(batch["rating"][i]),
+        images=tuple(json.loads(batch["images"][i])), ingested_at=now)
+
+
+def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> Written:
+    """Upsert a batch's good picture rows; count items already whole; report the rest."""
+    from deployments.catalogue.store import Picture
+
+    now, done, pictures = int(time.time()), Written(), []
+    items: dict[str, CatalogueItem | ItemInvalid] = {}
+    for i, item_id in enumerate(batch["id"]):
+        error, report = str(batch["error"][i]), {
+            "id": str(item_id), "image": str(batch["image"][i]), "reason": str(batch["error"][i]),
+            "message": str(batch["message"][i]), "scope": str(batch["scope"][i])}
+        if error == ALREADY:
+            done.already += 1
+            continue
+        if not error:
+            if item_id not in items:
+                try:
+                    items[item_id] = _item(batch, i, now)
+                except ItemInvalid as exc:
+                    items[item_id] = exc
+            item = items[item_id]
+            if not isinstance(item, ItemInvalid):
+                pictures.append(Picture(item, int(batch["image_index"][i]),
+                                        batch["image_vector"][i], batch["pair_vector"][i]))
+                continue
+            if any(r["id"] == item_id and r["reason"] == item.code for r in done.skipped):
+                continue  # reported with its first picture
+            report.update(reason=item.code, message=item.message, scope="item")
+        done.skipped.append(report)
+    for start in range(0, len(pictures), write_batch_size):
+        chunk = pictures[start : start + write_batch_size]
+        done.rows += store.upsert(chunk)
+        done.items += [p.item.id for p in chunk]
+    return done
+
+
+def make_sink(milvus: MilvusSettings, dim: int, version: str, write_batch_size: int):
+    """A Ray Data Datasink that upserts into one catalogue version from every write task."""
+    from ray.data import Datasink
+
+    class MilvusSink(Datasink):
+        def __init__(self):
+            self.results: list[Written] = []
+
+        def write(self, blocks, ctx) -> Written:
+            from ray.data.block import BlockAccessor
+
+            from deployments.catalogue.store import CatalogueStore
+
+            store = CatalogueStore(milvus, dim, shared=False, version=version)
+            total = Written()
+            try:
+                for block in blocks:
+                    batch = BlockAccessor.for_block(block).to_batch_format("numpy")
+                    total.add(write_rows(store, batch, write_batch_size))
+            finally:
+                store.close()
+            return total
+
+        def on_write_complete(self, write_result) -> None:
+            self.results = list(write_result.write_returns)
+
+        def get_name(self) -> str:
+            return "Milvus"
+
+    return MilvusSink()
