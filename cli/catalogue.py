@@ -14,24 +14,28 @@ err_console = Console(stderr=True)
 
 
 def print_summary(summary) -> None:
-    console.print(f"ingested {summary.source} into {summary.collection!r} at {summary.uri}",
-                  soft_wrap=True)
+    state = "the live version" if summary.live else "not live: `pardus store promote` it"
+    console.print(f"ingested {summary.source} into {summary.collection!r} ({state}) at "
+                  f"{summary.uri}", soft_wrap=True)
     table = Table()
     table.add_column("")
     table.add_column("items", justify="right")
-    table.add_row("seen", str(summary.seen))
-    table.add_row("indexed now", str(summary.indexed))
+    table.add_column("pictures", justify="right")
+    table.add_row("seen", str(summary.seen), "")
+    table.add_row("indexed now", str(summary.indexed), str(summary.rows))
     if summary.duplicates:
-        table.add_row("duplicates (same id again)", str(summary.duplicates))
-    table.add_row("already indexed", str(summary.already))
+        table.add_row("duplicates (same id again)", "", str(summary.duplicates))
+    table.add_row("already indexed", str(summary.already), "")
     for reason, count in sorted(summary.skipped.items()):
-        table.add_row(f"skipped: {reason}", str(count))
-    table.add_row("in collection", str(summary.count_after))
-    table.add_row("seconds", f"{summary.seconds:.1f}")
-    table.add_row("indexed items/s", f"{summary.items_per_s:.1f}")
+        table.add_row(f"skipped: {reason}", str(count), "")
+    for reason, count in sorted(summary.skipped_pictures.items()):
+        table.add_row(f"picture left out: {reason}", "", str(count))
+    table.add_row("in the version", str(summary.count_after), str(summary.rows_after))
+    table.add_row("seconds", f"{summary.seconds:.1f}", "")
+    table.add_row("indexed items/s", f"{summary.items_per_s:.1f}", "")
     console.print(table)
-    if summary.skipped:
-        console.print(f"skipped items and reasons: {summary.report}", soft_wrap=True)
+    if summary.skipped or summary.skipped_pictures:
+        console.print(f"what was left out, and why: {summary.report}", soft_wrap=True)
 
 
 def _say_lite_server(settings) -> None:
@@ -46,29 +50,86 @@ def _say_lite_server(settings) -> None:
             )
 
 
-store_app = typer.Typer(help="The Milvus store: status, stop the shared Milvus Lite server.")
+store_app = typer.Typer(help="The Milvus store: versions of the catalogue (status, promote, drop), the shared Milvus Lite server (stop).")
 
 
-@store_app.command("status")
-def store_status(
-    milvus_uri: Annotated[Optional[str], typer.Option(help="Local path or http://host:port.")] = None,
-    collection: Annotated[Optional[str], typer.Option()] = None,
-) -> None:
-    """Show the collection's item count and where it is served."""
-    from deployments.settings import get_settings
+def _store(milvus_uri: str | None, collection: str | None):
+    """The configured catalogue's store (never starts a Milvus Lite server), or exit 2."""
     from deployments.catalogue.store import CatalogueStore, StoreError, StoreUnavailable
+    from deployments.settings import get_settings
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
     try:
-        store = CatalogueStore(settings.milvus, shared=False)  # never starts a server
-        exists = store.ping(settings.milvus.timeout_s)
-        count = store.count() if exists else 0
-        store.close()
+        return CatalogueStore(settings.milvus, shared=False)
     except (StoreError, StoreUnavailable) as exc:
         err_console.print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(2) from None
-    state = f"{count} items" if exists else "does not exist yet"
-    console.print(f"collection {settings.milvus.collection!r} at {store.uri}: {state}", soft_wrap=True)
+
+
+UriOption = Annotated[Optional[str], typer.Option(help="Local path or http://host:port.")]
+CollectionOption = Annotated[Optional[str], typer.Option(help="The catalogue's name.")]
+
+
+@store_app.command("status")
+def store_status(milvus_uri: UriOption = None, collection: CollectionOption = None) -> None:
+    """Show the catalogue's versions (items, picture rows), which one is live, and where."""
+    from deployments.catalogue.store import StoreError, StoreUnavailable
+
+    store = _store(milvus_uri, collection)
+    try:
+        versions = store.versions()
+        live = store.live()
+        count = store.count() if live else 0
+    except (StoreError, StoreUnavailable) as exc:
+        err_console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    state = f"{count} items in {live!r}" if live else "no live version yet"
+    console.print(f"catalogue {store.alias!r} at {store.uri}: {state}", soft_wrap=True)
+    if versions:
+        table = Table("version", "collection", "picture rows", "live")
+        for version in versions:
+            table.add_row(version.label, version.collection, str(version.rows),
+                          "yes" if version.live else "")
+        console.print(table)
+
+
+@store_app.command("promote")
+def store_promote(
+    version: Annotated[str, typer.Argument(help="The version to serve, e.g. v2.")],
+    replace_legacy: Annotated[bool, typer.Option(
+        help="Drop a collection of an older Pardus that holds the catalogue's name.")] = False,
+    milvus_uri: UriOption = None, collection: CollectionOption = None,
+) -> None:
+    """Point the catalogue's name at a version: the service reads it from then on."""
+    _version_call(milvus_uri, collection, lambda store: store.promote(version, replace_legacy),
+                  "now serves {}")
+
+
+@store_app.command("drop")
+def store_drop(
+    version: Annotated[str, typer.Argument(help="A version that is not live.")],
+    milvus_uri: UriOption = None, collection: CollectionOption = None,
+) -> None:
+    """Drop a version of the catalogue (never the live one)."""
+    _version_call(milvus_uri, collection, lambda store: store.drop_version(version),
+                  "dropped {}")
+
+
+def _version_call(milvus_uri, collection, call, done: str) -> None:
+    from deployments.catalogue.store import StoreError, StoreUnavailable
+    from deployments.catalogue.versions import VersionError
+
+    store = _store(milvus_uri, collection)
+    try:
+        name = call(store)
+    except (VersionError, StoreError, StoreUnavailable) as exc:
+        err_console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    console.print(f"{store.alias!r} " + done.format(repr(name)), soft_wrap=True)
 
 
 @store_app.command("stop")
@@ -103,12 +164,16 @@ def ingest(
     report: Annotated[Optional[Path], typer.Option(help="Where to write the skipped items (JSONL).")] = None,
     allow_http: Annotated[Optional[bool], typer.Option("--allow-http", help="Fetch http(s) image URLs.")] = None,
     reembed: Annotated[bool, typer.Option(help="Embed items already indexed again.")] = False,
+    version: Annotated[Optional[str], typer.Option(
+        help="Write this version (e.g. v2) beside the live one; `pardus store promote` then "
+             "serves it. Default: the live version (v1, made live, on the first ingest).")] = None,
 ) -> None:
     """Index a catalogue into Milvus (idempotent: re-running adds nothing twice)."""
     from deployments.embedder.checkpoint import WeightsNotFound
     from deployments.catalogue.lite_server import LiteServerError
     from deployments.settings import get_settings
     from deployments.catalogue.store import StoreError, StoreUnavailable
+    from deployments.catalogue.versions import VersionError
     from ingest.pipeline import run_ingest
     from ingest.sources import SourceError
 
@@ -116,8 +181,9 @@ def ingest(
     settings = with_overrides(settings, "ingest", batch_size=batch_size, allow_http=allow_http,
                                report=str(report) if report else None)
     try:
-        summary = run_ingest(source, settings, reembed=reembed)
-    except (SourceError, WeightsNotFound, StoreUnavailable, StoreError, LiteServerError) as exc:
+        summary = run_ingest(source, settings, reembed=reembed, version=version)
+    except (SourceError, WeightsNotFound, StoreUnavailable, StoreError, LiteServerError,
+            VersionError) as exc:
         err_console.print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(2) from None
     print_summary(summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,6 +15,14 @@ from cli.k8s import k8s_app
 from cli.catalogue import console, err_console, ingest, print_summary, store_app
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
+
+
+class SearchMode(str, Enum):
+    auto = "auto"
+    dense = "dense"
+    lexical = "lexical"
+    hybrid = "hybrid"
+
 models_app = typer.Typer(help="Model files: tiny random-weight models for tests and demos.")
 app.add_typer(models_app, name="models")
 
@@ -169,26 +178,38 @@ def search(
     api_key: Annotated[Optional[str], typer.Option(envvar="PARDUS_API_KEY")] = None,
     in_process: Annotated[bool, typer.Option(
         help="No service: embed and search in this process (no reranking).")] = False,
+    mode: Annotated[Optional[SearchMode], typer.Option(
+        help="auto, dense (vectors), lexical (BM25 over words) or hybrid (both, fused); "
+             "default: the server's.")] = None,
+    dense_weight: Annotated[Optional[float], typer.Option(
+        min=0, max=1, help="Weighted fusion: the vectors' weight (with --lexical-weight).")] = None,
+    lexical_weight: Annotated[Optional[float], typer.Option(
+        min=0, max=1, help="Weighted fusion: BM25's weight (with --dense-weight).")] = None,
 ) -> None:
     """Search a running Pardus service (or, with --in-process, the configured store directly)."""
     import httpx
 
+    from cli.service import SearchArgs, print_results, search_in_process, search_over_http
     from deployments.catalogue.filters import FilterError
     from deployments.settings import get_settings
-    from cli.service import print_results, search_in_process, search_over_http
     from serve.errors import ApiError
 
     if not text.strip() and image is None:
         raise typer.BadParameter("give --text, --image, or both")
-    filters = _filters(category, price_min, price_max)
+    if (dense_weight is None) != (lexical_weight is None):
+        raise typer.BadParameter("give --dense-weight and --lexical-weight together")
+    weights = None if dense_weight is None else {"dense": dense_weight,
+                                                 "lexical": lexical_weight}
+    args = SearchArgs(text, image, k, rerank, _filters(category, price_min, price_max),
+                      mode.value if mode else None, weights)
     title = f"query: {text!r}" + (f" + {image}" if image else "")
     try:
         if in_process:
-            body = search_in_process(text, image, k, filters)
+            body = search_in_process(args)
         else:
             serving = get_settings().serving
-            body = search_over_http(url or f"http://{serving.host}:{serving.port}", text, image,
-                                    k, rerank, filters, api_key)
+            body = search_over_http(url or f"http://{serving.host}:{serving.port}", args,
+                                    api_key)
     except httpx.ConnectError:
         err_console.print(f"[red]no Pardus service answers at {url or 'the configured address'}: "
                           "start one with `pardus serve`, or search with --in-process[/]",
@@ -214,9 +235,9 @@ def demo(
     from deployments.settings import Settings
     from ingest.pipeline import run_ingest
     from ingest.samples import draw_product, write_sample_catalogue
-    from cli.service import (embedder_overrides, ensure_ray, free_port, print_results,
-                                   reranker_overrides, search_over_http, start_service,
-                                   stop_service, wait_for_interrupt)
+    from cli.service import (SearchArgs, embedder_overrides, ensure_ray, free_port,
+                             print_results, reranker_overrides, search_over_http, start_service,
+                             stop_service, wait_for_interrupt)
 
     catalogue = workdir / "catalogue"
     overrides = {
@@ -236,7 +257,7 @@ def demo(
         print_summary(run_ingest(str(catalogue / "items.jsonl"), settings))
         url = start_service(overrides, "127.0.0.1", free_port("127.0.0.1", port))
         try:
-            body = search_over_http(url, query_text, query_image, k, rerank, None, None)
+            body = search_over_http(url, SearchArgs(query_text, query_image, k, rerank), None)
             print_results(body, f"query: {query_text!r} + {query_image}")
             if overrides["embedder"] or "model" in overrides["reranker"]:
                 err_console.print("[yellow]Tiny random-weight models answered: the ranking and "

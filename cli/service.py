@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,12 +149,21 @@ def wait_for_interrupt(url: str) -> None:
 # -- searching ---------------------------------------------------------------------------
 def print_results(body: dict, title: str) -> None:
     table = Table(title=title)
-    for column in ("rank", "retrieval", "score", "id", "title", "category", "price"):
-        table.add_column(column)
+    table.add_column("rank")
+    table.add_column("retr.")
+    table.add_column("score")
+    table.add_column("id", overflow="fold")
+    table.add_column("title", ratio=1)
+    table.add_column("category", ratio=1)
+    table.add_column("price", justify="right")
+    table.add_column("pic.")  # which of the item's pictures matched
     for r in body["results"]:
         table.add_row(str(r["rank"]), str(r["retrieval_rank"]), f"{r['score']:.3f}", r["id"],
-                      r["title"], r["category"], "-" if r["price"] is None else f"{r['price']:.2f}")
+                      r["title"], r["category"], "-" if r["price"] is None else f"{r['price']:.2f}",
+                      f"{r['image_index'] + 1}/{r['image_count']}")
     console.print(table)
+    fused = f", {body['fusion']} fusion" if body.get("fusion") else ""
+    console.print(f"{body['kind']} query, {body['mode']} search{fused}")
     if body["reranked"]:
         console.print(f"reranked; why #1 fits: {body['reason'] or '(no reason given)'}",
                       soft_wrap=True)
@@ -163,14 +173,33 @@ def print_results(body: dict, title: str) -> None:
     console.print(f"timings: {stages}")
 
 
-def search_over_http(url: str, text: str, image: Path | None, k: int, rerank: bool,
-                     filters: dict | None, api_key: str | None) -> dict:
-    data = {"text": text, "k": str(k), "rerank": str(rerank).lower()}
-    if filters:
-        data["filters"] = json.dumps(filters)
-    files = {"image": (image.name, image.read_bytes())} if image else None
+@dataclass
+class SearchArgs:
+    """A search as the command line asks it, over HTTP or in process alike."""
+
+    text: str = ""
+    image: Path | None = None
+    k: int = 10
+    rerank: bool = True
+    filters: dict | None = None
+    mode: str | None = None
+    weights: dict | None = None  # {"dense": .., "lexical": ..}
+
+    def form(self) -> dict[str, str]:
+        """The multipart fields (the image goes as a file part)."""
+        data = {"text": self.text, "k": str(self.k), "rerank": str(self.rerank).lower()}
+        if self.mode:
+            data["mode"] = self.mode
+        for name in ("filters", "weights"):
+            if getattr(self, name):
+                data[name] = json.dumps(getattr(self, name))
+        return data
+
+
+def search_over_http(url: str, args: SearchArgs, api_key: str | None) -> dict:
+    files = {"image": (args.image.name, args.image.read_bytes())} if args.image else None
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    response = httpx.post(f"{url}/v1/search", data=data, files=files, headers=headers,
+    response = httpx.post(f"{url}/v1/search", data=args.form(), files=files, headers=headers,
                           timeout=300)
     if response.status_code != 200:
         try:
@@ -182,17 +211,20 @@ def search_over_http(url: str, text: str, image: Path | None, k: int, rerank: bo
     return response.json()
 
 
-def search_in_process(text: str, image: Path | None, k: int, filters: dict | None) -> dict:
+def search_in_process(args: SearchArgs) -> dict:
     """The same SearchService without Ray Serve: a local embedder and store, no reranker."""
     from deployments.catalogue.filters import parse_filters
-    from deployments.settings import get_settings
+    from deployments.catalogue.plans import Mode
+    from deployments.settings import Weights, get_settings
     from serve.factory import build_search_service, local_models
     from serve.search import Query
 
     settings = get_settings()
     service = build_search_service(settings, local_models(settings))
-    query = Query(text, image.read_bytes() if image else None, k, parse_filters(filters),
-                  rerank=False)
+    query = Query(args.text, args.image.read_bytes() if args.image else None, args.k,
+                  parse_filters(args.filters), rerank=False,
+                  mode=Mode(args.mode) if args.mode else None,
+                  weights=Weights(**args.weights) if args.weights else None)
 
     async def run() -> dict:
         try:

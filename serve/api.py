@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from deployments.catalogue.items import ID_PATTERN
+from deployments.catalogue.plans import Mode
 from deployments.metrics import count_requests
 from deployments.settings import Settings
 from serve.bodies import (FORM_TYPES, content_type, form_fields, inline_image, parse_fields,
@@ -116,8 +117,9 @@ async def search(request: Request, service: Service, settings: Config) -> Search
                                     settings.embedder.max_image_bytes)
     if image is None and not parsed.text.strip():
         raise bad_request("empty_query", "give a text, an image, or both", "text")
+    mode = Mode(parsed.mode) if parsed.mode else None
     return await service.search(Query(parsed.text, image, parsed.k, parsed.filters,
-                                      parsed.rerank))
+                                      parsed.rerank, mode, parsed.weights))
 
 
 @router.post("/v1/items", response_model=ItemsResponse, tags=["items"], responses=ERROR_RESPONSES)
@@ -149,9 +151,11 @@ async def delete_item(request: Request, item_id: ItemIdPath, service: Service,
 @router.get("/v1/items/{item_id}/image", tags=["items"], response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}}} | NOT_FOUND)
 async def item_image(item_id: ItemIdPath, service: Service, settings: Config,
-                     size: Annotated[int | None, QueryParam(ge=32, le=1024)] = None):
-    """The item's picture as a JPEG thumbnail at most size x size pixels."""
-    data = await service.thumbnail(item_id, size or settings.serving.thumbnail_px)
+                     size: Annotated[int | None, QueryParam(ge=32, le=1024)] = None,
+                     index: Annotated[int, QueryParam(ge=0, le=7)] = 0):
+    """One of the item's pictures (index 0: the main one) as a JPEG thumbnail at most
+    size x size pixels."""
+    data = await service.thumbnail(item_id, size or settings.serving.thumbnail_px, index)
     return Response(data, media_type="image/jpeg", headers={
         "Cache-Control": f"public, max-age={settings.serving.thumbnail_max_age_s}"})
 

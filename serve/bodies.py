@@ -14,6 +14,8 @@ from deployments.streams import CappedBuffer, TooManyBytes
 from serve.errors import ApiError, bad_request, validation_error
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+JSON_PARTS = {"filters": '{"categories": ["bag"], "price_max": 50}',  # a form's objects
+              "weights": '{"dense": 1.0, "lexical": 0.5}'}
 
 
 def content_type(request: Request) -> str:
@@ -48,20 +50,20 @@ def parse_fields(model: type[BaseModel], fields: dict[str, Any]) -> Any:
 
 
 async def form_fields(request: Request) -> tuple[dict[str, Any], bytes | None]:
-    """A multipart (or urlencoded) search: its text fields, filters parsed from JSON, and the
-    file part named `image`."""
+    """A multipart (or urlencoded) search: its text fields, filters and weights parsed from
+    JSON, and the file part named `image`."""
     form = await request.form(max_files=1, max_fields=16)
     fields: dict[str, Any] = {}
     image = None
     for key, value in form.multi_items():
         if key == "image" and hasattr(value, "read"):
             image = await value.read()
-        elif key == "filters":
+        elif key in JSON_PARTS and isinstance(value, str):
             try:
                 fields[key] = json.loads(value) if value else None
-            except json.JSONDecodeError:
-                raise bad_request("invalid_filters", 'filters must be a JSON object, e.g. '
-                                  '{"categories": ["bag"], "price_max": 50}', "filters") from None
+            except (json.JSONDecodeError, RecursionError):
+                raise bad_request(f"invalid_{key}", f"{key} must be a JSON object, e.g. "
+                                  f"{JSON_PARTS[key]}", key) from None
         elif isinstance(value, str):
             fields[key] = value
         else:

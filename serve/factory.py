@@ -8,7 +8,8 @@ import asyncio
 from deployments.catalogue.gateway import StoreGateway
 from deployments.embedder.checkpoint import embedding_dim
 from deployments.embedder.images import ImageLimits
-from deployments.embedder.queries import EmbedQuery, Embedding, encode_queries
+from deployments.embedder.queries import (EmbedQuery, Embedding, PictureQuery, PictureVectors,
+                                          encode_pictures, encode_queries)
 from deployments.settings import Settings
 from serve.images import ImageLibrary
 from serve.search import Models, SearchService
@@ -31,7 +32,10 @@ def local_models(settings: Settings) -> Models:
     async def embed(query: EmbedQuery) -> Embedding:
         return (await asyncio.to_thread(encode_queries, embedder, [query]))[0]
 
+    async def embed_pictures(pictures: list[PictureQuery]) -> list[PictureVectors]:
+        return await asyncio.to_thread(encode_pictures, embedder, pictures)
+
     async def loaded() -> int:
         return embedder.dim
 
-    return Models(embed=embed, probes={"embedder": loaded})
+    return Models(embed=embed, embed_pictures=embed_pictures, probes={"embedder": loaded})

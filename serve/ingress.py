@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.embedder.queries import EmbedQuery, Embedding
+from deployments.embedder.queries import EmbedQuery, Embedding, PictureQuery, PictureVectors
 from deployments.reranker.policy import RerankRequest, RerankResult
 from deployments.settings import Settings
 from serve.api import create_api
@@ -21,13 +21,17 @@ def handle_models(embedder: DeploymentHandle, reranker: DeploymentHandle | None)
     async def embed(query: EmbedQuery) -> Embedding:
         return await embedder.embed.remote(query)
 
+    async def embed_pictures(pictures: list[PictureQuery]) -> list[PictureVectors]:
+        return await embedder.embed_pictures.remote(pictures)
+
     async def rerank(request: RerankRequest) -> RerankResult:
         return await reranker.rerank.remote(request)
 
     probes = {"embedder": lambda: embedder.dim.remote()}
     if reranker is not None:
         probes["reranker"] = lambda: reranker.stats.remote()
-    return Models(embed=embed, rerank=rerank if reranker is not None else None, probes=probes)
+    return Models(embed=embed, embed_pictures=embed_pictures,
+                  rerank=rerank if reranker is not None else None, probes=probes)
 
 
 @serve.deployment(name="Ingress")  # replicas and resources: serve/config.yaml

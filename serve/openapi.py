@@ -16,6 +16,8 @@ FORM_PARTS = {  # how a form carries what JSON carries otherwise
     "image": {"type": "string", "format": "binary", "description": "The query image file."},
     "filters": {"type": "string", "description": 'SearchFilters as JSON text, e.g. '
                                                  '{"categories": ["bag"], "price_max": 50}.'},
+    "weights": {"type": "string", "description": 'Weights as JSON text, e.g. '
+                                                 '{"dense": 1.0, "lexical": 0.5}.'},
 }
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from deployments.catalogue.filters import SearchFilters
 from deployments.catalogue.items import Category, ItemId, Title
+from deployments.settings import Weights
 
 MAX_K = 100
 MAX_TEXT_CHARS = 2000
@@ -34,18 +35,32 @@ class SearchRequest(_Strict):
     k: int = Field(10, ge=1, le=MAX_K, description="How many results.")
     filters: SearchFilters | None = None
     rerank: bool = Field(True, description="Rerank the results with the vision-language model.")
+    mode: Literal["auto", "dense", "lexical", "hybrid"] | None = Field(
+        None, description="auto: words and vectors where the query has words, vectors for a "
+                          "picture alone; dense: vectors only; lexical: BM25 over titles, "
+                          "categories and brands only; hybrid: both, fused. Default: the "
+                          "server's (PARDUS_SEARCH__MODE).")
+    weights: Weights | None = Field(
+        None, description="Weighted fusion of the two routes instead of the server's default "
+                          "(RRF for text, weighted for a picture with words).")
 
 
 class SearchResult(BaseModel):
     id: str
-    score: float = Field(description="Cosine similarity of the query and the item (retrieval).")
+    score: float = Field(description="The retrieval score in the response's mode: cosine "
+                                     "similarity (dense), BM25 (lexical) or the fused score "
+                                     "(hybrid); higher is better.")
     retrieval_rank: int = Field(description="1-based rank by vector similarity.")
     rank: int = Field(description="1-based final rank (after reranking when reranked).")
     title: str
     category: str
+    brand: str
     price: float | None = Field(description="None when the catalogue does not know it.")
     rating: float | None
-    image_url: str = Field(description="Where the item's thumbnail is served.")
+    image_index: int = Field(description="Which of the item's pictures matched (0: the main "
+                                         "one).")
+    image_count: int = Field(description="How many pictures the item has.")
+    image_url: str = Field(description="The thumbnail of the picture that matched.")
 
 
 class RerankInfo(BaseModel):
@@ -57,7 +72,10 @@ class RerankInfo(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    results: list[SearchResult]
+    results: list[SearchResult] = Field(description="One per item (its best picture).")
+    kind: str = Field(description="text, image or composed (a picture and words).")
+    mode: str = Field(description="The mode the search ran in: dense, lexical or hybrid.")
+    fusion: str | None = Field(None, description="rrf or weighted, when two routes were fused.")
     reranked: bool = Field(description="True when the order comes from the reranker.")
     rerank_note: str | None = Field(
         None, description="Why the results were not reranked (asked off, disabled, timed out, "
@@ -78,6 +96,7 @@ class ItemIn(_Strict):
     id: ItemId
     title: Title = ""
     category: Category = ""
+    brand: Category = ""
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
     rating: float | None = Field(None, ge=0, le=5, allow_inf_nan=False)
     image: InlineImage = Field(description="The product image: base64 or a data URL.")
@@ -102,9 +121,11 @@ class Item(BaseModel):
     id: str
     title: str
     category: str
+    brand: str
     price: float | None
     rating: float | None
-    image_url: str
+    image_url: str = Field(description="The main picture's thumbnail.")
+    image_urls: list[str] = Field(description="Every picture's thumbnail, the main one first.")
     ingested_at: int
 
 

@@ -11,18 +11,17 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import quote
 
-import numpy as np
-
 from deployments.catalogue.filters import SearchFilters
 from deployments.catalogue.gateway import StoreGateway
 from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.store import Hit, StoreError, StoreUnavailable
+from deployments.catalogue.plans import Mode, PlanError, make_plan, query_kind
+from deployments.catalogue.store import Hit, Picture, StoreError, StoreUnavailable
 from deployments.embedder.images import ImageError
-from deployments.embedder.queries import EmbedQuery, Embedding
+from deployments.embedder.queries import EmbedQuery, Embedding, PictureQuery, PictureVectors
 from deployments.metrics import metrics
 from deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankRequest, RerankResult
-from deployments.settings import Settings
-from serve.errors import ApiError
+from deployments.settings import Settings, Weights
+from serve.errors import ApiError, bad_request
 from serve.images import ImageLibrary, image_format
 from serve.schemas import (Item, ItemFailure, ItemIn, ItemsResponse, Readiness, RerankInfo,
                            SearchResponse, SearchResult)
@@ -31,6 +30,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Embed = Callable[[EmbedQuery], Awaitable[Embedding]]
+EmbedPictures = Callable[[list[PictureQuery]], Awaitable[list[PictureVectors]]]
 Rerank = Callable[[RerankRequest], Awaitable[RerankResult]]
 Probe = Callable[[], Awaitable[object]]
 
@@ -40,6 +40,7 @@ class Models:
     """What the service calls: Serve deployment handles or local objects, as async callables."""
 
     embed: Embed
+    embed_pictures: EmbedPictures
     rerank: Rerank | None = None  # None: this server does not rerank
     probes: dict[str, Probe] = field(default_factory=dict)  # readiness checks by name
 
@@ -51,6 +52,8 @@ class Query:
     k: int = 10
     filters: SearchFilters | None = None
     rerank: bool = True
+    mode: Mode | None = None  # None: settings.search.mode
+    weights: Weights | None = None  # given: weighted fusion with these weights
 
 
 def image_error(error: ImageError, field: str = "image") -> ApiError:
@@ -58,14 +61,17 @@ def image_error(error: ImageError, field: str = "image") -> ApiError:
     return ApiError(status, f"image_{error.code}", error.message, field)
 
 
-def image_url(item_id: str) -> str:
-    return f"/v1/items/{quote(item_id, safe='')}/image"
+def image_url(item_id: str, index: int = 0) -> str:
+    url = f"/v1/items/{quote(item_id, safe='')}/image"
+    return f"{url}?index={index}" if index else url
 
 
 def item_view(item: CatalogueItem) -> Item:
-    return Item(id=item.id, title=item.title, category=item.category,
+    return Item(id=item.id, title=item.title, category=item.category, brand=item.brand,
                 price=CatalogueItem.known(item.price), rating=CatalogueItem.known(item.rating),
-                image_url=image_url(item.id), ingested_at=item.ingested_at)
+                image_url=image_url(item.id),
+                image_urls=[image_url(item.id, i) for i in range(len(item.images))],
+                ingested_at=item.ingested_at)
 
 
 def _ms(start: float) -> float:
@@ -114,7 +120,7 @@ class SearchService:
         out = []
         for hit in hits:
             try:
-                out.append((hit.item.id, self.images.read(hit.item.image)))
+                out.append((hit.item.id, self.images.read(hit.image)))  # the matched picture
             except ImageError:
                 out.append((hit.item.id, None))  # a grey cell: the reranker still ranks it
         return out
@@ -145,12 +151,20 @@ class SearchService:
 
     # -- search ---------------------------------------------------------------------------------
     async def search(self, query: Query) -> SearchResponse:
+        kind = query_kind(bool(query.text.strip()), query.image is not None)
+        try:
+            plan = make_plan(kind, self.settings.search, query.mode, query.weights)
+        except PlanError as exc:
+            raise bad_request("invalid_mode", str(exc), "mode") from None
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        embedding = await self._embed(EmbedQuery(text=query.text, image=query.image))
-        timings["embed"] = _ms(start)
+        embedding = Embedding(None)
+        if plan.dense_field is not None:  # a lexical search needs no vector
+            embedding = await self._embed(EmbedQuery(text=query.text, image=query.image))
+            timings["embed"] = _ms(start)
         mark = time.perf_counter()
-        hits = await self._stored(self.store.search(embedding.vector, query.k, query.filters))
+        hits = await self._stored(self.store.search(plan, embedding.vector, query.text,
+                                                    query.k, query.filters))
         timings["search"] = _ms(mark)
         outcome = await self._rerank(query, hits, timings)
         timings["total"] = _ms(start)
@@ -164,43 +178,61 @@ class SearchService:
             view = item_view(hit.item)
             results.append(SearchResult(
                 id=view.id, score=hit.score, retrieval_rank=retrieval_rank, rank=rank,
-                title=view.title, category=view.category, price=view.price, rating=view.rating,
-                image_url=view.image_url))
+                title=view.title, category=view.category, brand=view.brand, price=view.price,
+                rating=view.rating, image_index=hit.image_index,
+                image_count=len(hit.item.images),
+                image_url=image_url(view.id, hit.image_index)))
         return SearchResponse(
-            results=results, reranked=outcome.reranked, rerank_note=outcome.note,
+            results=results, kind=plan.kind.value, mode=plan.mode.value,
+            fusion=plan.fusion if plan.dense_field and plan.lexical else None,
+            reranked=outcome.reranked, rerank_note=outcome.note,
             reason=outcome.reason, caption=outcome.caption, truncated=embedding.truncated,
             rerank=RerankInfo(outcome=outcome.outcome.value, model_calls=outcome.model_calls,
                               caption_cached=outcome.caption_cached, repairs=outcome.repairs),
             timings_ms={k: round(v, 2) for k, v in timings.items()})
 
     # -- items ----------------------------------------------------------------------------------
-    async def _prepare(self, item: ItemIn, data: bytes) -> tuple[CatalogueItem, np.ndarray]:
-        try:
-            kind = await asyncio.to_thread(image_format, data, self.images.limits)
-        except ImageError as exc:
-            raise image_error(exc, field=f"items[{item.id}].image") from None
-        embedding = await self._embed(EmbedQuery(text="", image=data))
-        reference = await asyncio.to_thread(self.images.write_upload, data, kind)
-        return CatalogueItem(
-            id=item.id, title=item.title, category=item.category, price=item.price,
-            rating=item.rating, image=reference, ingested_at=int(time.time())), embedding.vector
-
     async def upsert(self, items: list[ItemIn], images: list[bytes]) -> ItemsResponse:
-        """Embed and store items; a bad image fails its item alone. Backend errors fail all."""
-        prepared = await asyncio.gather(*[self._prepare(i, d) for i, d in zip(items, images)],
-                                        return_exceptions=True)
-        good, failed = [], []
-        for item, outcome in zip(items, prepared):
-            if isinstance(outcome, ApiError) and outcome.status < 500:
-                failed.append(ItemFailure(id=item.id, code=outcome.code, message=outcome.message))
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            else:
-                good.append(outcome)
-        if good:
-            await self._stored(self.store.upsert([g[0] for g in good],
-                                                 np.stack([g[1] for g in good])))
-        return ItemsResponse(upserted=[g[0].id for g in good], failed=failed)
+        """Embed and store items (one picture each); a bad image fails its item alone.
+        Backend errors fail all."""
+        failed: list[ItemFailure] = []
+        kinds: list[str | None] = []
+        for item, data in zip(items, images):
+            try:
+                kinds.append(await asyncio.to_thread(image_format, data, self.images.limits))
+            except ImageError as exc:
+                kinds.append(None)
+                error = image_error(exc, field=f"items[{item.id}].image")
+                failed.append(ItemFailure(id=item.id, code=error.code, message=error.message))
+        todo = [(item, data, kind) for item, data, kind in zip(items, images, kinds) if kind]
+        vectors = await self._embed_pictures([PictureQuery(d, i.title) for i, d, _ in todo])
+        pictures = []
+        for (item, data, kind), found in zip(todo, vectors):
+            if found.error is not None:
+                error = image_error(found.error, field=f"items[{item.id}].image")
+                failed.append(ItemFailure(id=item.id, code=error.code, message=error.message))
+                continue
+            reference = await asyncio.to_thread(self.images.write_upload, data, kind)
+            stored = CatalogueItem(
+                id=item.id, title=item.title, category=item.category, brand=item.brand,
+                price=item.price, rating=item.rating, images=(reference,),
+                ingested_at=int(time.time()))
+            pictures.append(Picture(stored, 0, found.image, found.pair))
+        if pictures:
+            await self._stored(self.store.upsert(pictures))
+        return ItemsResponse(upserted=[p.item.id for p in pictures], failed=failed)
+
+    async def _embed_pictures(self, pictures: list[PictureQuery]) -> list[PictureVectors]:
+        if not pictures:
+            return []
+        serving = self.settings.serving
+        try:
+            return await asyncio.wait_for(self.models.embed_pictures(pictures),
+                                          serving.embed_timeout_s)
+        except Exception as exc:  # a timeout, a dead replica: nothing was stored
+            log.warning("embedder failed: %r", exc)
+            raise ApiError(503, "embedder_unavailable", "the embedder is unavailable; retry",
+                           retry_after=serving.retry_after_s) from None
 
     async def get(self, item_id: str) -> CatalogueItem:
         items = await self._stored(self.store.get([item_id]))
@@ -212,10 +244,13 @@ class SearchService:
         await self.get(item_id)  # 404 when absent
         await self._stored(self.store.delete([item_id]))
 
-    async def thumbnail(self, item_id: str, size: int) -> bytes:
+    async def thumbnail(self, item_id: str, size: int, index: int = 0) -> bytes:
         item = await self.get(item_id)
+        if not 0 <= index < len(item.images):
+            raise ApiError(404, "image_not_found", f"item {item_id!r} has {len(item.images)} "
+                           f"picture(s): index {index} does not exist", "index")
         try:
-            return await asyncio.to_thread(self.images.thumbnail, item.image, size)
+            return await asyncio.to_thread(self.images.thumbnail, item.images[index], size)
         except ImageError as exc:
             raise ApiError(404, "image_not_found",
                            f"the image of item {item_id!r} cannot be read: {exc.message}") from None

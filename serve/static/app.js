@@ -1,4 +1,7 @@
-// The Pardus search page: builds the multipart query, calls /v1/search, draws the results.
+// The Pardus search page: builds the multipart query, calls /v1/search, draws the results
+// (results.js).
+
+import { pictureUrl, render, sentence } from "./results.js";
 
 const KEY_STORAGE = "pardus.apiKey";
 const $ = (id) => document.getElementById(id);
@@ -6,7 +9,8 @@ const $ = (id) => document.getElementById(id);
 const el = {
   form: $("search-form"), text: $("q-text"), file: $("q-image"), zone: $("drop-zone"),
   preview: $("preview"), previewImg: $("preview-img"), previewName: $("preview-name"),
-  remove: $("remove-image"), k: $("k"), rerank: $("rerank"), category: $("f-category"),
+  remove: $("remove-image"), k: $("k"), rerank: $("rerank"), mode: $("mode"),
+  category: $("f-category"),
   priceMin: $("f-price-min"), priceMax: $("f-price-max"), settings: $("settings"),
   apiKey: $("api-key"), submit: $("submit"), busy: $("busy"), error: $("error"),
   section: $("results-section"), heading: $("results-heading"), count: $("count"),
@@ -100,7 +104,6 @@ function authHeaders() {
 }
 
 // -- messages -----------------------------------------------------------------------------------
-const sentence = (text) => (/[.!?]$/.test(text) ? text : `${text}.`);
 
 function showError(message) {
   el.error.textContent = message;
@@ -174,6 +177,7 @@ function buildQuery() {
   body.append("text", text);
   body.append("k", String(k));
   body.append("rerank", el.rerank.checked ? "true" : "false");
+  if (el.mode.value !== "auto") body.append("mode", el.mode.value);
   if (Object.keys(filters).length) body.append("filters", JSON.stringify(filters));
   if (state.image) body.append("image", state.image, state.image.name || "query.jpg");
   return { body };
@@ -212,7 +216,7 @@ async function search({ focusResults = false } = {}) {
       showError("The service answered with something that is not a search result. Try again.");
       return;
     }
-    render(data);
+    render(el, data, moreLikeThis);
     if (focusResults) el.heading.focus();
   } catch (error) {
     if (error.name === "AbortError") return;
@@ -232,100 +236,15 @@ el.form.addEventListener("submit", (event) => {
   search();
 });
 
-// -- results ------------------------------------------------------------------------------------
-function showText(node, text) {
-  node.textContent = text || "";
-  node.hidden = !text;
-}
-
-function formatPrice(price) {
-  return typeof price === "number" && Number.isFinite(price) ? price.toFixed(2) : "-";
-}
-
-function addField(parent, className, text) {
-  const node = document.createElement("span");
-  node.className = className;
-  node.textContent = text;
-  parent.append(node);
-  return node;
-}
-
-function card(result) {
-  const item = document.createElement("li");
-  item.className = "card";
-  Object.assign(item.dataset, {
-    id: result.id, category: result.category, rank: result.rank,
-    retrievalRank: result.retrieval_rank,
-  });
-  const img = document.createElement("img");
-  img.alt = result.title || result.id;
-  img.width = img.height = 256;
-  img.loading = "lazy";
-  img.addEventListener("error", () => img.classList.add("broken"));
-  img.src = `${result.image_url}?size=256`;  // item pictures are public: no key needed
-
-  const body = document.createElement("div");
-  body.className = "card-body";
-  const meta = document.createElement("p");
-  meta.className = "card-meta";
-  addField(meta, "rank", `#${result.rank}`).title = "Final rank";
-  addField(meta, "score", `score ${result.score.toFixed(3)}`);
-  if (result.retrieval_rank !== result.rank) {
-    addField(meta, "retrieval-rank", `retrieval #${result.retrieval_rank}`).title =
-      "Rank by vector similarity, before reranking";
-  }
-  const button = document.createElement("button");
-  button.type = "button";
-  button.className = "card-title";
-  button.setAttribute("aria-describedby", "more-like-hint");
-  button.textContent = result.title || result.id;
-  button.addEventListener("click", () => moreLikeThis(result));
-  const facts = document.createElement("p");
-  facts.className = "card-facts";
-  addField(facts, "category", result.category || "uncategorised");
-  addField(facts, "price", formatPrice(result.price)).title = "Price";
-  body.append(meta, button, facts);
-  item.append(img, body);
-  return item;
-}
-
-function renderTimings(timings) {
-  el.timingsList.replaceChildren();
-  for (const [stage, ms] of Object.entries(timings || {})) {
-    const term = document.createElement("dt");
-    term.textContent = stage.replace(/_/g, " ");
-    const value = document.createElement("dd");
-    value.textContent = `${Number(ms).toFixed(1)} ms`;
-    el.timingsList.append(term, value);
-  }
-  el.timings.hidden = !el.timingsList.children.length;
-}
-
 function clearResults() {
-  render({ results: [], reranked: true, timings_ms: {} });
+  render(el, { results: [], reranked: true, timings_ms: {} }, moreLikeThis);
   el.count.textContent = "";
-}
-
-function render(data) {
-  const results = Array.isArray(data.results) ? data.results : [];
-  el.grid.replaceChildren(...results.map(card));
-  const n = results.length;
-  el.count.textContent = n
-    ? `${n} result${n === 1 ? "" : "s"}${data.reranked ? ", reranked" : ""}.`
-    : "No results. Try other words, another image, or fewer filters.";
-  const note = sentence(`Not reranked: ${data.rerank_note || "no reason given"}`);
-  showText(el.rerankNote, data.reranked ? "" : note);
-  el.truncated.hidden = !data.truncated;
-  showText(el.caption, data.caption ? `Your image, as the reranker sees it: ${data.caption}` : "");
-  showText(el.reason, data.reason ? `Why #1: ${data.reason}` : "");
-  el.hint.hidden = !n;
-  renderTimings(data.timings_ms);
 }
 
 // -- "more like this" ---------------------------------------------------------------------------
 async function moreLikeThis(result) {
   clearError();
-  const url = `/v1/items/${encodeURIComponent(result.id)}/image?size=512`;
+  const url = pictureUrl(result, 512);  // the picture that matched
   let blob;
   try {
     const response = await fetch(url, { headers: authHeaders() });

@@ -12,15 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.store import CatalogueStore
+from deployments.catalogue.store import CatalogueStore, Picture
 from deployments.embedder.images import ImageError
-from deployments.embedder.queries import Embedding
+from deployments.embedder.queries import Embedding, PictureVectors
 from deployments.reranker.policy import RerankOutcome, RerankRequest, RerankResult
 from deployments.settings import Settings
 from serve.api import create_api
 from serve.errors import ApiError
 from serve.factory import build_search_service
 from serve.search import Models, Query, SearchService
+from deployments.catalogue.plans import Mode
 
 DIM = 8
 
@@ -39,9 +40,14 @@ async def loaded():
     return DIM
 
 
+async def embed_pictures(pictures):
+    return [PictureVectors(vector(p.title), vector(p.title)) for p in pictures]
+
+
 @pytest.fixture()
 def settings(tmp_path):
-    return Settings(embedder={"dim": DIM},
+    # dense: these tests are about the stages around retrieval (scores are cosines)
+    return Settings(embedder={"dim": DIM}, search={"mode": "dense"},
                     milvus={"uri": str(tmp_path / "unit.db"), "lite_server": False,
                             "index_type": "FLAT", "collection": "unit", "timeout_s": 3},
                     reranker={"timeout_s": 0.2}, serving={"image_root": str(tmp_path),
@@ -54,15 +60,16 @@ def catalogue(settings):
     store = CatalogueStore(settings.milvus, DIM)
     store.ensure_collection()
     titles = [f"item {i}" for i in range(6)]
-    store.upsert([CatalogueItem(id=f"i{i}", title=t, image=f"missing-{i}.jpg")
-                  for i, t in enumerate(titles)], np.stack([vector(t) for t in titles]))
+    store.upsert([Picture(CatalogueItem(id=f"i{i}", title=t, images=(f"missing-{i}.jpg",)), 0,
+                          vector(t), vector(t)) for i, t in enumerate(titles)])
     store.flush()
     store.close()
     return titles
 
 
 def service(settings, embed=embed_text, rerank=None) -> SearchService:
-    return build_search_service(settings, Models(embed, rerank, {"embedder": loaded}))
+    return build_search_service(settings, Models(embed, embed_pictures, rerank,
+                                                 {"embedder": loaded}))
 
 
 def run(coro):
@@ -187,3 +194,21 @@ def test_the_http_api_over_the_service(settings, catalogue):
         cors = http.options("/v1/search", headers={"Origin": "https://shop.example",
                                                    "Access-Control-Request-Method": "POST"})
         assert "access-control-allow-origin" not in cors.headers
+
+
+def test_the_query_kind_picks_the_plan_and_the_mode_is_checked(settings, catalogue):
+    settings.search.mode = "auto"
+    text = run(service(settings).search(Query(text="item 4", k=3, rerank=False)))
+    assert (text.kind, text.mode, text.fusion) == ("text", "hybrid", "rrf")
+    assert text.results[0].id == "i4"
+
+    async def never(query):
+        raise AssertionError("a lexical search embeds nothing")
+
+    lexical = run(service(settings, embed=never).search(
+        Query(text="item 5", k=3, rerank=False, mode=Mode.LEXICAL)))
+    assert lexical.mode == "lexical" and lexical.results[0].id == "i5"
+    assert "embed" not in lexical.timings_ms
+    with pytest.raises(ApiError) as caught:
+        run(service(settings).search(Query(image=b"..", mode=Mode.LEXICAL)))
+    assert caught.value.status == 400 and caught.value.code == "invalid_mode"

@@ -61,8 +61,8 @@ def page(browser, service_url, artifacts, request):
     assert not errors, f"script errors on the page: {errors}"
 
 
-def catalogue_image(sample_catalogue, index: int):
-    return sample_catalogue / "images" / f"item-{index:04d}.jpg"
+def catalogue_image(sample_catalogue, index: int, picture: int = 0):
+    return sample_catalogue / "images" / f"item-{index:04d}-{picture}.jpg"
 
 
 def fill_query(page, text="", k=None, rerank=None, category=None, price_max=None):
@@ -104,13 +104,17 @@ def assert_page_shows(page, body: dict) -> list[dict]:
     for card, result in zip(cards, results):
         assert f"#{result['rank']}" in card["text"]
         assert f"score {result['score']:.3f}" in card["text"]
-        assert result["title"] in card["text"] and card["alt"] == result["title"]
+        assert result["title"] in card["text"] and card["alt"].startswith(result["title"])
+        if result["image_count"] > 1:  # which of its pictures matched
+            picture = f"picture {result['image_index'] + 1} of {result['image_count']}"
+            assert picture in card["alt"] and f"matched {picture}" in card["text"]
         assert card["category"] == result["category"]
         price = "-" if result["price"] is None else f"{result['price']:.2f}"
         assert price in card["text"]
         moved = result["retrieval_rank"] != result["rank"]
         assert (f"retrieval #{result['retrieval_rank']}" in card["text"]) == moved
-        assert card["src"] == f"{result['image_url']}?size=256"
+        joiner = "&" if "?" in result["image_url"] else "?"
+        assert card["src"] == f"{result['image_url']}{joiner}size=256"
     expect(page.locator("#count")).to_contain_text(f"{len(results)} result")
     if body["reranked"]:
         expect(page.locator("#rerank-note")).to_be_hidden()
@@ -147,11 +151,11 @@ def test_image_upload_finds_that_item_first(page, sample_catalogue):
     picture = catalogue_image(sample_catalogue, 3)
     page.get_by_label("Query image").set_input_files(picture)
     expect(page.locator("#preview")).to_be_visible()
-    expect(page.locator("#preview-name")).to_have_text("item-0003.jpg")
+    expect(page.locator("#preview-name")).to_have_text("item-0003-0.jpg")
     fill_query(page, "", k=5, rerank=False)
     call = run_search(page)
     assert call.status == 200
-    assert call.sent["image"] == {"name": "item-0003.jpg", "size": picture.stat().st_size}
+    assert call.sent["image"] == {"name": "item-0003-0.jpg", "size": picture.stat().st_size}
     cards = assert_page_shows(page, call.body)
     assert cards[0]["id"] == "SAMPLE00003"
     expect(page.locator("#rerank-note")).to_be_visible()
@@ -159,6 +163,30 @@ def test_image_upload_finds_that_item_first(page, sample_catalogue):
     page.get_by_role("button", name="Remove image").click()
     expect(page.locator("#preview")).to_be_hidden()
     expect(page.get_by_label("Query image")).to_be_focused()
+
+
+def test_a_second_picture_finds_its_item_and_says_which_matched(page, sample_catalogue):
+    page.get_by_label("Query image").set_input_files(catalogue_image(sample_catalogue, 5, 2))
+    fill_query(page, "", k=3, rerank=False)
+    call = run_search(page)
+    cards = assert_page_shows(page, call.body)
+    assert cards[0]["id"] == "SAMPLE00005" and call.body["results"][0]["image_index"] == 2
+    assert "matched picture 3 of 3" in cards[0]["text"]
+    assert cards[0]["src"].endswith("/v1/items/SAMPLE00005/image?index=2&size=256")
+    expect(page.locator("#count")).to_contain_text("Found by pictures")
+
+
+def test_the_mode_option_is_sent_and_words_find_a_model_code(page, sample_catalogue):
+    first = json.loads((sample_catalogue / "items.jsonl").read_text().splitlines()[7])
+    code = first["title"].split()[-1]  # the sample titles end with a model code
+    fill_query(page, code, k=3, rerank=False)
+    page.get_by_label("Search by").select_option(label="Words only (brands, model numbers)")
+    call = run_search(page)
+    assert call.sent["mode"] == "lexical" and call.body["mode"] == "lexical"
+    assert assert_page_shows(page, call.body)[0]["id"] == first["parent_asin"]
+    expect(page.locator("#count")).to_contain_text("Found by words")
+    page.get_by_label("Search by").select_option("auto")
+    assert "mode" not in run_search(page).sent  # automatic: the server's default
 
 
 def test_a_dropped_or_pasted_picture_becomes_the_query_image(page, sample_catalogue):
@@ -185,7 +213,7 @@ def test_composed_query_sends_text_and_image(page, sample_catalogue):
     call = run_search(page)
     assert call.status == 200
     assert call.sent["text"] == "like this but in blue"
-    assert call.sent["image"]["name"] == "item-0000.jpg"
+    assert call.sent["image"]["name"] == "item-0000-0.jpg"
     assert len(assert_page_shows(page, call.body)) == 4
 
 

@@ -1,0 +1,106 @@
+// Drawing a search answer: the result cards, the notes above them, the stage timings.
+
+export const sentence = (text) => (/[.!?]$/.test(text) ? text : `${text}.`);
+
+const MODE_NAMES = { dense: "pictures", lexical: "words", hybrid: "words and pictures" };
+
+function showText(node, text) {
+  node.textContent = text || "";
+  node.hidden = !text;
+}
+
+function formatPrice(price) {
+  return typeof price === "number" && Number.isFinite(price) ? price.toFixed(2) : "-";
+}
+
+function addField(parent, className, text) {
+  const node = document.createElement("span");
+  node.className = className;
+  node.textContent = text;
+  parent.append(node);
+  return node;
+}
+
+/** The URL of a result's matched picture at `size` pixels. */
+export function pictureUrl(result, size) {
+  const url = new URL(result.image_url, window.location.origin);
+  url.searchParams.set("size", String(size));
+  return `${url.pathname}${url.search}`;
+}
+
+/** "picture 2 of 3" when the item has several pictures, else "". */
+export function whichPicture(result) {
+  return result.image_count > 1 ? `picture ${result.image_index + 1} of ${result.image_count}`
+    : "";
+}
+
+function card(result, onChoose) {
+  const item = document.createElement("li");
+  item.className = "card";
+  Object.assign(item.dataset, {
+    id: result.id, category: result.category, rank: result.rank,
+    retrievalRank: result.retrieval_rank,
+  });
+  const picture = whichPicture(result);
+  const img = document.createElement("img");
+  img.alt = [result.title || result.id, picture].filter(Boolean).join(", ");
+  img.width = img.height = 256;
+  img.loading = "lazy";
+  img.addEventListener("error", () => img.classList.add("broken"));
+  img.src = pictureUrl(result, 256);  // item pictures are public: no key needed
+
+  const body = document.createElement("div");
+  body.className = "card-body";
+  const meta = document.createElement("p");
+  meta.className = "card-meta";
+  addField(meta, "rank", `#${result.rank}`).title = "Final rank";
+  addField(meta, "score", `score ${result.score.toFixed(3)}`);
+  if (result.retrieval_rank !== result.rank) {
+    addField(meta, "retrieval-rank", `retrieval #${result.retrieval_rank}`).title =
+      "Rank by retrieval, before reranking";
+  }
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "card-title";
+  button.setAttribute("aria-describedby", "more-like-hint");
+  button.textContent = result.title || result.id;
+  button.addEventListener("click", () => onChoose(result));
+  const facts = document.createElement("p");
+  facts.className = "card-facts";
+  addField(facts, "category", result.category || "uncategorised");
+  addField(facts, "price", formatPrice(result.price)).title = "Price";
+  if (picture) addField(facts, "picture", `matched ${picture}`).title = "The picture that matched";
+  body.append(meta, button, facts);
+  item.append(img, body);
+  return item;
+}
+
+function renderTimings(el, timings) {
+  el.timingsList.replaceChildren();
+  for (const [stage, ms] of Object.entries(timings || {})) {
+    const term = document.createElement("dt");
+    term.textContent = stage.replace(/_/g, " ");
+    const value = document.createElement("dd");
+    value.textContent = `${Number(ms).toFixed(1)} ms`;
+    el.timingsList.append(term, value);
+  }
+  el.timings.hidden = !el.timingsList.children.length;
+}
+
+/** Draw `data` (a SearchResponse) into the page's elements; onChoose: "more like this". */
+export function render(el, data, onChoose) {
+  const results = Array.isArray(data.results) ? data.results : [];
+  el.grid.replaceChildren(...results.map((result) => card(result, onChoose)));
+  const n = results.length;
+  const how = MODE_NAMES[data.mode] ? ` Found by ${MODE_NAMES[data.mode]}.` : "";
+  el.count.textContent = n
+    ? `${n} result${n === 1 ? "" : "s"}${data.reranked ? ", reranked" : ""}.${how}`
+    : "No results. Try other words, another image, or fewer filters.";
+  const note = sentence(`Not reranked: ${data.rerank_note || "no reason given"}`);
+  showText(el.rerankNote, data.reranked ? "" : note);
+  el.truncated.hidden = !data.truncated;
+  showText(el.caption, data.caption ? `Your image, as the reranker sees it: ${data.caption}` : "");
+  showText(el.reason, data.reason ? `Why #1: ${data.reason}` : "");
+  el.hint.hidden = !n;
+  renderTimings(el, data.timings_ms);
+}
