@@ -1,21 +1,28 @@
-"""Ingest throughput: `pardus ingest` (Ray Data) against a notebook-style loop, in one run.
+"""Ingest throughput with the second vector (image + title, for text queries) against the single
+image vector Pardus stored before, on the same images, model and Milvus, in one run.
 
-    .venv/bin/python benchmarks/ingest_throughput.py [--items 64]
+    .venv/bin/python benchmarks/ingest_throughput.py [--items 48] [--rounds 2] [--before cac015d]
 
-Same images, same full-size random-weight model (bge-base + EVA02-CLIP-B-16), same Milvus
-Lite store. The baseline opens each image, encodes it alone and inserts it alone; the pipeline
-decodes in parallel, embeds in batches and writes in batches. Prints items/s and the ratio,
-for the pipeline in fp32 and in bf16, end to end and past its fixed start-up (Ray actors and
-the model load, measured with an 8-item run; the loop's model load is not timed).
+`--before` names the commit whose tree stored one vector per item (its pipeline runs from a
+git worktree of this repository). Each item has one picture, so both embed the same images;
+the new pipeline also reads the words and computes the second vector (one vision pass, two
+BGE passes). Both run as `pardus ingest` into a fresh collection of the same Milvus 2.5 core
+server, the full-size architecture with random weights, alternately, `--rounds` times each;
+printed: items/s of each run (the pipeline's own figure, past Ray's start) and the median
+ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,100 +31,78 @@ sys.path.insert(0, str(REPO))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from deployments.catalogue import lite_server  # noqa: E402
-from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings, Settings  # noqa: E402
-from deployments.catalogue.items import CatalogueItem  # noqa: E402
-from deployments.catalogue.store import CatalogueStore  # noqa: E402
+from deployments.tiny.embedder import write_tiny_model  # noqa: E402
 from ingest.samples import write_sample_catalogue  # noqa: E402
+from tests.support.milvus_core import MilvusCore  # noqa: E402
 
 console = Console()
 
 
-def notebook_loop(settings: Settings, folder: Path, items) -> float:
-    """The loop a notebook would write: one image in, one vector out, one insert."""
-    from PIL import Image
-
-    from deployments.embedder.encoder import Embedder
-
-    embedder = Embedder(settings.embedder.model_copy(update={"batch_size": 1}))
-    store = CatalogueStore(settings.milvus, embedder.dim, shared=True)
-    store.ensure_collection()
-    start = time.perf_counter()
-    for item in items:
-        image = Image.open(folder / item.image)
-        vector = embedder.encode_images([image]).vectors
-        store.upsert([CatalogueItem(id=item.item_id, title=item.title, category=item.category,
-                                    price=item.price, rating=item.rating, image=item.image)], vector)
-    seconds = time.perf_counter() - start
-    assert store.count() == len(items)
-    store.close()
-    return len(items) / seconds
+def single_picture_manifest(folder: Path, items: int) -> Path:
+    """The sample catalogue with each item's main picture only."""
+    write_sample_catalogue(folder, count=items)
+    manifest = folder / "one-picture.jsonl"
+    with open(manifest, "w") as out:
+        for line in (folder / "items.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            record["images"] = record["images"][:1]
+            out.write(json.dumps(record) + "\n")
+    return manifest
 
 
-def pipeline(settings: Settings, manifest: Path, n: int) -> float:
-    """Seconds for `pardus ingest` of n items, start-up (actors, model load) included."""
-    from ingest.pipeline import run_ingest
-
-    summary = run_ingest(str(manifest), settings)
-    assert summary.indexed == n and summary.count_after == n, summary
-    return summary.seconds
+def ingest(tree: Path, manifest: Path, env: dict[str, str], collection: str) -> float:
+    """`pardus ingest` from `tree`; the items/s it reports."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "ingest", str(manifest), "--collection", collection],
+        cwd=tree, env={**env, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+        timeout=3600)
+    output = done.stdout + done.stderr
+    found = re.search(r"indexed items/s\s*│\s*([0-9.]+)", output)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"ingest from {tree} failed:\n{output[-3000:]}")
+    return float(found.group(1))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=64)
-    parser.add_argument("--workdir", type=Path, default=REPO / "data" / "bench")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--before", default="cac015d", help="a commit storing one vector")
     args = parser.parse_args()
-    model = args.workdir / "model-full"
-    if not (model / "Visualized_base_en_v1.5.pth").exists():
-        from deployments.tiny.embedder import write_tiny_model
-
-        with console.status("writing the full-size random-weight model"):
-            write_tiny_model(model, full_size=True)
-    folder = args.workdir / f"catalogue-{args.items}"
-    items = write_sample_catalogue(folder, count=args.items)
-    small = args.workdir / "catalogue-8"  # measures the pipeline's fixed start-up cost
-    write_sample_catalogue(small, count=8)
-    db = Path(tempfile.mkdtemp(prefix="pardus-bench-")) / "bench.db"
-    base = Settings(
-        embedder=EmbedderSettings(checkpoint=str(model / "Visualized_base_en_v1.5.pth"),
-                                  text_model=str(model / "bge-base-en-v1.5")),
-        milvus=MilvusSettings(uri=str(db)),
-        ingest=IngestSettings(batch_size=16, report=str(db.parent / "report.jsonl")),
-    )
-
-    def variant(collection: str, dtype: str) -> Settings:
-        return base.model_copy(update={
-            "milvus": base.milvus.model_copy(update={"collection": collection}),
-            "embedder": base.embedder.model_copy(update={"dtype": dtype}),
-        })
-
-    import ray
-
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    work = Path(tempfile.mkdtemp(prefix="pardus-ingest-bench-"))
+    before = work / "before"
+    subprocess.run(["git", "worktree", "add", "--detach", str(before), args.before], cwd=REPO,
+                   check=True, capture_output=True)
+    server = MilvusCore(work / "core.db", timeout=60)
     try:
-        with console.status("notebook loop (fp32, one at a time)"):
-            loop = notebook_loop(variant("loop", "float32"), folder, items)
-        rows = []
-        for dtype in ("float32", "bfloat16"):
-            with console.status(f"pardus ingest ({dtype})"):
-                fixed = pipeline(variant(f"small_{dtype}", dtype), small / "items.jsonl", 8)
-                total = pipeline(variant(f"pipe_{dtype}", dtype), folder / "items.jsonl", len(items))
-            rows.append((dtype, len(items) / total, (len(items) - 8) / max(total - fixed, 1e-9), fixed))
+        manifest = single_picture_manifest(work / "catalogue", args.items)
+        model = write_tiny_model(work / "model", seed=0, full_size=True)
+        server.start()
+        env = {**os.environ, **model, "PARDUS_MILVUS__URI": server.uri,
+               "PARDUS_MILVUS__INDEX_TYPE": "FLAT",  # both trees; the core refuses HNSW
+               "PARDUS_INGEST__REPORT": str(work / "report.jsonl"), "RAY_USAGE_STATS_ENABLED": "0"}
+        rates: dict[str, list[float]] = {"one vector (before)": [], "two vectors (now)": []}
+        for round_ in range(args.rounds):
+            for label, tree in (("one vector (before)", before), ("two vectors (now)", REPO)):
+                rate = ingest(tree, manifest, env, f"r{round_}_{label.split()[0]}")
+                rates[label].append(rate)
+                console.print(f"round {round_ + 1}: {label}: {rate:.2f} items/s")
+        table = Table(title=f"ingest, {args.items} items of one picture each, full-size "
+                            "random-weight model, Milvus 2.5 core server, 2 cores")
+        for column in ("pipeline", "items/s per round", "median items/s", "ratio"):
+            table.add_column(column)
+        base = statistics.median(rates["one vector (before)"])
+        for label, values in rates.items():
+            median = statistics.median(values)
+            table.add_row(label, ", ".join(f"{v:.2f}" for v in values), f"{median:.2f}",
+                          f"{median / base:.2f}x")
+        console.print(table)
     finally:
-        ray.shutdown()
-        lite_server.stop(db)
-    table = Table(title=f"ingest of {len(items)} images, full-size model, {os.cpu_count()} cores")
-    for column in ("method", "items/s end to end", "ratio", "items/s past start-up", "ratio",
-                   "start-up s"):
-        table.add_column(column, justify="right")
-    table.add_row("notebook loop, fp32", f"{loop:.2f}", "1.00x", f"{loop:.2f}", "1.00x", "-")
-    for dtype, end_to_end, steady, fixed in rows:
-        table.add_row(f"pardus ingest, {dtype}", f"{end_to_end:.2f}", f"{end_to_end / loop:.2f}x",
-                      f"{steady:.2f}", f"{steady / loop:.2f}x", f"{fixed:.1f}")
-    console.print(table)
+        server.stop()
+        subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=REPO,
+                       capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     main()
