@@ -38,7 +38,7 @@ class Scores:
     mrr: float
 
     @staticmethod
-    def mean(scores: Sequence["Scores"]) -> "Scores":
+    def mean(scores: Sequence[Scores]) -> Scores:
         if not scores:
             raise ValueError("the mean of no scores")
         n = len(scores)

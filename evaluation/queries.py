@@ -102,7 +102,7 @@ class QuerySet:
         return [kind for kind in QueryKind if any(q.kind is kind for q in self.queries)]
 
     def select(self, kinds: Iterable[QueryKind] | None = None,
-               tags: Iterable[str] | None = None) -> "QuerySet":
+               tags: Iterable[str] | None = None) -> QuerySet:
         kinds, tags = set(kinds or []), set(tags or [])
         kept = tuple(q for q in self.queries
                      if (not kinds or q.kind in kinds) and (not tags or q.tag in tags))

@@ -35,6 +35,8 @@ class Lift(BaseModel):
                                         "'reranked'); the rest kept the retrieval order.")
     not_reranked: dict[str, int] = Field(description="Answers left in retrieval order, by "
                                                      "outcome (timeout, too_few, ...).")
+    repaired: float = Field(description="Share of reranked answers whose model output needed "
+                                        "repairs (ids missing, invented or repeated).")
 
 
 class RowReport(BaseModel):
@@ -103,7 +105,8 @@ def _lift(run: RowRun, off: RowRun) -> Lift:
                 unchanged=sum(abs(d) <= SAME for d in deltas) / n,
                 reranked=sum(r.answer.reranked for r in run.results) / n,
                 not_reranked=dict(Counter(r.answer.outcome for r in run.results
-                                          if not r.answer.reranked)))
+                                          if not r.answer.reranked)),
+                repaired=sum(r.answer.repaired for r in run.results if r.answer.reranked) / n)
 
 
 def row_report(run: RowRun, runs: dict) -> RowReport:

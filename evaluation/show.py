@@ -57,17 +57,17 @@ def table(report: EvalReport) -> Table:
 def legend(report: EvalReport) -> list[str]:
     """What each number means, and the chance level of this catalogue."""
     lines = [
-        f"Each row: the queries of one kind, searched in one mode, {report.depth} results "
-        "asked; metrics are means over those queries.",
-        "R@k: the share of a query's relevant items among the first k results (with one "
-        "relevant item: whether it was found). nDCG@10: the graded gains of the first 10, "
-        "discounted by rank, against the ideal order (1 = ideal). MRR: 1 / the rank of the "
-        "first relevant result (0 when none came back).",
-        "p50/p95 ms: the search call as the caller waits for it (embedding, Milvus, "
-        "reranking; HTTP too over the service), median and 95th percentile.",
-        "ΔnDCG@10: reranked minus not reranked, the same queries, mean; helped/hurt: the share "
-        "of queries whose nDCG@10 rose / fell. n/a: a picture alone has no words for lexical "
-        "or hybrid search.",
+        (f"Each row: the queries of one kind, searched in one mode, {report.depth} results "
+         "asked; metrics are means over those queries."),
+        ("R@k: the share of a query's relevant items among the first k results (with one "
+         "relevant item: whether it was found). nDCG@10: the graded gains of the first 10, "
+         "discounted by rank, against the ideal order (1 = ideal). MRR: 1 / the rank of the "
+         "first relevant result (0 when none came back)."),
+        ("p50/p95 ms: the search call as the caller waits for it (embedding, Milvus, "
+         "reranking; HTTP too over the service), median and 95th percentile."),
+        ("ΔnDCG@10: reranked minus not reranked, the same queries, mean; helped/hurt: the "
+         "share of queries whose nDCG@10 rose / fell. n/a: a picture alone has no words for "
+         "lexical or hybrid search."),
     ]
     if report.catalogue_size:
         n = report.catalogue_size
@@ -76,6 +76,11 @@ def legend(report: EvalReport) -> list[str]:
     else:
         lines.append("chance: unknown (the catalogue's size is not known over HTTP: pass "
                      "--catalogue-size).")
+    repaired = [row for row in report.rows if row.lift is not None and row.lift.repaired]
+    if repaired:
+        shares = ", ".join(f"{row.kind} {row.label} {row.lift.repaired:.0%}" for row in repaired)
+        lines.append(f"Reranked answers the service had to repair (the model's ranking missed "
+                     f"or invented candidates, kept in retrieval order): {shares}.")
     for row in report.rows:
         if row.lift is not None and row.lift.not_reranked:
             why = ", ".join(f"{outcome} {n}" for outcome, n in sorted(

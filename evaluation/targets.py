@@ -16,6 +16,7 @@ import httpx
 from pydantic import ValidationError
 
 from deployments.catalogue.plans import Mode
+from deployments.catalogue.store import StoreError, StoreUnavailable
 from deployments.settings import Settings, Weights
 from evaluation.queries import EvalQuery
 from serve.errors import ApiError
@@ -41,6 +42,7 @@ class Answer:
     fusion: str | None
     reranked: bool
     outcome: str  # the rerank outcome (reranked, off, timeout, ...)
+    repaired: bool = False  # the reranker's answer needed repairs (missing or invented ids)
 
 
 class TargetError(RuntimeError):
@@ -67,7 +69,7 @@ class Target(Protocol):
 
 def _answer(response: SearchResponse, seconds: float) -> Answer:
     return Answer([r.id for r in response.results], seconds, response.fusion,
-                  response.reranked, response.rerank.outcome)
+                  response.reranked, response.rerank.outcome, bool(response.rerank.repairs))
 
 
 class InProcessTarget:
@@ -100,14 +102,14 @@ class InProcessTarget:
             for start in range(0, len(ids), ID_CHUNK):
                 items = await self.service.store.get(ids[start:start + ID_CHUNK])
                 found |= {item.id for item in items}
-        except Exception as exc:  # Milvus down or the catalogue missing
+        except (StoreError, StoreUnavailable) as exc:  # Milvus down, a version gone
             raise TargetError(f"the catalogue cannot be read: {exc}") from None
         return set(ids) - found
 
     async def catalogue_size(self) -> int | None:
         try:
             return await self.service.store.count()
-        except Exception as exc:  # Milvus down or unreachable
+        except (StoreError, StoreUnavailable) as exc:
             raise TargetError(f"the catalogue cannot be read: {exc}") from None
 
     async def close(self) -> None:

@@ -7,9 +7,19 @@ import random
 
 import pytest
 
-from evaluation.metrics import (Scores, chance, chance_ndcg, chance_reciprocal_rank,
-                                chance_recall, ideal_dcg, ndcg_at, percentile, recall_at,
-                                reciprocal_rank, score)
+from evaluation.metrics import (
+    Scores,
+    chance,
+    chance_ndcg,
+    chance_recall,
+    chance_reciprocal_rank,
+    ideal_dcg,
+    ndcg_at,
+    percentile,
+    recall_at,
+    reciprocal_rank,
+    score,
+)
 
 LOG3 = math.log2(3)  # the discount at rank 2
 

@@ -66,8 +66,8 @@ def problems(path: Path) -> str:
     ('{"text": "x", "colour": "red", "relevant": ["A1"]}', "set.jsonl:2: colour: Extra inputs"),
     ('{"image": "q/none.jpg", "relevant": ["A1"]}', "set.jsonl:2: image: image file not found"),
     ('{"image": "https://x.test/a.jpg", "relevant": ["A1"]}', "give a local path"),
-    ('{"id": "t1", "text": "y", "relevant": ["A1"]}', "set.jsonl:2: id: 't1' is also the id of "
-                                                      "line 1"),
+    ('{"id": "t1", "text": "y", "relevant": ["A1"]}',
+     "set.jsonl:2: id: 't1' is also the id of line 1"),
 ])
 def test_a_bad_line_is_named(tmp_path, line, expected):
     path = write(tmp_path / "set.jsonl", [{"id": "t1", "text": "ok", "relevant": ["A1"]}, line])

@@ -38,7 +38,8 @@ class Scripted:
         ids = self.script.get((query.id, ask.mode.value, ask.rerank), ["y"])
         fusion = "rrf" if ask.mode is Mode.HYBRID else None
         return Answer(ids, self.calls / 1000, fusion, ask.rerank,
-                      "reranked" if ask.rerank else "off")
+                      "reranked" if ask.rerank else "off",
+                      repaired=ask.rerank and query.id == "t2")
 
     async def missing(self, ids):
         return set(ids) - CATALOGUE
@@ -86,7 +87,8 @@ def run(target, queries, rows):
 def test_metrics_latency_and_lift_per_row(queries):
     target = Scripted(SCRIPT)
     report = run(target, queries, plan_rows(queries.kinds(), rerank=True))
-    assert target.calls == 2 * 3 * 2 + 2  # text: 3 modes x off/on; image: dense off/on
+    # text: 3 modes x off/on, image: dense off/on; each row one untimed search first
+    assert target.calls == (2 * 3 * 2 + 2) + 8
     assert {ask.k for _, ask in target.asked} == {10}
     hybrid = find_row(report, QueryKind.TEXT, Mode.HYBRID)
     assert hybrid.fusion == "rrf" and hybrid.queries == 2
@@ -100,7 +102,7 @@ def test_metrics_latency_and_lift_per_row(queries):
     up, down = 1 - 1 / math.log2(3), (1 + 2 / math.log2(3)) / (2 + 1 / math.log2(3)) - 1
     assert reranked.lift.delta_ndcg_10 == pytest.approx((up + down) / 2)
     assert (reranked.lift.helped, reranked.lift.hurt, reranked.lift.unchanged) == (0.5, 0.5, 0)
-    assert reranked.lift.reranked == 1.0
+    assert (reranked.lift.reranked, reranked.lift.repaired) == (1.0, 0.5)
     assert hybrid.lift is None
     lexical = find_row(report, QueryKind.TEXT, Mode.LEXICAL)
     assert lexical.scores.recall_10 == 0.5  # t2 got only "y"
@@ -119,10 +121,12 @@ def test_the_table_legend_and_chart(queries, tmp_path):
     cells = [[cell.strip() for cell in line.split("│")[1:-1]]
              for line in console.export_text().splitlines() if line.startswith("│")]
     assert ["image", "lexical", "off", "-", *["n/a"] * 7, "", ""] in cells
-    assert ["text", "hybrid rrf", "on", "2", "0.750", "1.000", "1.000", "0.930", "1.000", "12",
-            "12", "+0.114", "50% / 50%"] in cells
+    assert ["text", "hybrid rrf", "on", "2", "0.750", "1.000", "1.000", "0.930", "1.000", "18",
+            "18", "+0.114", "50% / 50%"] in cells
     assert ["text", "chance", "", "", "0.200", "1.000", "1.000"] == cells[6][:7]
-    assert any("R@10 = 10/5" in line for line in legend(report))
+    lines = legend(report)
+    assert any("R@10 = 10/5" in line for line in lines)
+    assert any("had to repair" in line and "text hybrid rrf 50%" in line for line in lines)
     chart = write_chart(report, tmp_path / "out" / "report.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = report.write(tmp_path / "out" / "report.json")
