@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,13 +102,6 @@ def draw_products(count: int, rng: random.Random) -> list[Product]:
     return products
 
 
-def _grades(products: list[Product], best: Callable[[Product], bool],
-            near: Callable[[Product], bool] | None = None) -> dict[str, float]:
-    grades = {p.id: 1.0 for p in products if near is not None and near(p)}
-    grades.update({p.id: 2.0 for p in products if best(p)})
-    return grades
-
-
 def _sample(products: list[Product], count: int, rng: random.Random) -> list[Product]:
     """`count` products, each once before any twice."""
     picked: list[Product] = []
@@ -122,8 +114,8 @@ def text_queries(products: list[Product], count: int, rng: random.Random) -> lis
     queries = []
     for n, p in enumerate(_sample(products, count, rng)):
         if n % 2 == 0:
-            grades = _grades(products, lambda o: o.look == p.look,
-                             lambda o: (o.color, o.kind) == (p.color, p.kind))
+            grades = {o.id: 2.0 if o.look == p.look else 1.0 for o in products
+                      if (o.color, o.kind) == (p.color, p.kind)}
             queries.append(BenchmarkQuery("", "attributes", grades,
                                           text=f"{p.color} {p.pattern} {p.kind}"))
         else:
@@ -156,7 +148,7 @@ def image_queries(products: list[Product], count: int,
     queries = []
     for n, p in enumerate(_sample(products, count, rng)):
         tag = IMAGE_TAGS[n % len(IMAGE_TAGS)]
-        grades = _grades(products, lambda o: o.id == p.id, lambda o: o.look == p.look)
+        grades = {o.id: 2.0 if o.id == p.id else 1.0 for o in products if o.look == p.look}
         queries.append(BenchmarkQuery("", tag, grades, picture=query_picture(p, tag, rng)))
     return queries
 
@@ -192,7 +184,7 @@ def composed_queries(products: list[Product], count: int,
     queries = []
     for a, b in _round_robin([by_change[tag] for tag in sorted(by_change)], count):
         tag, text = change_text(a, b)
-        grades = _grades(products, lambda o: o.look == b.look)
+        grades = {o.id: 1.0 for o in products if o.look == b.look}
         queries.append(BenchmarkQuery("", tag, grades, text=text,
                                       picture=_jpeg(a.picture(0), quality=60)))
     return queries
@@ -241,7 +233,8 @@ def write_queries(folder: Path, queries: tuple[BenchmarkQuery, ...]) -> Path:
             if q.picture is not None:
                 line["image"] = f"queries/{q.id}.jpg"
                 q.picture.save(folder / line["image"], quality=92)
-            line["relevant"] = q.grades
+            line["relevant"] = {item: int(g) if g.is_integer() else g
+                                for item, g in q.grades.items()}
             out.write(json.dumps(line) + "\n")
     return path
 
