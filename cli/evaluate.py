@@ -163,10 +163,8 @@ def run_eval(queries_path: Path, *, in_process: bool, url: str | None, api_key: 
              milvus_uri: str | None, report_path: Path | None, tiny: bool) -> None:
     from cli.service import embedder_overrides
     from deployments.settings import get_settings
-    from evaluation.chart import write_chart
     from evaluation.queries import QuerySetError, parse_queries
     from evaluation.runner import MODES, plan_rows
-    from evaluation.show import legend, table
     from evaluation.targets import QueryRefused, TargetError
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
@@ -189,13 +187,20 @@ def run_eval(queries_path: Path, *, in_process: bool, url: str | None, api_key: 
     except QuerySetError as exc:
         raise _fail(str(exc)) from None
     except QueryRefused as exc:
-        raise _fail(f"{queries_path}:{exc}") from None
+        raise _fail(f"{queries_path}:{exc.query.line}: {exc}") from None
     except TargetError as exc:
         raise _fail(str(exc), code=1) from None
+    _show(report, report_path or queries_path.with_name("eval-report.json"), tiny_used)
+
+
+def _show(report, report_path: Path, tiny_used: bool) -> None:
+    """The table, what its numbers mean, and the JSON report and chart written."""
+    from evaluation.chart import write_chart
+    from evaluation.show import legend, table
+
     console.print(table(report))
     for line in legend(report):
         console.print(line, soft_wrap=True, highlight=False)
-    report_path = report_path or queries_path.with_name("eval-report.json")
     chart = write_chart(report, report_path.with_suffix(".png"))
     console.print(f"report: {report.write(report_path)}  chart: {chart}", soft_wrap=True)
     if tiny_used:

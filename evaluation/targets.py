@@ -53,8 +53,7 @@ class QueryRefused(ValueError):
     """The service refused one query of the set (its message says why)."""
 
     def __init__(self, query: EvalQuery, message: str):
-        super().__init__(f"line {query.line} ({query.id}): the service refused the query: "
-                         f"{message}")
+        super().__init__(f"the service refused query {query.id!r}: {message}")
         self.query = query
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -184,6 +185,12 @@ def test_bad_query_sets_exit_2_and_name_the_line(service_url, tmp_path, monkeypa
         result = run(lines)
         assert result.exit_code == 2, result.output
         assert expected in " ".join(result.output.split()) and "Traceback" not in result.output
+    noise = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "huge.png")  # over the service's 2 MB requests
+    refused = run([good, '{"image": "huge.png", "relevant": ["SAMPLE00003"]}'])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "bad.jsonl:2: the service refused query 'line-2': HTTP 413" in " ".join(
+        refused.output.split())
     assert run([good], "--in-process", "--rerank").exit_code == 2
     assert run([good], "--weights", "1:7").exit_code == 2
     gone = invoke(["eval", str(tmp_path / "bad.jsonl"), "--url", "http://127.0.0.1:8159"], {},
