@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cli.k8s import k8s_app
 from cli.catalogue import console, err_console, ingest, print_summary, store_app
+from cli.evaluate import evaluate
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
 
@@ -275,6 +276,7 @@ def demo(
 
 # The catalogue commands (ingest, store ...) and the Kubernetes ones live in their own modules.
 app.command()(ingest)
+app.command("eval")(evaluate)
 app.add_typer(store_app, name="store")
 app.add_typer(k8s_app, name="k8s")
 

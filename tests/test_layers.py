@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("cli", "serve", "ingest", "deployments")
+PACKAGES = ("cli", "evaluation", "serve", "ingest", "deployments")
 LINTER = Path(sys.executable).with_name("lint-imports")
 
 pytestmark = pytest.mark.skipif(not LINTER.exists(), reason="import-linter is not installed "
@@ -36,6 +36,9 @@ def test_the_contracts_hold():
     ("serve/search.py", "import ingest.pipeline", "cli above serve"),
     ("ingest/stages.py", "import deployments.embedder.deployment", "never the Serve"),
     ("serve/factory.py", "import deployments.tiny.embedder", "tiny model writers"),
+    ("evaluation/metrics.py", "import cli.main", "evaluation between"),
+    ("serve/search.py", "import evaluation.metrics", "evaluation between"),
+    ("evaluation/generate.py", "import deployments.tiny.embedder", "tiny model writers"),
 ])
 def test_a_broken_rule_fails(tmp_path, module, line, contract):
     for name in PACKAGES:
