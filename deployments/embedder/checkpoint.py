@@ -36,8 +36,8 @@ _UNUSED = (
 )
 
 HOW_TO_GET_WEIGHTS = (
-    "Download the weights where you have internet (huggingface-cli download BAAI/bge-visualized "
-    "Visualized_base_en_v1.5.pth; huggingface-cli download BAAI/bge-base-en-v1.5) and point "
+    "Download the weights where you have internet (hf download BAAI/bge-visualized "
+    "Visualized_base_en_v1.5.pth; hf download BAAI/bge-base-en-v1.5) and point "
     "PARDUS_EMBEDDER__CHECKPOINT and PARDUS_EMBEDDER__TEXT_MODEL at the files, or run "
     "`pardus models tiny DIR` for a tiny random-weight model (its rankings are meaningless)."
 )

@@ -35,16 +35,25 @@ class ImageError(ValueError):
         return (type(self), (self.code, self.message))
 
 
+# What Pillow may open: the formats catalogues and shoppers use. Not every format Pillow knows
+# (EPS would run Ghostscript where it is installed, and each parser is attack surface).
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO (camera JPEGs)
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """What an image may weigh; built from settings (`ImageLimits.of`), never assumed."""
 
     max_pixels: int
     max_bytes: int
+    # Pixels after scaling the short side to the model's input: a 5 x 1,000,000 picture is 2 KB
+    # but would become 224 x 44,800,000 (30 GB) before the centre crop.
+    max_resized_pixels: int = 20_000_000
 
     @classmethod
     def of(cls, settings: EmbedderSettings) -> "ImageLimits":
-        return cls(settings.max_image_pixels, settings.max_image_bytes)
+        return cls(settings.max_image_pixels, settings.max_image_bytes,
+                   settings.max_resized_pixels)
 
 
 def read_file(path: Path, max_bytes: int) -> bytes:
@@ -92,19 +101,47 @@ def _check_pixels(image: Image.Image, limits: ImageLimits) -> None:
         )
 
 
+def _check_resize(image: Image.Image, size: int, limits: ImageLimits) -> None:
+    """Refuse, from the header, an image too elongated to scale to `size` on its short side."""
+    width, height = image.size
+    short, long = sorted((width, height))
+    resized = size * max(size, int(size * long / short))
+    if resized > limits.max_resized_pixels:
+        raise ImageError(
+            "too_elongated",
+            f"image is {width}x{height}: scaled to {size} px on its short side it would be "
+            f"{resized} pixels, over the limit of {limits.max_resized_pixels}; crop it to a "
+            "less elongated shape first")
+
+
+_ROWS = 512  # rows converted at a time: temporaries stay small for 40-Mpx pictures
+
+
+def _rescaled_grey(image: Image.Image) -> Image.Image:
+    """16/32-bit and float grey to 8 bits by scaling (Pillow's convert() clips to 0..255: a
+    white image), a band of rows at a time in float32 (no float64 copy of the whole image)."""
+    values = np.asarray(image)
+    top = float(values.max(initial=0))
+    if image.mode.startswith("I;16") or top > 255:
+        top = 65535.0 if image.mode.startswith("I;16") or top <= 65535 else top
+    elif image.mode == "F" and top <= 1.0:
+        top = 1.0
+    else:
+        top = 255.0
+    grey = np.empty(values.shape, dtype=np.uint8)
+    for start in range(0, values.shape[0], _ROWS):
+        band = values[start : start + _ROWS].astype(np.float32)
+        grey[start : start + _ROWS] = np.clip(band * (255.0 / top) + 0.5, 0, 255)
+    return Image.fromarray(grey, "L")
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB without the usual surprises."""
     mode = image.mode
     if mode == "RGB":
         return image
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        # 16/32-bit grey: Pillow's convert() clips to 0..255 (a white image); rescale instead.
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
-        if mode == "F" and values.max(initial=0) <= 1.0:
-            top = 1.0
-        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
+        return _rescaled_grey(image).convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         mode == "P" and "transparency" in image.info
     )
@@ -121,28 +158,37 @@ def _damaged(exc: Exception, part: str) -> ImageError:
     return ImageError(code, f"image {part} is {code} ({text}): re-export or re-upload the file")
 
 
-def decode_image(item: ImageInput, limits: ImageLimits) -> Image.Image:
-    """Open, validate and fully decode one image into an upright 8-bit RGB PIL image."""
+def open_image(item: ImageInput, limits: ImageLimits) -> Image.Image:
+    """Open an image's header (nothing decoded yet) and check its size: an ImageError when it
+    is not a picture in a supported format, or too large."""
     if isinstance(item, Image.Image):
         _check_pixels(item, limits)
-        image = item
-    else:
-        data = _read_bytes(item, limits)
+        return item
+    data = _read_bytes(item, limits)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except UnidentifiedImageError:
+        raise ImageError("not_an_image", "not an image in a supported format "
+                         f"({', '.join(FORMATS)})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("too_large", "image declares too many pixels (decompression bomb)") from None
+    except Exception as exc:  # Pillow raises many types for hostile headers
+        raise _damaged(exc, "header") from None
+    _check_pixels(image, limits)
+    return image
+
+
+def decode_image(item: ImageInput, limits: ImageLimits, size: int | None = None) -> Image.Image:
+    """Open, validate and fully decode one image into an upright 8-bit RGB PIL image (that can
+    be scaled to `size` px on its short side, when given)."""
+    image = open_image(item, limits)
+    if size is not None:
+        _check_resize(image, size, limits)
+    if not isinstance(item, Image.Image):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise ImageError("not_an_image", "not an image (unknown or unsupported format)") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError("too_large", "image declares too many pixels (decompression bomb)") from None
-        except Exception as exc:  # Pillow raises many types for hostile headers
-            raise _damaged(exc, "header") from None
-        _check_pixels(image, limits)
-        try:
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)  # animated images: the first frame
-            image.load()
+            image.load()  # the first frame of an animated picture
         except Exception as exc:
             raise _damaged(exc, "data") from None
     try:
@@ -177,7 +223,7 @@ def to_pixels(image: Image.Image, size: int) -> np.ndarray:
 
 def preprocess(item: ImageInput, size: int, limits: ImageLimits) -> np.ndarray:
     """Decode one image and return its (3, size, size) uint8 crop, or raise ImageError."""
-    return to_pixels(decode_image(item, limits), size)
+    return to_pixels(decode_image(item, limits, size), size)
 
 
 def normalize_pixels(batch, dtype=None):
