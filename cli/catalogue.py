@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
+
+from cli.logs import library_logs, stop_on_sigterm
 
 console = Console()
 err_console = Console(stderr=True)
@@ -156,6 +159,17 @@ def with_overrides(settings, section: str, **values):
     return settings.model_copy(update={section: part})
 
 
+def ingest_with_progress(source: str, settings, **options):
+    """run_ingest with our progress bar (items done of the source's, when known)."""
+    from ingest.pipeline import run_ingest
+
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task("indexing items", total=None)
+        return run_ingest(source, settings, **options, progress=lambda done, total: bar.update(
+            task, completed=done, total=total))
+
+
 def ingest(
     source: Annotated[str, typer.Argument(help="A folder of images, or a .jsonl/.parquet manifest.")],
     collection: Annotated[Optional[str], typer.Option(help="Collection name.")] = None,
@@ -174,20 +188,32 @@ def ingest(
     from deployments.settings import get_settings
     from deployments.catalogue.store import StoreError, StoreUnavailable
     from deployments.catalogue.versions import VersionError
-    from ingest.pipeline import run_ingest
-    from ingest.sources import SourceError
+    from ingest.sources import Source, SourceError
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
     settings = with_overrides(settings, "ingest", batch_size=batch_size, allow_http=allow_http,
                                report=str(report) if report else None)
-    try:
-        summary = run_ingest(source, settings, reembed=reembed, version=version)
-    except (SourceError, WeightsNotFound, StoreUnavailable, StoreError, LiteServerError,
-            VersionError) as exc:
-        err_console.print(f"[red]{exc}[/]", soft_wrap=True)
-        raise typer.Exit(2) from None
+    stop_on_sigterm()
+    with library_logs(settings.log_dir, "ingest", (console, err_console)) as log_path:
+        try:
+            from cli.service import ensure_ray
+
+            Source.open(source)  # a missing source fails at once, before Ray starts
+            ensure_ray()  # here, not in the pipeline: SIGTERM must reach our clean-up
+            summary = ingest_with_progress(source, settings, reembed=reembed, version=version)
+        except (SourceError, WeightsNotFound, StoreUnavailable, StoreError, LiteServerError,
+                VersionError) as exc:
+            err_console.print(f"[red]{exc}[/]", soft_wrap=True)
+            raise typer.Exit(2) from None
     print_summary(summary)
     _say_lite_server(settings)
+    console.print(f"[dim]Ray's and the libraries' logs: {log_path}[/]", soft_wrap=True)
     if summary.failed:
         err_console.print("[red]nothing could be indexed[/]")
         raise typer.Exit(1)
+    denied = summary.skipped_pictures.get("access_denied", 0)
+    if denied:  # a missing identity, not bad rows: the job must not look like a success
+        err_console.print(f"[red]{denied} pictures could not be read for lack of rights: give "
+                          "every ingest worker the storage identity (see the report), then run "
+                          "the ingest again (what was indexed stays)[/]", soft_wrap=True)
+        raise typer.Exit(2)

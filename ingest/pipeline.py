@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from deployments.settings import Settings
+from ingest.progress import Report, Watch, count_items, counter
 from ingest.sources import (Source, SourceError, folder_rows, manifest_row, open_filesystem,
                             parse_jsonl_line)
 
@@ -60,8 +61,17 @@ def _rows_to_batch(rows: list[dict]) -> dict:
 
 
 def _parse_lines(batch: dict, max_images: int) -> dict:
-    rows = [parse_jsonl_line(line, max_images) for line in batch["text"]]
+    rows = [parse_jsonl_line(_utf8(line), max_images) for line in batch["text"]]
     return _rows_to_batch([row for row in rows if row is not None])
+
+
+def _utf8(line: str) -> str:
+    """A manifest line read as Latin-1 (every byte one character, so Ray's reader never
+    fails on a bad byte) back to its UTF-8 text; bytes that are not UTF-8 make it a bad row."""
+    try:
+        return line.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return "<not UTF-8>"
 
 
 def _normalize_records(batch, max_images: int) -> dict:
@@ -79,21 +89,23 @@ def _ray_paths(source: Source) -> dict:
 
 
 def read_source(source: Source, read_cpus: float, max_images: int):
-    """The source as a Ray Dataset of item rows (ingest.sources.ROW_COLUMNS)."""
+    """The source as a Ray Dataset of item rows (ingest.sources.ROW_COLUMNS), and how many
+    items it holds when that is cheap to know."""
     import ray.data
 
     if source.kind == "folder":
         rows = folder_rows(source)
         if not rows:
             raise SourceError(f"no images under {source.location}")
-        return ray.data.from_items(rows)
+        return ray.data.from_items(rows), len(rows)
+    total = count_items(source)
     if source.kind == "jsonl":
-        lines = ray.data.read_text(**_ray_paths(source), num_cpus=read_cpus)
+        lines = ray.data.read_text(**_ray_paths(source), encoding="latin-1", num_cpus=read_cpus)
         return lines.map_batches(partial(_parse_lines, max_images=max_images),
-                                 batch_format="numpy", num_cpus=read_cpus)
+                                 batch_format="numpy", num_cpus=read_cpus), total
     records = ray.data.read_parquet(**_ray_paths(source), num_cpus=read_cpus)
     return records.map_batches(partial(_normalize_records, max_images=max_images),
-                               batch_format="pandas", num_cpus=read_cpus)
+                               batch_format="pandas", num_cpus=read_cpus), total
 
 
 def ensure_ray(local_cpus: int | None = None) -> None:
@@ -111,23 +123,27 @@ def ensure_ray(local_cpus: int | None = None) -> None:
 
 
 def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus, version: str):
-    """read -> fetch/decode (actors) -> embed (actor pool): a lazy Ray Dataset of pictures."""
+    """read -> fetch/decode (actors) -> embed (actor pool): a lazy Ray Dataset of pictures, and
+    the source's item count (None: unknown)."""
+    from ray.data import ActorPoolStrategy
+
     from ingest.stages import Embed, FetchDecode
 
     opts = settings.ingest
-    ds = read_source(source, opts.fetch_num_cpus, opts.max_images)
+    ds, total = read_source(source, opts.fetch_num_cpus, opts.max_images)
     ds = ds.map_batches(
         FetchDecode, batch_format="numpy", batch_size=opts.batch_size,
         fn_constructor_kwargs=dict(root=source.root, image_size=image_size,
                                    embedder=settings.embedder, ingest=opts, milvus=milvus,
                                    version=version),
-        concurrency=opts.fetch_actors, num_cpus=opts.fetch_num_cpus,
+        compute=ActorPoolStrategy(size=opts.fetch_actors), num_cpus=opts.fetch_num_cpus,
     )
     return ds.map_batches(
         Embed, batch_format="numpy", batch_size=opts.batch_size,
         fn_constructor_kwargs=dict(embedder=settings.embedder),
-        concurrency=opts.embed_actors, num_cpus=opts.embed_num_cpus, num_gpus=opts.embed_num_gpus,
-    )
+        compute=ActorPoolStrategy(size=opts.embed_actors), num_cpus=opts.embed_num_cpus,
+        num_gpus=opts.embed_num_gpus,
+    ), total
 
 
 def _tally(summary: IngestSummary, results: list) -> list[dict]:
@@ -147,9 +163,12 @@ def _tally(summary: IngestSummary, results: list) -> list[dict]:
 
 
 def run_ingest(location: str, settings: Settings, reembed: bool = False,
-               version: str | None = None) -> IngestSummary:
+               version: str | None = None, progress: Report | None = None) -> IngestSummary:
     """Index a folder or manifest into a version of the catalogue (the live one unless
-    `version` names another; the first version becomes live); idempotent and resumable."""
+    `version` names another; the first version becomes live); idempotent and resumable.
+    progress(items done, items in the source or None) is called as the run goes."""
+    from ray.data import DataContext
+
     from deployments.catalogue.store import CatalogueStore
     from deployments.catalogue.versions import label_of
     from deployments.embedder.checkpoint import embedding_dim, resolve
@@ -166,11 +185,14 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False,
     summary = IngestSummary(source.location, target, store.uri, live=target == store.live())
     ensure_ray()
 
+    DataContext.get_current().enable_progress_bars = False  # ours, from the write tasks
     start = time.perf_counter()
-    ds = _embedded_rows(source, settings, files.vision.image_size, None if reembed else milvus,
-                        label)
-    sink = make_sink(milvus, dim, label, settings.ingest.write_batch_size)
-    ds.write_datasink(sink, ray_remote_args={"num_cpus": settings.ingest.write_num_cpus})
+    ds, total = _embedded_rows(source, settings, files.vision.image_size,
+                               None if reembed else milvus, label)
+    done = counter()
+    sink = make_sink(milvus, dim, label, settings.ingest.write_batch_size, done)
+    with Watch(done, total, progress or (lambda *_: None)):
+        ds.write_datasink(sink, ray_remote_args={"num_cpus": settings.ingest.write_num_cpus})
     summary.seconds = time.perf_counter() - start
 
     report_rows = _tally(summary, sink.results)

@@ -49,7 +49,8 @@ class FetchDecode:
     def _load(self, reference: str) -> tuple[bytes, np.ndarray] | ImageError:
         try:
             data = read_image_bytes(reference, self.root, self.limits.max_bytes,
-                                    self.ingest.allow_http, self.ingest.http_timeout_s)
+                                    self.ingest.allow_http, self.ingest.http_timeout_s,
+                                    self.ingest.allow_buckets)
             return data, preprocess(data, self.size, self.limits)
         except ImageError as exc:
             return exc

@@ -11,6 +11,7 @@ import numpy as np
 
 from deployments.catalogue.items import CatalogueItem, ItemInvalid
 from deployments.settings import MilvusSettings
+from ingest.progress import items_finished
 from ingest.stages import ALREADY
 
 
@@ -73,8 +74,10 @@ def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> Wr
     return done
 
 
-def make_sink(milvus: MilvusSettings, dim: int, version: str, write_batch_size: int):
-    """A Ray Data Datasink that upserts into one catalogue version from every write task."""
+def make_sink(milvus: MilvusSettings, dim: int, version: str, write_batch_size: int,
+              progress=None):
+    """A Ray Data Datasink that upserts into one catalogue version from every write task,
+    counting the items it finishes on the `progress` actor (ingest/progress.py)."""
     from ray.data import Datasink
 
     class MilvusSink(Datasink):
@@ -92,6 +95,8 @@ def make_sink(milvus: MilvusSettings, dim: int, version: str, write_batch_size: 
                 for block in blocks:
                     batch = BlockAccessor.for_block(block).to_batch_format("numpy")
                     total.add(write_rows(store, batch, write_batch_size))
+                    if progress is not None:
+                        progress.add.remote(items_finished(batch))
             finally:
                 store.close()
             return total

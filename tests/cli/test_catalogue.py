@@ -51,3 +51,27 @@ def test_nothing_indexable_exits_1_and_reports(ray_local, tiny_model, tmp_path, 
 def test_store_stop_refuses_a_server_uri(tmp_path, monkeypatch):
     result = invoke(["store", "stop", "--milvus-uri", "http://127.0.0.1:19530"], {}, monkeypatch)
     assert result.exit_code == 2 and "not a local Milvus Lite path" in result.output
+
+
+def test_ingest_shows_our_progress_and_table_and_keeps_the_libraries_in_a_log(
+        tiny_model, tmp_path):
+    """As a user runs it: a process of its own with a terminal-less output (Ray's INFO lines,
+    deprecation warnings and core-worker messages used to land here)."""
+    import os
+    import subprocess
+    import sys
+
+    from ingest.samples import write_sample_catalogue
+    from tests.cli.test_service import LIBRARY_LINES
+
+    write_sample_catalogue(tmp_path / "catalogue", count=6)
+    env = {**os.environ, **env_for(tiny_model, tmp_path), "PARDUS_LOG_DIR": str(tmp_path / "logs")}
+    done = subprocess.run([sys.executable, "-m", "cli.main", "ingest",
+                           str(tmp_path / "catalogue" / "items.jsonl")], env=env,
+                          capture_output=True, text=True, timeout=420)
+    lite_server.stop(tmp_path / "cli.db")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "indexed now" in output and "pardus-ingest.log" in output
+    assert not [line for line in output.splitlines() if any(s in line for s in LIBRARY_LINES)]
+    assert "ray" in (tmp_path / "logs" / "pardus-ingest.log").read_text().lower()

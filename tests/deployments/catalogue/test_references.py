@@ -124,3 +124,61 @@ def test_local_paths_refused_beside_a_remote_root(tmp_path):
         with pytest.raises(ImageError) as info:
             read_image_bytes(reference, "s3://bucket/cat", 100)
         assert info.value.code == "path_escape"
+
+
+@pytest.mark.parametrize(("reference", "code"), [
+    ("//[x/a.jpg", "bad_reference"),  # urlparse: Invalid IPv6 URL
+    ("img/a\x00.jpg", "bad_reference"),
+    ("s3://bucket/cat/a.jpg?endpoint_override=evil.example&scheme=http", "bad_reference"),
+    ("s3://bucket/cat/a.jpg#x", "bad_reference"),
+    ("s3://other-bucket/a.jpg", "bucket_not_allowed"),
+    ("gs://bucket/cat/a.jpg", "bucket_not_allowed"),  # same name, another store
+])
+def test_references_that_would_leave_the_source_are_refused(reference, code):
+    with pytest.raises(ImageError) as info:
+        read_image_bytes(reference, "s3://bucket/cat", 100)
+    assert info.value.code == code, info.value.message
+
+
+def test_other_buckets_only_when_allowed(tmp_path):
+    with pytest.raises(ImageError) as info:
+        read_image_bytes("s3://images/a.jpg", tmp_path, 100)  # a local source names no bucket
+    assert info.value.code == "bucket_not_allowed" and "ALLOW_BUCKETS" in info.value.message
+    with pytest.raises(ImageError) as info:  # allowed: it is read (and there is no S3 here)
+        read_image_bytes("s3://images/a.jpg", tmp_path, 100, allow_buckets=["s3://images"])
+    assert info.value.code != "bucket_not_allowed"
+
+
+def test_refusals_for_lack_of_rights_are_told_apart(monkeypatch):
+    class Denied:
+        def open_input_file(self, path):
+            raise OSError("AWS Error ACCESS_DENIED during GetObject operation: Access Denied")
+
+    with pytest.raises(ImageError) as info:
+        references._read_from(Denied(), "b/a.jpg", "s3://b/a.jpg", 100)
+    assert info.value.code == "access_denied"
+
+
+def test_http_follows_no_redirect_and_refuses_link_local(tmp_path):
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ImageError) as info:
+            read_image_bytes(f"http://127.0.0.1:{server.server_address[1]}/a.jpg", tmp_path, 100,
+                             allow_http=True)
+        assert info.value.code == "http_redirect" and "169.254.169.254" in info.value.message
+    finally:
+        server.shutdown()
+    with pytest.raises(ImageError) as info:
+        read_image_bytes("http://169.254.169.254/latest/meta-data/", tmp_path, 100,
+                         allow_http=True, timeout=2)
+    assert info.value.code == "http_refused"
