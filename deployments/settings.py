@@ -27,6 +27,9 @@ class EmbedderSettings(BaseModel):
     # Images whose header declares more pixels than this are refused before decoding.
     max_image_pixels: int = Field(40_000_000, ge=1)
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    # Pixels an image may have once scaled to the model's input on its short side (224 px):
+    # a thin strip (5 x 1,000,000) is small on disk but huge scaled; 4000 x 12 still fits.
+    max_resized_pixels: int = Field(20_000_000, ge=224 * 224)
     # Threads that decode and preprocess images while the model runs.
     decode_workers: int = Field(2, ge=1, le=64)
     # torch threads on a CPU (Serve replicas and ingest actors); 0 = every core of the node
@@ -85,12 +88,16 @@ class IngestSettings(BaseModel):
     write_num_cpus: float = Field(0.1, gt=0)
     write_batch_size: int = Field(256, ge=1)
     allow_http: bool = False  # fetch http(s) image URLs named in manifests
-    http_timeout_s: float = Field(10.0, gt=0)
+    http_timeout_s: float = Field(10.0, gt=0)  # per picture, the whole download
+    # Buckets (`s3://name`, `gs://name`) absolute image references may name besides the
+    # source's own; the service reads the pictures with the same rule.
+    allow_buckets: list[str] = []
     report: str = "./data/ingest-report.jsonl"
 
 
 class Weights(BaseModel):
-    """How much each route counts in weighted fusion (scores normalised by Milvus)."""
+    """How much each route counts in weighted fusion (each route's scores normalised to [0, 1]
+    first: cosine (1 + s) / 2, BM25 2·atan(s) / π)."""
 
     model_config = ConfigDict(extra="forbid")
     dense: float = Field(1.0, ge=0, le=1)
@@ -141,15 +148,22 @@ class RerankerSettings(BaseModel):
     cpu_kv_cache_gib: int = Field(2, ge=1)
 
 
+MIN_KEY_LENGTH = 16
+
+
 class ServingSettings(BaseModel):
     """The HTTP front door: where it listens, who may call it, what it accepts."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    # API keys (PARDUS_SERVING__API_KEYS='["key1","key2"]'). With any configured, writes need
-    # one; searches too when search_requires_key. Empty = an open service (local use only).
+    # API keys (PARDUS_SERVING__API_KEYS='["key1","key2"]'), 16 characters or more. With any
+    # configured, writes need one; searches and item reads too when search_requires_key.
+    # Empty = an open service (local use only: a warning when it listens beyond loopback).
     api_keys: list[SecretStr] = []
     search_requires_key: bool = False
+    # False: this service only reads the catalogue (POST/DELETE /v1/items answer 403), as with
+    # a read-only Milvus user; catalogue writes then come from ingest.
+    item_writes: bool = True
     # Browser origins allowed to call the API from other sites; empty = CORS off.
     cors_origins: list[str] = []
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)
@@ -164,8 +178,26 @@ class ServingSettings(BaseModel):
     thumbnail_max_age_s: int = Field(300, ge=0)  # Cache-Control max-age of thumbnails
     embed_timeout_s: float = Field(30.0, gt=0)
     readiness_timeout_s: float = Field(5.0, gt=0)  # each /readyz probe (Milvus, models)
+    decode_concurrency: int = Field(2, ge=1, le=64)  # pictures an ingress replica decodes at once
     retry_after_s: int = Field(5, ge=1)  # told to callers while Milvus is down
     web_page: bool = True  # serve the search page at /
+
+    @field_validator("api_keys")
+    @classmethod
+    def _strong_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for number, key in enumerate(keys, start=1):
+            if len(key.get_secret_value().strip()) < MIN_KEY_LENGTH:
+                raise ValueError(f"API key {number} is empty or shorter than {MIN_KEY_LENGTH} "
+                                 "characters: an empty key would open the writes (e.g. "
+                                 "`openssl rand -hex 24` makes a good one)")
+        return keys
+
+    def exposure_warning(self) -> str | None:
+        """What is wrong with listening on `host` without keys, or None."""
+        if self.api_keys or self.host in ("127.0.0.1", "localhost", "::1"):
+            return None
+        return (f"the service listens on {self.host} with no API keys: anyone who can reach it "
+                "may add and delete items; set PARDUS_SERVING__API_KEYS, or listen on 127.0.0.1")
 
 
 class Settings(BaseSettings):
@@ -181,6 +213,8 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     reranker: RerankerSettings = RerankerSettings()
     serving: ServingSettings = ServingSettings()
+    # Where the command line keeps Ray's and the libraries' output (pardus-<command>.log).
+    log_dir: str = "./data/logs"
 
     @field_validator("embedder")
     @classmethod

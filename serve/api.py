@@ -27,7 +27,8 @@ from serve.image_urls import fetch_allowed
 from serve.openapi import document
 from serve.schemas import (ERROR_RESPONSES, ErrorResponse, Health, Item, ItemsRequest,
                            ItemsResponse, Readiness, SearchRequest, SearchResponse)
-from serve.search import Query, SearchService, item_view
+from serve.search import Query, SearchService
+from serve.views import item_view
 
 STATIC = Path(__file__).with_name("static")
 # The page loads only its own files; previews are blob: URLs of the shopper's picture.
@@ -64,6 +65,12 @@ def check_key(request: Request, settings: Settings, required: bool) -> None:
     if not any(hmac.compare_digest(given.encode(), key) for key in keys):
         raise ApiError(401, "unauthorized", "a valid API key is required: send "
                        "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+
+
+def check_writes(settings: Settings) -> None:
+    if not settings.serving.item_writes:
+        raise ApiError(403, "writes_disabled", "this service only reads the catalogue "
+                       "(PARDUS_SERVING__ITEM_WRITES=false): add items with `pardus ingest`")
 
 
 router = APIRouter()
@@ -124,8 +131,10 @@ async def search(request: Request, service: Service, settings: Config) -> Search
 
 @router.post("/v1/items", response_model=ItemsResponse, tags=["items"], responses=ERROR_RESPONSES)
 async def add_items(request: Request, service: Service, settings: Config):
-    """Add or replace items (by id) with their images; each bad image fails alone."""
+    """Add or replace items (by id) with their images; each bad image fails alone. An id given
+    twice in one request: the last one is stored."""
     check_key(request, settings, True)
+    check_writes(settings)
     raw = await read_body(request, settings.serving.max_request_bytes)
     if content_type(request) != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the items as application/json")
@@ -136,7 +145,9 @@ async def add_items(request: Request, service: Service, settings: Config):
 
 
 @router.get("/v1/items/{item_id}", response_model=Item, tags=["items"], responses=NOT_FOUND)
-async def get_item(item_id: ItemIdPath, service: Service) -> Item:
+async def get_item(request: Request, item_id: ItemIdPath, service: Service,
+                   settings: Config) -> Item:
+    check_key(request, settings, settings.serving.search_requires_key)
     return item_view(await service.get(item_id))
 
 
@@ -144,17 +155,19 @@ async def get_item(item_id: ItemIdPath, service: Service) -> Item:
 async def delete_item(request: Request, item_id: ItemIdPath, service: Service,
                       settings: Config) -> Response:
     check_key(request, settings, True)
+    check_writes(settings)
     await service.delete(item_id)
     return Response(status_code=204)
 
 
 @router.get("/v1/items/{item_id}/image", tags=["items"], response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}}} | NOT_FOUND)
-async def item_image(item_id: ItemIdPath, service: Service, settings: Config,
+async def item_image(request: Request, item_id: ItemIdPath, service: Service, settings: Config,
                      size: Annotated[int | None, QueryParam(ge=32, le=1024)] = None,
                      index: Annotated[int, QueryParam(ge=0, le=7)] = 0):
     """One of the item's pictures (index 0: the main one) as a JPEG thumbnail at most
-    size x size pixels."""
+    size x size pixels (sizes are served in steps: 64, 128, 256, 512, 1024)."""
+    check_key(request, settings, settings.serving.search_requires_key)
     data = await service.thumbnail(item_id, size or settings.serving.thumbnail_px, index)
     return Response(data, media_type="image/jpeg", headers={
         "Cache-Control": f"public, max-age={settings.serving.thumbnail_max_age_s}"})

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from fastapi import Request
+from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ValidationError
 
 from deployments.streams import CappedBuffer, TooManyBytes
@@ -52,7 +53,11 @@ def parse_fields(model: type[BaseModel], fields: dict[str, Any]) -> Any:
 async def form_fields(request: Request) -> tuple[dict[str, Any], bytes | None]:
     """A multipart (or urlencoded) search: its text fields, filters and weights parsed from
     JSON, and the file part named `image`."""
-    form = await request.form(max_files=1, max_fields=16)
+    try:
+        form = await request.form(max_files=1, max_fields=16)
+    except HTTPException as exc:  # Starlette's refusal of a malformed or oversized form
+        raise bad_request("invalid_form", f"the form cannot be read: {exc.detail} Send at "
+                          "most 16 fields and one file, each field under 1 MB.") from None
     fields: dict[str, Any] = {}
     image = None
     for key, value in form.multi_items():

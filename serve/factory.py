@@ -17,9 +17,10 @@ from serve.search import Models, SearchService
 
 def build_search_service(settings: Settings, models: Models) -> SearchService:
     """The service over the configured store and image root, calling `models`."""
-    store = StoreGateway(settings.milvus, embedding_dim(settings.embedder))
+    store = StoreGateway(settings.milvus, embedding_dim(settings.embedder),
+                         create=settings.serving.item_writes)
     images = ImageLibrary(settings.serving.image_root, ImageLimits.of(settings.embedder),
-                          settings.serving.thumbnail_cache_size)
+                          settings.ingest.allow_buckets)
     return SearchService(settings, models, store, images)
 
 

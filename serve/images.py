@@ -4,33 +4,67 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import time
+import uuid
 from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from PIL import Image
 
 from deployments.catalogue.references import read_image_bytes
-from deployments.embedder.images import ImageLimits, decode_image
+from deployments.embedder.images import ImageLimits, decode_image, open_image
 from deployments.uris import is_uri
+
+
+THUMBNAIL_SIZES = (64, 128, 256, 512, 1024)  # any asked size is served at the next step up
+
+
+def snap_size(size: int) -> int:
+    """The thumbnail size served for `size`: a few steps, so any size hits the cache."""
+    return next((step for step in THUMBNAIL_SIZES if step >= size), THUMBNAIL_SIZES[-1])
+
+
+class TtlCache:
+    """The newest `capacity` entries, each kept `ttl_s` seconds (an item replaced meanwhile
+    shows its new picture after that, as the HTTP max-age promises)."""
+
+    def __init__(self, capacity: int, ttl_s: float):
+        self.capacity, self.ttl_s = capacity, ttl_s
+        self._items: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
+
+    def get(self, key: Hashable) -> bytes | None:
+        found = self._items.get(key)
+        if found is None or time.monotonic() - found[0] > self.ttl_s:
+            return None
+        self._items.move_to_end(key)
+        return found[1]
+
+    def put(self, key: Hashable, value: bytes) -> None:
+        if self.capacity <= 0:
+            return
+        self._items[key] = (time.monotonic(), value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
 
 
 class ImageLibrary:
     """Catalogue images under one root (a folder or an object storage URI): read with limits,
-    write uploads by content, and make thumbnails (a small LRU cache: thumbnails repeat)."""
+    write uploads by content, and make thumbnails."""
 
-    def __init__(self, root: str, limits: ImageLimits, thumbnail_cache: int):
-        self.root = root
+    def __init__(self, root: str, limits: ImageLimits, allow_buckets: Sequence[str] = ()):
+        self.root, self.allow_buckets = root, tuple(allow_buckets)
         self.is_local = not is_uri(root)
         self.local_root = Path(root).expanduser().resolve() if self.is_local else None
         self.limits = limits
-        self._thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
-        self._cache_size = thumbnail_cache
 
     def read(self, reference: str) -> bytes:
         """The bytes of an item's image reference; ImageError when missing or refused (a
         reference that leaves the root is refused, as in ingest)."""
         return read_image_bytes(reference, self.local_root if self.is_local else self.root,
-                                self.limits.max_bytes)
+                                self.limits.max_bytes, allow_buckets=self.allow_buckets)
 
     def write_upload(self, data: bytes, image_format: str) -> str:
         """Store uploaded bytes by content hash; returns the reference relative to the root."""
@@ -39,9 +73,10 @@ class ImageLibrary:
             path = self.local_root / name
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
-                tmp = path.with_suffix(".part")
+                # a name of its own: two items of one request may carry the same picture
+                tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
                 tmp.write_bytes(data)
-                tmp.replace(path)  # atomic: a reader never sees half a file
+                os.replace(tmp, path)  # atomic: a reader never sees half a file
         else:
             from pyarrow import fs
 
@@ -56,24 +91,16 @@ class ImageLibrary:
 
     def thumbnail(self, reference: str, size: int) -> bytes:
         """A JPEG at most size x size pixels of the image behind reference."""
-        key = (reference, size)
-        if key in self._thumbs:
-            self._thumbs.move_to_end(key)
-            return self._thumbs[key]
         image = decode_image(self.read(reference), self.limits)
         image.thumbnail((size, size), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
         image.save(buf, "JPEG", quality=85)
-        data = buf.getvalue()
-        self._thumbs[key] = data
-        if len(self._thumbs) > self._cache_size:
-            self._thumbs.popitem(last=False)
-        return data
+        return buf.getvalue()
 
 
 def image_format(data: bytes, limits: ImageLimits) -> str:
-    """The format of a valid image (fully decoded, within limits), else ImageError."""
-    decode_image(data, limits)
-    with Image.open(io.BytesIO(data)) as image:
+    """The format of an image, from its header (a supported format within the limits), else
+    ImageError; the embedder decodes it whole, once."""
+    with open_image(data, limits) as image:
         return (image.format or "png").lower()
 

@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import quote
 
 from deployments.catalogue.filters import SearchFilters
 from deployments.catalogue.gateway import StoreGateway
@@ -22,8 +21,9 @@ from deployments.metrics import metrics
 from deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankRequest, RerankResult
 from deployments.settings import Settings, Weights
 from serve.errors import ApiError, bad_request
-from serve.images import ImageLibrary, image_format
-from serve.schemas import (Item, ItemFailure, ItemIn, ItemsResponse, Readiness, RerankInfo,
+from serve.images import ImageLibrary, TtlCache, image_format, snap_size
+from serve.views import image_error, image_url, item_view
+from serve.schemas import (ItemFailure, ItemIn, ItemsResponse, Readiness, RerankInfo,
                            SearchResponse, SearchResult)
 
 log = logging.getLogger(__name__)
@@ -56,26 +56,21 @@ class Query:
     weights: Weights | None = None  # given: weighted fusion with these weights
 
 
-def image_error(error: ImageError, field: str = "image") -> ApiError:
-    status = 413 if error.code == "too_large" else 400
-    return ApiError(status, f"image_{error.code}", error.message, field)
-
-
-def image_url(item_id: str, index: int = 0) -> str:
-    url = f"/v1/items/{quote(item_id, safe='')}/image"
-    return f"{url}?index={index}" if index else url
-
-
-def item_view(item: CatalogueItem) -> Item:
-    return Item(id=item.id, title=item.title, category=item.category, brand=item.brand,
-                price=CatalogueItem.known(item.price), rating=CatalogueItem.known(item.rating),
-                image_url=image_url(item.id),
-                image_urls=[image_url(item.id, i) for i in range(len(item.images))],
-                ingested_at=item.ingested_at)
-
-
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000
+
+
+async def within(call: Awaitable[T], timeout: float) -> T:
+    """The call's result, or asyncio.TimeoutError at `timeout` sharp. Unlike wait_for, a call
+    that does not stop when cancelled (a deployment handle waiting for a replica that is being
+    replaced) is abandoned, not waited for: the answer keeps its deadline."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # no "never retrieved"
+        raise asyncio.TimeoutError
+    return task.result()
 
 
 class SearchService:
@@ -88,6 +83,11 @@ class SearchService:
         self.settings, self.models, self.store, self.images = settings, models, store, images
         self.policy = RerankPolicy(settings.reranker)
         self.metrics = metrics()
+        serving = settings.serving
+        self.thumbnails = TtlCache(serving.thumbnail_cache_size, serving.thumbnail_max_age_s)
+        # Pictures decoded here at once (thumbnails, upload checks): a bound on memory, since
+        # one 40-Mpx picture takes hundreds of MB while it is decoded.
+        self.decoding = asyncio.Semaphore(serving.decode_concurrency)
 
     # -- backends -----------------------------------------------------------------------------
     async def _stored(self, call: Awaitable[T]) -> T:
@@ -97,14 +97,15 @@ class SearchService:
         except StoreUnavailable as exc:
             raise ApiError(503, "store_unavailable", f"{exc}; retry shortly",
                            retry_after=self.settings.serving.retry_after_s) from None
-        except StoreError as exc:
-            raise ApiError(503, "store_error", str(exc),
-                           retry_after=self.settings.serving.retry_after_s) from None
+        except StoreError as exc:  # a refusal that a retry would meet again: no Retry-After
+            log.error("the store refused: %s", exc)
+            raise ApiError(500, "store_refused", f"the catalogue store refused the request: "
+                           f"{exc}") from None
 
     async def _embed(self, query: EmbedQuery) -> Embedding:
         serving = self.settings.serving
         try:
-            embedding = await asyncio.wait_for(self.models.embed(query), serving.embed_timeout_s)
+            embedding = await within(self.models.embed(query), serving.embed_timeout_s)
         except asyncio.TimeoutError:
             raise ApiError(503, "embedder_timeout", "the embedder did not answer in time; retry",
                            retry_after=serving.retry_after_s) from None
@@ -132,13 +133,9 @@ class SearchService:
         if skip is not None:
             return RerankResult.kept(ids, skip)
         head, tail = self.policy.split(hits)
-        start = time.perf_counter()
-        candidates = await asyncio.to_thread(self._pictures, head)
-        timings["load_images"] = _ms(start)
         head_ids, start = [hit.item.id for hit in head], time.perf_counter()
-        request = RerankRequest(query.text, query.image, candidates)
-        try:
-            result = await asyncio.wait_for(self.models.rerank(request), self.policy.deadline_s)
+        try:  # one deadline for the whole stage: reading the pictures, queueing, the model
+            result = await within(self._rerank_head(query, head, timings), self.policy.deadline_s)
         except asyncio.TimeoutError:
             result = RerankResult.kept(head_ids, RerankOutcome.TIMEOUT)
         except Exception as exc:  # down or restarting: degrade, flagged
@@ -148,6 +145,12 @@ class SearchService:
         if result.model_calls:
             timings["rerank_model"] = result.seconds * 1000
         return self.policy.finish(result, head_ids, [hit.item.id for hit in tail])
+
+    async def _rerank_head(self, query: Query, head: list[Hit], timings: dict) -> RerankResult:
+        start = time.perf_counter()
+        candidates = await asyncio.to_thread(self._pictures, head)
+        timings["load_images"] = _ms(start)
+        return await self.models.rerank(RerankRequest(query.text, query.image, candidates))
 
     # -- search ---------------------------------------------------------------------------------
     async def search(self, query: Query) -> SearchResponse:
@@ -199,7 +202,8 @@ class SearchService:
         kinds: list[str | None] = []
         for item, data in zip(items, images):
             try:
-                kinds.append(await asyncio.to_thread(image_format, data, self.images.limits))
+                async with self.decoding:
+                    kinds.append(await asyncio.to_thread(image_format, data, self.images.limits))
             except ImageError as exc:
                 kinds.append(None)
                 error = image_error(exc, field=f"items[{item.id}].image")
@@ -227,8 +231,7 @@ class SearchService:
             return []
         serving = self.settings.serving
         try:
-            return await asyncio.wait_for(self.models.embed_pictures(pictures),
-                                          serving.embed_timeout_s)
+            return await within(self.models.embed_pictures(pictures), serving.embed_timeout_s)
         except Exception as exc:  # a timeout, a dead replica: nothing was stored
             log.warning("embedder failed: %r", exc)
             raise ApiError(503, "embedder_unavailable", "the embedder is unavailable; retry",
@@ -245,12 +248,20 @@ class SearchService:
         await self._stored(self.store.delete([item_id]))
 
     async def thumbnail(self, item_id: str, size: int, index: int = 0) -> bytes:
+        """A thumbnail of one of the item's pictures, from the cache before any store call."""
+        key = (item_id, index, snap_size(size))
+        cached = self.thumbnails.get(key)
+        if cached is not None:
+            return cached
         item = await self.get(item_id)
         if not 0 <= index < len(item.images):
             raise ApiError(404, "image_not_found", f"item {item_id!r} has {len(item.images)} "
                            f"picture(s): index {index} does not exist", "index")
         try:
-            return await asyncio.to_thread(self.images.thumbnail, item.images[index], size)
+            async with self.decoding:
+                data = await asyncio.to_thread(self.images.thumbnail, item.images[index], key[2])
+            self.thumbnails.put(key, data)
+            return data
         except ImageError as exc:
             raise ApiError(404, "image_not_found",
                            f"the image of item {item_id!r} cannot be read: {exc.message}") from None
@@ -258,10 +269,11 @@ class SearchService:
     # -- readiness ------------------------------------------------------------------------------
     async def _probe(self, probe: Probe) -> str:
         try:
-            await asyncio.wait_for(probe(), self.settings.serving.readiness_timeout_s)
+            await within(probe(), self.settings.serving.readiness_timeout_s)
             return "ok"
-        except Exception as exc:  # readiness reports every failure
-            return f"unavailable: {type(exc).__name__}"
+        except Exception as exc:  # readiness reports every failure (details: the log)
+            log.warning("readiness: a probe failed: %r", exc)
+            return "unavailable"
 
     async def readiness(self) -> Readiness:
         """Milvus reachable and the embedder answering; the reranker is reported only."""

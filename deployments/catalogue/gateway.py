@@ -13,6 +13,7 @@ import numpy as np
 from deployments.catalogue.filters import SearchFilters
 from deployments.catalogue.items import CatalogueItem
 from deployments.catalogue.plans import SearchPlan
+from deployments.catalogue.schema import LegacyCollection
 from deployments.catalogue.store import CatalogueStore, Hit, Picture, StoreUnavailable
 from deployments.settings import MilvusSettings
 
@@ -29,8 +30,10 @@ class StoreGateway:
     timeout; a lost connection is rebuilt on the next call (at most once per
     `milvus.reconnect_s`), so Milvus coming back heals it."""
 
-    def __init__(self, settings: MilvusSettings, dim: int):
-        self.settings, self.dim = settings, dim
+    def __init__(self, settings: MilvusSettings, dim: int, create: bool = True):
+        """create: make the catalogue's first version when none exists (False for a service
+        whose Milvus user may only read)."""
+        self.settings, self.dim, self.create = settings, dim, create
         self._store: CatalogueStore | None = None
         self._last_attempt = 0.0
         self._lock = asyncio.Lock()
@@ -54,13 +57,17 @@ class StoreGateway:
         return await self._call("count", lambda store: store.count())
 
     async def check(self, timeout: float) -> str:
-        """'ok', or what is wrong (readiness); never raises."""
+        """'ok', or a stable code for what is wrong (readiness: the caller sees no addresses
+        or error text; the log has them); never raises."""
         timeout = min(self.settings.timeout_s, timeout)
         try:
             found = await self._call("ping", lambda store: store.ping(timeout), timeout)
-            return "ok" if found else "the collection does not exist"
+            return "ok" if found else "no_catalogue"
         except Exception as exc:  # readiness reports every failure
-            return str(exc) or type(exc).__name__
+            log.warning("readiness: Milvus check failed: %s", exc)
+            if isinstance(exc, LegacyCollection):
+                return "needs_reindex"
+            return "unreachable" if isinstance(exc, StoreUnavailable) else "refused"
 
     async def close(self) -> None:
         await self._reset()
@@ -96,7 +103,7 @@ class StoreGateway:
     def _open(self) -> CatalogueStore:
         store = CatalogueStore(self.settings, self.dim)
         try:
-            store.ensure_collection()  # an empty catalogue answers searches with no results
+            store.ensure_collection(create=self.create)  # empty: searches find nothing
         except BaseException:
             store.close()
             raise

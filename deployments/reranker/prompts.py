@@ -7,6 +7,19 @@ from dataclasses import dataclass
 from typing import Callable
 
 
+# Anything shaped like a chat-template or image token of the formats below (<|end|>,
+# <|image_1|>, <|im_start|>, <image>, </s>): shopper text must not steer the template.
+_SPECIAL = re.compile(r"<\|[^<>|]{0,40}\|>|</?s>|<image>|<\|?/?(?:vision|im)_[a-z]+\|?>",
+                      re.IGNORECASE)
+
+
+def plain_text(text: str) -> str:
+    """Shopper text as words only: special tokens and control characters become spaces."""
+    cleaned = _SPECIAL.sub(" ", text)
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in cleaned)
+    return re.sub(r"\s+", " ", cleaned).strip()
+
+
 @dataclass(frozen=True)
 class RerankPrompt:
     """Everything the model reads besides the picture."""
@@ -27,9 +40,9 @@ class RerankPrompt:
             lines.append(f"The picture shows {self.count} candidate products numbered 1 to "
                          f"{self.count}.")
         if self.caption:
-            lines.append(f"The query image shows: {self.caption}")
-        if self.query_text:
-            lines.append(f'The shopper asks: "{self.query_text}"')
+            lines.append(f"The query image shows: {plain_text(self.caption)}")
+        if plain_text(self.query_text):
+            lines.append(f'The shopper asks: "{plain_text(self.query_text)}"')
         if self.ask_caption:
             lines.append("First write a short caption of the query image.")
         lines.append(f"Score every candidate from 0 (irrelevant) to 10 (exactly what the shopper "

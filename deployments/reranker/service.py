@@ -20,7 +20,7 @@ from PIL import Image
 from deployments.reranker.answer import UnusableAnswer, parse_answer, parse_caption, response_schema
 from deployments.reranker.grid import compose
 from deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankResult
-from deployments.reranker.prompts import RerankPrompt, prompt_format
+from deployments.reranker.prompts import RerankPrompt, plain_text, prompt_format
 from deployments.settings import RerankerSettings
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,13 @@ class CaptionCache:
         self._items: OrderedDict[str, str] = OrderedDict()
 
     @staticmethod
-    def key(image: Image.Image) -> str:
+    def key(image: Image.Image, text: str = "") -> str:
+        """What produced a caption: the picture, and the text the model read beside it (in
+        fold mode the caption comes with the ranking, which reads the shopper's words: keyed
+        by the picture alone, one shopper's text could plant what others see)."""
         digest = hashlib.sha256(f"{image.mode}{image.size}".encode())
         digest.update(image.tobytes())
+        digest.update(b"\x00" + plain_text(text).encode())
         return digest.hexdigest()
 
     def get(self, key: str) -> str | None:
@@ -86,7 +90,8 @@ class Reranker:
                     candidates: Sequence[Candidate], result: RerankResult) -> None:
         caption, key = None, None
         if query_image is not None:
-            key = self.captions.key(query_image)
+            fold = self.settings.caption_mode == "fold"
+            key = self.captions.key(query_image, query_text if fold else "")
             caption = self.captions.get(key)
             result.caption_cached = caption is not None
             if caption is None and self.settings.caption_mode == "separate":

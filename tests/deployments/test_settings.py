@@ -28,9 +28,22 @@ def test_explicit_overrides_win_over_env(monkeypatch):
         ("PARDUS_EMBEDDER__BATCH_SIZE", "0", "greater than or equal to 1"),
         ("PARDUS_EMBEDDER__DTYPE", "float64", "float32"),
         ("PARDUS_EMBEDDER__CHECKPOINT", "/models/weights.safetensors", "must name a .pth"),
+        # an empty key matched an empty header (compare_digest(b"", b"") is true): open writes
+        ("PARDUS_SERVING__API_KEYS", '[""]', "API key 1 is empty or shorter than 16"),
+        ("PARDUS_SERVING__API_KEYS", '["0123456789abcdef", "short"]', "API key 2"),
+        ("PARDUS_SEARCH__MODE", "magic", "auto"),
+        ("PARDUS_SEARCH__COMPOSED_WEIGHTS", '{"dense": 2}', "less than or equal to 1"),
     ],
 )
 def test_bad_values_are_refused_with_a_reason(monkeypatch, env, value, message):
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError, match=message):
         Settings()
+
+
+def test_listening_beyond_loopback_without_keys_is_warned_of():
+    assert Settings().serving.exposure_warning() is None  # 127.0.0.1
+    exposed = Settings(serving={"host": "0.0.0.0"}).serving.exposure_warning()
+    assert exposed and "PARDUS_SERVING__API_KEYS" in exposed
+    keyed = Settings(serving={"host": "0.0.0.0", "api_keys": ["0123456789abcdef"]})
+    assert keyed.serving.exposure_warning() is None

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-API_KEY = "multinode-key"
+API_KEY = "multinode-key-0123456789"
 COLOURS = {"red-shoe": (200, 30, 30), "green-bag": (30, 160, 60), "blue-hat": (40, 60, 200)}
 
 

@@ -44,7 +44,8 @@ def test_search_by_text_returns_k_ranked_results(client):
     assert scores == sorted(scores, reverse=True)
     assert body["reranked"] is False and "rerank=false" in body["rerank_note"]
     assert set(body["timings_ms"]) >= {"embed", "search", "total"}
-    assert all(r["image_url"] == f"/v1/items/{r['id']}/image" for r in results)
+    assert all(r["image_url"] == f"/v1/items/{r['id']}/image"
+               + (f"?index={r['image_index']}" if r["image_index"] else "") for r in results)
 
 
 def test_an_item_image_finds_its_own_item_first(client, sample_catalogue):

@@ -23,7 +23,7 @@ def png(size=(300, 200), color="red") -> bytes:
 @pytest.mark.parametrize("as_uri", [False, True], ids=["folder", "file-uri"])
 def test_upload_read_thumbnail_and_escape(tmp_path, as_uri):
     root = tmp_path.as_uri() if as_uri else str(tmp_path)
-    library = ImageLibrary(root, LIMITS, thumbnail_cache=4)
+    library = ImageLibrary(root, LIMITS)
     data = png()
     reference = library.write_upload(data, image_format(data, LIMITS))
     assert reference.startswith("uploads/") and reference.endswith(".png")

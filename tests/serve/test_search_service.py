@@ -212,3 +212,66 @@ def test_the_query_kind_picks_the_plan_and_the_mode_is_checked(settings, catalog
     with pytest.raises(ApiError) as caught:
         run(service(settings).search(Query(image=b"..", mode=Mode.LEXICAL)))
     assert caught.value.status == 400 and caught.value.code == "invalid_mode"
+
+
+def test_a_read_only_service_refuses_writes_and_creates_nothing(tmp_path):
+    settings = Settings(embedder={"dim": DIM}, serving={"item_writes": False,
+                                                        "image_root": str(tmp_path)},
+                        milvus={"uri": str(tmp_path / "ro.db"), "lite_server": False,
+                                "collection": "readonly"})
+    api = create_api(service(settings))
+    with TestClient(api) as http:
+        ready = http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["milvus"] == "no_catalogue"
+        assert http.post("/v1/search", json={"text": "x"}).json()["results"] == []
+        added = http.post("/v1/items", json={"items": [{"id": "a", "image": "eA=="}]})
+        assert added.status_code == 403 and added.json()["error"]["code"] == "writes_disabled"
+        assert http.delete("/v1/items/a").status_code == 403
+    store = CatalogueStore(settings.milvus)
+    assert store.live() is None and store.versions() == []  # nothing was created
+
+
+def test_a_refusal_a_retry_would_meet_again_is_no_503(settings, catalogue):
+    """An older Pardus collection under the name: 500 with what to do, no Retry-After."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(settings.milvus.uri)
+    client.create_collection("older", dimension=DIM)  # a single-vector collection
+    settings.milvus.collection = "older"
+    with pytest.raises(ApiError) as caught:
+        run(service(settings).search(Query(text="x")))
+    assert (caught.value.status, caught.value.code) == (500, "store_refused")
+    assert caught.value.retry_after is None and "pardus ingest" in caught.value.message
+
+
+def test_a_killed_shared_lite_server_is_restarted_without_an_error(tmp_path):
+    """The shared loopback server of a local catalogue dies (OOM, a kill): the next call finds
+    the connection gone, starts a server on the same file, and answers."""
+    import os
+    import signal
+
+    from deployments.catalogue import lite_server
+
+    path = tmp_path / "shared.db"
+    settings = Settings(embedder={"dim": DIM}, search={"mode": "dense"},
+                        milvus={"uri": str(path), "collection": "shared", "timeout_s": 10},
+                        serving={"image_root": str(tmp_path)})
+    store = CatalogueStore(settings.milvus, DIM)
+    store.ensure_collection()
+    store.upsert([Picture(CatalogueItem(id="one", title="one", images=("1.jpg",)), 0,
+                          vector("one"), vector("one"))])
+    store.close()
+    svc = service(settings)
+
+    async def twice():
+        first = await svc.search(Query(text="one", k=1, rerank=False))
+        os.kill(lite_server.running(path).pid, signal.SIGKILL)
+        second = await svc.search(Query(text="one", k=1, rerank=False))
+        await svc.store.close()
+        return first, second
+
+    try:
+        first, second = run(twice())
+        assert first.results[0].id == second.results[0].id == "one"
+    finally:
+        lite_server.stop(path)

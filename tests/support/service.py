@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 SERVICE_PORT = 8127  # serve_local's port (tests/conftest.py)
-API_KEY = "test-key-1"
+API_KEY = "test-key-1-0123456789"  # 16 characters or more
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,28 @@
+"""What the API shows of catalogue items and of their failures."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from deployments.catalogue.items import CatalogueItem
+from deployments.embedder.images import ImageError
+from serve.errors import ApiError
+from serve.schemas import Item
+
+
+def image_error(error: ImageError, field: str = "image") -> ApiError:
+    status = 413 if error.code == "too_large" else 400
+    return ApiError(status, f"image_{error.code}", error.message, field)
+
+
+def image_url(item_id: str, index: int = 0) -> str:
+    url = f"/v1/items/{quote(item_id, safe='')}/image"
+    return f"{url}?index={index}" if index else url
+
+
+def item_view(item: CatalogueItem) -> Item:
+    return Item(id=item.id, title=item.title, category=item.category, brand=item.brand,
+                price=CatalogueItem.known(item.price), rating=CatalogueItem.known(item.rating),
+                image_url=image_url(item.id),
+                image_urls=[image_url(item.id, i) for i in range(len(item.images))],
+                ingested_at=item.ingested_at)

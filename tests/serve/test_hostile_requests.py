@@ -1,0 +1,124 @@
+"""Requests built to hurt, against the live service: each gets a 4xx that names what to fix,
+never a 5xx, and the service answers normally after every one."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from tests.deployments.embedder.test_hostile_images import eps, grey_png
+from tests.support.service import API_KEY
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+def jpeg(color: str = "red", size: int = 64) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+HOSTILE = {  # name -> (method, path, request keywords, expected status, expected error code)
+    "filters nested 200,000 deep (multipart)": (
+        "POST", "/v1/search", {"data": {"text": "x", "filters": DEEP},
+                               "files": {"image": ("a.jpg", jpeg())}}, 400, "invalid_filters"),
+    "filters nested 200,000 deep (urlencoded: 1.2 MB)": (
+        "POST", "/v1/search", {"data": {"text": "x", "filters": DEEP}}, 400, "invalid_form"),
+    "a file part named filters": (
+        "POST", "/v1/search", {"data": {"text": "x"}, "files": {"filters": ("f.json", b"{}")}},
+        400, "unexpected_file"),
+    "weights as a file part": (
+        "POST", "/v1/search", {"data": {"text": "x"}, "files": {"weights": ("w", b"{}")}},
+        400, "unexpected_file"),
+    "filters nested 200,000 deep (JSON)": (
+        "POST", "/v1/search", {"content": '{"text": "x", "filters": ' + DEEP + "}",
+                               "headers": {"content-type": "application/json"}}, 422, None),
+    "a body that is not UTF-8": (
+        "POST", "/v1/search", {"content": b'{"text": "\xff\xfe"}',
+                               "headers": {"content-type": "application/json"}}, 422, None),
+    "a thin strip as the query picture": (
+        "POST", "/v1/search", {"json": {"image": b64(grey_png(5, 1_000_000))}}, 400,
+        "image_too_elongated"),
+    "EPS as the query picture": (
+        "POST", "/v1/search", {"json": {"image": b64(eps())}}, 400, "image_not_an_image"),
+    "words-only mode for a picture": (
+        "POST", "/v1/search", {"json": {"image": b64(jpeg()), "mode": "lexical"}}, 400,
+        "invalid_mode"),
+    "weights out of range": (
+        "POST", "/v1/search", {"json": {"text": "x", "weights": {"dense": 7, "lexical": 1}}},
+        422, "invalid_request"),
+    "an unknown mode": ("POST", "/v1/search", {"json": {"text": "x", "mode": "magic"}}, 422,
+                        "invalid_request"),
+    "multipart without a boundary": (
+        "POST", "/v1/search", {"content": b"--x\r\n", "headers": {
+            "content-type": "multipart/form-data"}}, 400, "invalid_form"),
+    "too many form fields": (
+        "POST", "/v1/search", {"data": {f"f{i}": "1" for i in range(40)}}, 400, "invalid_form"),
+    "a title of 1025 UTF-8 bytes": (
+        "POST", "/v1/items", {"headers": AUTH, "json": {"items": [
+            {"id": "long-title", "title": "é" * 513, "image": b64(jpeg())}]}}, 422,
+        "invalid_request"),
+    "an id with a newline (path)": ("GET", "/v1/items/a%0Ab", {}, 422, "invalid_request"),
+    "a picture index out of range": ("GET", "/v1/items/SAMPLE00000/image?index=5", {}, 404,
+                                     "image_not_found"),
+    "an image URL the server may not fetch": (
+        "POST", "/v1/search", {"json": {"image_url": "file:///etc/passwd"}}, 400, None),
+    "an empty API key": ("DELETE", "/v1/items/SAMPLE00000", {"headers": {"X-API-Key": ""}},
+                         401, "unauthorized"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_hostile_request_gets_its_4xx_and_the_service_goes_on(client, name):
+    method, path, options, status, code = HOSTILE[name]
+    response = client.request(method, path, **options)
+    assert response.status_code == status, (name, response.status_code, response.text[:300])
+    error = response.json()["error"]
+    assert error["message"] and (code is None or error["code"] == code), (name, error)
+    assert client.get("/healthz").status_code == 200
+    after = client.post("/v1/search", json={"text": "a red mug", "k": 2, "rerank": False})
+    assert after.status_code == 200 and after.json()["results"]
+
+
+def test_one_request_with_the_same_picture_twice_and_an_id_twice(client):
+    """Identical bytes in two items raced on one temporary file (a 500); an id given twice
+    is stored once, the last one winning."""
+    same, other = b64(jpeg("blue")), b64(jpeg("green"))
+    items = [{"id": "twin-a", "title": "a", "image": same},
+             {"id": "twin-b", "title": "b", "image": same},
+             {"id": "twin-a", "title": "a again", "image": other}]
+    response = client.post("/v1/items", headers=AUTH, json={"items": items})
+    assert response.status_code == 200, response.text
+    assert client.get("/v1/items/twin-a").json()["title"] == "a again"
+    assert client.get("/v1/items/twin-b").json()["title"] == "b"
+    for item_id in ("twin-a", "twin-b"):
+        assert client.delete(f"/v1/items/{item_id}", headers=AUTH).status_code == 204
+
+
+def test_sixteen_bit_and_palette_pictures_are_fine_queries(client):
+    palette = Image.new("RGB", (90, 60), "orange").convert("P")
+    for data in (png(Image.new("I;16", (300, 200), 50000)), png(palette)):
+        response = client.post("/v1/search", json={"image": b64(data), "k": 2, "rerank": False})
+        assert response.status_code == 200, response.text
+
+
+def test_readiness_shows_codes_not_addresses(client):
+    body = client.get("/readyz").json()
+    assert set(body["checks"].values()) <= {"ok", "unavailable", "unreachable", "no_catalogue",
+                                            "needs_reindex", "refused"}
+    assert "127.0.0.1" not in json.dumps(body) and "http" not in json.dumps(body)
