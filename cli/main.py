@@ -151,18 +151,25 @@ def serve_command(
     workdir: Annotated[Path, typer.Option(help="Where tiny models are written.")] = Path("data/serve"),
 ) -> None:
     """Start a local Ray and the Pardus app (ingress, embedder, reranker) on the configured store."""
-    from deployments.settings import get_settings
+    from cli.logs import library_logs, stop_on_sigterm
     from cli.service import (embedder_overrides, reranker_overrides, start_service,
-                                   stop_service, wait_for_interrupt)
+                             stop_service, wait_for_interrupt)
+    from deployments.settings import get_settings
 
     settings = get_settings()
+    host = host or settings.serving.host
+    exposed = settings.serving.model_copy(update={"host": host}).exposure_warning()
+    if exposed:
+        err_console.print(f"[yellow]Warning: {exposed}[/]", soft_wrap=True)
     overrides = {"embedder": embedder_overrides(workdir, allow_tiny=tiny),
                  "reranker": reranker_overrides(workdir, rerank, allow_tiny=tiny)}
-    url = start_service(overrides, host or settings.serving.host, port or settings.serving.port)
-    try:
-        wait_for_interrupt(url)
-    finally:
-        stop_service()
+    stop_on_sigterm()
+    with library_logs(settings.log_dir, "serve", (console, err_console)) as log_path:
+        try:
+            url = start_service(overrides, host, port or settings.serving.port)
+            wait_for_interrupt(url, log_path)
+        finally:
+            stop_service()
 
 
 @app.command()
@@ -190,6 +197,7 @@ def search(
     """Search a running Pardus service (or, with --in-process, the configured store directly)."""
     import httpx
 
+    from cli.logs import library_logs
     from cli.service import SearchArgs, print_results, search_in_process, search_over_http
     from deployments.catalogue.filters import FilterError
     from deployments.settings import get_settings
@@ -206,7 +214,8 @@ def search(
     title = f"query: {text!r}" + (f" + {image}" if image else "")
     try:
         if in_process:
-            body = search_in_process(args)
+            with library_logs(get_settings().log_dir, "search", (console, err_console)):
+                body = search_in_process(args)
         else:
             serving = get_settings().serving
             body = search_over_http(url or f"http://{serving.host}:{serving.port}", args,
@@ -232,9 +241,10 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="Keep serving after the query (Ctrl-C stops).")] = False,
 ) -> None:
     """Draw a sample catalogue, ingest it into Milvus Lite, start the service, run a composed query."""
+    from cli.catalogue import ingest_with_progress
+    from cli.logs import library_logs, stop_on_sigterm
     from deployments.catalogue import lite_server
     from deployments.settings import Settings
-    from ingest.pipeline import run_ingest
     from ingest.samples import draw_product, write_sample_catalogue
     from cli.service import (SearchArgs, embedder_overrides, ensure_ray, free_port,
                              print_results, reranker_overrides, search_over_http, start_service,
@@ -253,25 +263,29 @@ def demo(
         write_sample_catalogue(catalogue, count=count)
     query_image, query_text = workdir / "query-leopard.jpg", "a phone case with this"
     draw_product("bag", "yellow", "leopard", seed=7).save(query_image)
-    try:
-        ensure_ray()
-        print_summary(run_ingest(str(catalogue / "items.jsonl"), settings))
-        url = start_service(overrides, "127.0.0.1", free_port("127.0.0.1", port))
+    stop_on_sigterm()
+    with library_logs(settings.log_dir, "demo", (console, err_console)) as log_path:
         try:
-            body = search_over_http(url, SearchArgs(query_text, query_image, k, rerank), None)
-            print_results(body, f"query: {query_text!r} + {query_image}")
-            if overrides["embedder"] or "model" in overrides["reranker"]:
-                err_console.print("[yellow]Tiny random-weight models answered: the ranking and "
-                                  "the reason above are meaningless.[/]", soft_wrap=True)
-            if keep_running:
-                wait_for_interrupt(url)
-            else:
-                console.print("Try it yourself: `pardus demo --keep-running`, then open the "
-                              "page, or `pardus search --text ... --image ...`.", soft_wrap=True)
+            ensure_ray()
+            print_summary(ingest_with_progress(str(catalogue / "items.jsonl"), settings))
+            url = start_service(overrides, "127.0.0.1", free_port("127.0.0.1", port))
+            try:
+                body = search_over_http(url, SearchArgs(query_text, query_image, k, rerank), None)
+                print_results(body, f"query: {query_text!r} + {query_image}")
+                if overrides["embedder"] or "model" in overrides["reranker"]:
+                    err_console.print("[yellow]Tiny random-weight models answered: the ranking "
+                                      "and the reason above are meaningless.[/]", soft_wrap=True)
+                if keep_running:
+                    wait_for_interrupt(url, log_path)
+                else:
+                    console.print("Try it yourself: `pardus demo --keep-running`, then open the "
+                                  "page, or `pardus search --text ... --image ...`.",
+                                  soft_wrap=True)
+            finally:
+                stop_service()
         finally:
-            stop_service()
-    finally:
-        lite_server.stop(settings.milvus.uri)
+            lite_server.stop(settings.milvus.uri)
+    console.print(f"[dim]Ray's and the libraries' logs: {log_path}[/]", soft_wrap=True)
 
 
 # The catalogue commands (ingest, store ...) and the Kubernetes ones live in their own modules.

@@ -59,7 +59,7 @@ def reranker_missing(model: str) -> str | None:
     if not constants.HF_HUB_OFFLINE and unreachable_hub() is None:
         return None
     return (f"the reranker {model!r} is not on this machine and the hub ({host}) is "
-            "unreachable: download it (huggingface-cli download "
+            "unreachable: download it (hf download "
             "microsoft/Phi-3-vision-128k-instruct --local-dir /models/phi3v) and set "
             "PARDUS_RERANKER__MODEL=/models/phi3v, or write a tiny random-weight one with "
             "`pardus models tiny-reranker DIR`")
@@ -100,10 +100,12 @@ def free_port(host: str, wanted: int) -> int:
 def ensure_ray() -> None:
     """Ray for the CLI: at least 4 logical CPUs when local, so the three deployments and an
     ingest fit on a small machine."""
+    from cli.logs import stop_on_sigterm
     from ingest.pipeline import ensure_ray as ensure
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ensure(local_cpus=max(4, os.cpu_count() or 1))
+    stop_on_sigterm()  # ray.init set its own (a bare sys.exit): ours goes through the clean-up
 
 
 def start_service(overrides: dict[str, Any], host: str, port: int) -> str:
@@ -136,9 +138,10 @@ def stop_service() -> None:
     ray.shutdown()
 
 
-def wait_for_interrupt(url: str) -> None:
+def wait_for_interrupt(url: str, log_path: Path) -> None:
     console.print(f"[green]Pardus is serving at {url}[/]  (web page {url}/, API docs "
-                  f"{url}/docs). Ctrl-C stops it.", soft_wrap=True)
+                  f"{url}/docs). Ctrl-C stops it. Ray's and the libraries' logs: {log_path}",
+                  soft_wrap=True)
     try:
         while True:
             time.sleep(3600)

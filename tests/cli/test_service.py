@@ -9,7 +9,10 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from deployments.catalogue import lite_server
@@ -94,9 +97,13 @@ def run_cli(args: list[str], env: dict, timeout: float = 420) -> subprocess.Comp
 def test_demo_ingests_serves_and_answers_a_composed_query(tmp_path):
     """The README's main job, end to end: tiny models (no weights here), Serve, vLLM rerank."""
     result = run_cli(["demo", "--workdir", str(tmp_path / "demo"), "--count", "12", "--port",
-                      "8151"], {"PARDUS_EMBEDDER__CHECKPOINT": str(tmp_path / "missing.pth")})
+                      "8151"], {"PARDUS_EMBEDDER__CHECKPOINT": str(tmp_path / "missing.pth"),
+                                "PARDUS_LOG_DIR": str(tmp_path / "logs")})
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
+    # ours only: the table, the progress, our notes; Ray's and vLLM's lines are in the log
+    assert not [line for line in output.splitlines() if any(s in line for s in LIBRARY_LINES)]
+    assert (tmp_path / "logs" / "pardus-demo.log").stat().st_size > 0
     assert "rankings and reasons are meaningless" in output
     assert "a phone case with this" in output and "SAMPLE0000" in output
     assert "reranked" in output and "timings: embed" in output
@@ -117,12 +124,32 @@ def test_serve_without_weights_says_what_to_do(tmp_path, monkeypatch):
     assert "pardus models tiny" in result.output
 
 
-def test_serve_starts_answers_and_stops_on_interrupt(tmp_path, tiny_model):
+def session_processes(session: int) -> set[int]:
+    """The pids of a process session (Ray starts its raylet, GCS and agents inside it)."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == session:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+LIBRARY_LINES = ("INFO", "WARNING", "(raylet)", "core_worker", "Deprecat", "Traceback",
+                 "GOAWAY", "too_many_pings")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_answers_and_stops_cleanly(tmp_path, tiny_model, stop):
     env = {**tiny_model, "PARDUS_MILVUS__URI": str(tmp_path / "store.db"),
-           "PARDUS_SERVING__IMAGE_ROOT": str(tmp_path)}
+           "PARDUS_SERVING__IMAGE_ROOT": str(tmp_path), "PARDUS_LOG_DIR": str(tmp_path / "logs")}
     process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", "8152",
                                 "--no-rerank"], env={**os.environ, **env},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    started: set[int] = set()
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -134,11 +161,19 @@ def test_serve_starts_answers_and_stops_on_interrupt(tmp_path, tiny_model):
         body = httpx.post("http://127.0.0.1:8152/v1/search", json={"text": "a mug"},
                           timeout=60).json()
         assert body["results"] == [] and "disabled" in body["rerank_note"]  # empty catalogue
+        started = session_processes(process.pid)
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)  # Ctrl-C, or what Kubernetes and process managers send
         output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output[-3000:]
     assert "Pardus is serving at http://127.0.0.1:8152" in output
+    assert "pardus-serve.log" in output and (tmp_path / "logs" / "pardus-serve.log").exists()
+    assert not [line for line in output.splitlines() if any(s in line for s in LIBRARY_LINES)]
+    assert len(started) > 3  # Ray's own processes were there
+    deadline = time.monotonic() + 30
+    while session_processes(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not session_processes(process.pid), "processes left behind"
     lite_server.stop(tmp_path / "store.db")
 
 
