@@ -19,12 +19,16 @@ from typing import Any
 
 DB = "default"
 ROOT = "root"
-# Milvus 2.5+ built-in privilege groups (rbac v2). Serving reads: search, query, describe, and
-# Load so a replica can load the collection after a Milvus restart; no insert, upsert, delete,
-# index or DDL privilege. Ingest writes the one collection and may create it.
+# Milvus 2.5+ built-in privilege groups (rbac v2). Serving reads: search, query, describe
+# (aliases too), and Load so a replica can load a collection after a Milvus restart; no insert,
+# upsert, delete, index or DDL privilege. Ingest writes the catalogue's versions, creates them,
+# and (`pardus store promote` / `drop`, run with the ingest token) moves the alias and drops old
+# versions. Grants cover every collection of the database (`*`): the catalogue is a name over
+# versions (`products__v1`, `products__v2`, ...), and Milvus grants exact names only.
 SERVING_COLLECTION_PRIVILEGES = ("CollectionReadOnly", "Load")
 INGEST_COLLECTION_PRIVILEGES = ("CollectionReadWrite",)
-INGEST_DATABASE_PRIVILEGES = ("CreateCollection",)
+INGEST_DATABASE_PRIVILEGES = ("CreateCollection", "DropCollection", "CreateAlias", "DropAlias")
+GRANTED_ON = "*"
 WRITE_PRIVILEGES = frozenset({
     "CollectionReadWrite", "CollectionAdmin", "DatabaseReadWrite", "DatabaseAdmin",
     "ClusterReadWrite", "ClusterAdmin", "Insert", "Upsert", "Delete", "Import", "CreateIndex",
@@ -78,8 +82,8 @@ def _holders(client: Any, users: list[str], role: str) -> set[str]:
     return {name for name in users if name != ROOT and role in _user_roles(client, name)}
 
 
-def apply(client: Any, users: list[AppUser], collection: str,
-          logs_in: Callable[[AppUser], bool], prune: bool = False) -> list[str]:
+def apply(client: Any, users: list[AppUser], logs_in: Callable[[AppUser], bool],
+          prune: bool = False) -> list[str]:
     """Bring roles, grants and users to the plan; returns what was done (no secrets)."""
     done = []
     roles, existing = set(client.list_roles()), list(client.list_users())
@@ -88,7 +92,7 @@ def apply(client: Any, users: list[AppUser], collection: str,
             client.create_role(user.role)
             done.append(f"created role {user.role}")
         for privilege in user.collection_privileges:
-            client.grant_privilege_v2(user.role, privilege, collection, db_name=DB)
+            client.grant_privilege_v2(user.role, privilege, GRANTED_ON, db_name=DB)
         for privilege in user.database_privileges:
             client.grant_privilege_v2(user.role, privilege, "*", db_name=DB)
         if user.name not in existing:
@@ -142,11 +146,11 @@ def _logs_in(uri: str) -> Callable[[AppUser], bool]:
 
 
 def main(env: dict[str, str] = os.environ) -> int:
-    uri, collection = env["MILVUS_URI"], env["MILVUS_COLLECTION"]
+    uri = env["MILVUS_URI"]
     users = plan(env["SERVING_TOKEN"], env["INGEST_TOKEN"])
     root = _connect(uri, f"{ROOT}:{env['MILVUS_ROOT_PASSWORD']}", attempts=60, wait_s=10)
     prune = env.get("PRUNE_USERS", "").lower() == "true"
-    for line in apply(root, users, collection, _logs_in(uri), prune) or ["nothing to change"]:
+    for line in apply(root, users, _logs_in(uri), prune) or ["nothing to change"]:
         print(line)
     root.close()
     return 0

@@ -74,7 +74,7 @@ class FakeMilvus:
 def _run(milvus: FakeMilvus, serving: str = "pardus_serving:s1", ingest: str = "pardus_ingest:i1",
          prune: bool = False) -> list[str]:
     script = load_script()
-    return script.apply(milvus, script.plan(serving, ingest), "products", milvus.logs_in, prune)
+    return script.apply(milvus, script.plan(serving, ingest), milvus.logs_in, prune)
 
 
 def test_creates_a_read_only_and_a_write_user() -> None:
@@ -86,9 +86,11 @@ def test_creates_a_read_only_and_a_write_user() -> None:
     serving = {g[1] for g in milvus.grants if g[0] == "pardus_serving"}
     assert serving == {"CollectionReadOnly", "Load"}
     assert not serving & load_script().WRITE_PRIVILEGES
-    assert ("pardus_ingest", "CollectionReadWrite", "products", "default") in milvus.grants
-    assert ("pardus_ingest", "CreateCollection", "*", "default") in milvus.grants
-    assert all(g[2] in ("products", "*") for g in milvus.grants)
+    ingest = {g[1] for g in milvus.grants if g[0] == "pardus_ingest"}
+    # the catalogue's versions (products__v1, ...) and promoting one: all the database's
+    assert ingest == {"CollectionReadWrite", "CreateCollection", "DropCollection",
+                      "CreateAlias", "DropAlias"}
+    assert all(g[2] == "*" and g[3] == "default" for g in milvus.grants)
 
 
 def test_a_rerun_changes_nothing() -> None:
@@ -138,7 +140,7 @@ def test_the_job_wires_the_script_and_its_secrets(rendered) -> None:
     docs = rendered("prod/milvus-users")
     pod = by_where(docs)["Job/pardus-milvus-users"]
     env = pod.env()
-    assert {"MILVUS_URI", "MILVUS_COLLECTION", "MILVUS_ROOT_PASSWORD", "SERVING_TOKEN",
+    assert {"MILVUS_URI", "MILVUS_ROOT_PASSWORD", "SERVING_TOKEN",
             "INGEST_TOKEN", "PRUNE_USERS"} == set(env)
     assert env["MILVUS_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "pardus-milvus-root"
     script_map = one(docs, "ConfigMap")
