@@ -2,7 +2,10 @@
 3.2.2 (the default before), the same rows and queries, in one run.
 
     benchmarks/lite3/setup.sh          # once: Milvus Lite 3.2.2 in a folder of its own
-    .venv/bin/python benchmarks/search_latency.py [--items 100000] [--queries 200]
+    .venv/bin/python benchmarks/search_latency.py [--items 100000] [--queries 200] [--work DIR]
+
+Writing is the slow part (Lite 3.2.2 takes ~35 min for 300k rows): with --work, the data stays
+in DIR and a later run reuses every collection already filled.
 
 Items have 1 to 5 pictures (3 on average: ~300k rows at 100k items), each row two random unit
 768-d vectors and the item's words (five words of a 2,000-word vocabulary, a category, a
@@ -116,6 +119,10 @@ def fill(engine: Engine, items: int) -> None:
                               index_type=engine.index, timeout_s=600)
     store = CatalogueStore(settings, DIM)
     store.ensure_collection()
+    if store.count() == items:  # filled by an earlier run (--work)
+        console.print(f"{engine.name} ({engine.index}): reusing {store.count_rows()} rows")
+        engine.store = store
+        return
     start, rows = time.perf_counter(), 0
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"{engine.name}: writing", total=items * 3)
@@ -187,8 +194,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--work", type=Path, help="keep (and reuse) the data here")
+    parser.add_argument("--lite3-index", action="append", default=None,
+                        help="Lite 3.2.2 index types to measure (default: HNSW, its default "
+                             "in Pardus before; FLAT too doubles its ~35 min write)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="pardus-search-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="pardus-search-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     core = MilvusCore(work / "core.db", timeout=60)
     core.start()
     engines = [Engine("core 2.5", core.uri, "AUTOINDEX", core),
@@ -196,8 +208,8 @@ def main() -> None:
     lite3 = None
     if (LITE3 / "milvus_lite").is_dir():
         lite3, uri = start_lite3(work / "lite3")
-        engines += [Engine("Lite 3.2.2", uri, "HNSW", lite3), Engine("Lite 3.2.2", uri, "FLAT",
-                                                                     lite3)]
+        engines += [Engine("Lite 3.2.2", uri, index, lite3)
+                    for index in args.lite3_index or ["HNSW"]]
     else:
         console.print(f"Milvus Lite 3.2.2 is not in {LITE3}: run benchmarks/lite3/setup.sh "
                       "for the side-by-side columns")
