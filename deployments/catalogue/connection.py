@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from deployments.catalogue import lite_server
@@ -65,15 +67,55 @@ def resolve_uri(settings: MilvusSettings, shared: bool | None = None) -> str:
     return str(path)
 
 
+# pymilvus pings every 10 s, idle or not; the embedded core's gRPC server allows a ping per
+# 5 minutes without calls and answers more with GOAWAY "too_many_pings" (then reconnects can
+# fail). Against it: no pings while idle, and the gateway reconnects a dropped channel.
+EMBEDDED_GRPC = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
+
+
+@contextmanager
+def quiet_pymilvus():
+    """pymilvus logs a traceback at ERROR for every refused call, expected ones too (an alias
+    that does not exist yet, a call the engine lacks): silence it for those."""
+    logger = logging.getLogger("pymilvus")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def unimplemented(exc: Exception) -> bool:
+    code = getattr(exc, "code", None)
+    code = code() if callable(code) else code
+    return "UNIMPLEMENTED" in f"{getattr(code, 'name', code)} {exc}"
+
+
+def fuses_weights_correctly(client) -> bool:
+    """Whether the engine's WeightedRanker may fuse a BM25 route. Milvus servers normalise a
+    BM25 score as 2·atan(s)/π (higher is better) before weighting; the Milvus Lite core (2.5.1)
+    treats BM25 as a distance, 1 − 2·atan(s)/π, which ranks the best lexical match last
+    (measured: weights 0 dense / 1 lexical put the weakest match first). The core is the engine
+    that answers GetVersion with UNIMPLEMENTED; every server reports its version."""
+    try:
+        with quiet_pymilvus():
+            client.get_server_version()
+    except Exception as exc:  # pymilvus raises MilvusException or a raw grpc error
+        return not unimplemented(exc)
+    return True
+
+
 def connect(settings: MilvusSettings, uri: str):
     """A MilvusClient for uri; StoreUnavailable with the reason when there is none."""
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
     token = settings.token.get_secret_value()
+    options = {"grpc_options": EMBEDDED_GRPC} if settings.is_local else {}
     for attempt in range(2):  # one retry: a busy server can miss the first handshake
         try:
-            return MilvusClient(uri, token=token, timeout=settings.timeout_s)
+            return MilvusClient(uri, token=token, timeout=settings.timeout_s, **options)
         except MilvusException as exc:
             text = str(exc.message)
             if "lock" in text.lower() or "Open local milvus failed" in text:

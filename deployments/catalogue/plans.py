@@ -4,6 +4,7 @@ the mode and the weights."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -83,3 +84,13 @@ def merge_routes(rows: list[tuple[dict, float]]) -> list[tuple[dict, float]]:
         if entity["image_index"] != 0:
             seen[0] = entity
     return sorted(((e, s) for e, s in merged.values()), key=lambda pair: -pair[1])
+
+
+def weighted_share(metric: str, weight: float, score: float) -> float:
+    """A route's share of an item's weighted score, its score normalised to [0, 1] the way
+    Milvus's WeightedRanker does: cosine (1 + s) / 2, BM25 2·atan(s) / π."""
+    if metric == "COSINE":
+        return weight * (1 + score) / 2
+    if metric == "BM25":
+        return weight * 2 * math.atan(score) / math.pi
+    raise ValueError(f"no normalisation for metric {metric!r}")

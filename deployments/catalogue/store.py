@@ -18,10 +18,11 @@ import numpy as np
 
 from deployments.catalogue import schema
 from deployments.catalogue.connection import (COLLECTION_NOT_FOUND, StoreError, StoreUnavailable,
-                                              connect, guard, resolve_uri)
+                                              connect, fuses_weights_correctly, guard,
+                                              resolve_uri)
 from deployments.catalogue.filters import SearchFilters, string_literal, to_expression
 from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.plans import SearchPlan, merge_routes
+from deployments.catalogue.plans import SearchPlan, merge_routes, weighted_share
 from deployments.catalogue.versions import (Version, alias_book, drop_version,
                                             legacy_collection, list_versions, promote,
                                             version_name)
@@ -71,6 +72,7 @@ class CatalogueStore:
         self.uri = resolve_uri(settings, shared)
         self._client = connect(settings, self.uri)
         self._aliases = alias_book(self._client, settings.alias_refresh_s)
+        self._milvus_weights = fuses_weights_correctly(self._client)
 
     # -- which collection -------------------------------------------------------------------
     def target(self) -> str | None:
@@ -253,6 +255,17 @@ class CatalogueStore:
             results = self._client.search(name, data=route.data, anns_field=route.anns_field,
                                           search_params=route.param, filter=expr, limit=k,
                                           **common)
+        elif plan.fusion == "weighted" and not self._milvus_weights:
+            # the engine would weigh BM25 upside down (connection.fuses_weights_correctly):
+            # the same fusion here, from each route's grouped hits, normalised as Milvus does
+            weights = (plan.weights.dense, plan.weights.lexical)
+            results = [[{**row, "distance": weighted_share(route.param["metric_type"], weight,
+                                                           row["distance"])}
+                        for route, weight in zip(routes, weights)
+                        for row in self._client.search(
+                            name, data=route.data, anns_field=route.anns_field,
+                            search_params=route.param, filter=expr, limit=plan.candidates,
+                            **common)[0]]]
         else:
             ranker = (RRFRanker(plan.rrf_k) if plan.fusion == "rrf" else
                       WeightedRanker(plan.weights.dense, plan.weights.lexical, norm_score=True))

@@ -10,11 +10,11 @@ small collection of its own: one upsert moves it, readers look it up (cached for
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from dataclasses import dataclass
 
+from deployments.catalogue.connection import quiet_pymilvus, unimplemented
 from deployments.catalogue.filters import string_literal
 
 SEPARATOR = "__"
@@ -36,12 +36,6 @@ def version_name(alias: str, label: str) -> str:
 def label_of(alias: str, collection: str) -> str | None:
     prefix = alias + SEPARATOR
     return collection[len(prefix):] if collection.startswith(prefix) else None
-
-
-def _unimplemented(exc: Exception) -> bool:
-    code = getattr(exc, "code", None)
-    code = code() if callable(code) else code
-    return "UNIMPLEMENTED" in f"{getattr(code, 'name', code)} {exc}"
 
 
 @dataclass
@@ -89,7 +83,8 @@ class NativeAliases(_Aliases):
         from pymilvus.exceptions import MilvusException
 
         try:
-            return self.client.describe_alias(alias).get("collection_name") or None
+            with quiet_pymilvus():
+                return self.client.describe_alias(alias).get("collection_name") or None
         except MilvusException:  # no such alias
             return None
 
@@ -128,16 +123,12 @@ class PointerAliases(_Aliases):
 
 def alias_book(client, refresh_s: float) -> _Aliases:
     """Native aliases where the engine has them, pointer rows where it has not."""
-    quiet = logging.getLogger("pymilvus")  # it logs a traceback for the expected refusal
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
     try:
-        client.describe_alias(f"{POINTERS}_probe")
+        with quiet_pymilvus():
+            client.describe_alias(f"{POINTERS}_probe")
     except Exception as exc:  # pymilvus raises MilvusException or a raw grpc error
-        if _unimplemented(exc):
+        if unimplemented(exc):
             return PointerAliases(client, refresh_s)
-    finally:
-        quiet.setLevel(level)
     return NativeAliases(client, refresh_s)
 
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from deployments.catalogue import lite_server
+from deployments.catalogue.connection import fuses_weights_correctly
 from deployments.catalogue.filters import SearchFilters
 from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.plans import Mode, QueryKind, make_plan
+from deployments.catalogue.plans import Mode, QueryKind, make_plan, weighted_share
 from deployments.catalogue.store import CatalogueStore, Picture, StoreError, StoreUnavailable
-from deployments.settings import MilvusSettings, SearchSettings
+from deployments.settings import MilvusSettings, SearchSettings, Weights
 from tests.support.lite_holder import foreign_holder
 
 DIM = 16
@@ -97,6 +98,31 @@ def test_hybrid_fuses_an_item_once_when_its_routes_pick_different_pictures(store
     assert composed[0].item.id == "item-2" and composed[0].image_index == 2
     assert [h.item.id for h in composed].count("item-2") == 1
     assert composed[0].score == pytest.approx(2 / 61, rel=1e-3)  # rank 1 in both routes
+
+
+def test_weighted_fusion_weighs_each_route_the_right_way_up(store):
+    """Weights 0/1 rank as BM25 alone and 1/0 as the vectors alone; a mix adds both shares,
+    each score normalised as Milvus documents it (cosine (1+s)/2, BM25 2·atan(s)/π). The
+    embedded core's own WeightedRanker turns BM25 upside down: this catches fusing there."""
+    words, query = "thing acme QX7003", unit(10_000 + 300)  # item-3: both routes' best
+
+    def fused(dense: float, lexical: float) -> list:
+        weighted = make_plan(QueryKind.TEXT, SearchSettings(), Mode.HYBRID,
+                             Weights(dense=dense, lexical=lexical))
+        return store.search(weighted, query, words, k=10)
+
+    lexical = store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, words, k=10)
+    dense = store.search(plan(QueryKind.TEXT, Mode.DENSE), query, "", k=10)
+    assert lexical[0].item.id == dense[0].item.id == "item-3"
+    for hits, route, metric in ((fused(0, 1), lexical, "BM25"), (fused(1, 0), dense, "COSINE")):
+        assert hits[0].item.id == "item-3"
+        assert [h.score for h in hits] == pytest.approx(
+            [weighted_share(metric, 1, h.score) for h in route], rel=1e-4)
+    assert not fuses_weights_correctly(store._client)  # every engine here is the 2.5 core
+    both = fused(1, 0.3)[0]
+    assert both.item.id == "item-3" and both.score == pytest.approx(
+        weighted_share("COSINE", 1, dense[0].score)
+        + weighted_share("BM25", 0.3, lexical[0].score), rel=1e-4)
 
 
 def test_upsert_is_idempotent_replaces_and_drops_stale_pictures(store):

@@ -10,6 +10,7 @@ import uuid
 import numpy as np
 import pytest
 
+from deployments.catalogue.connection import fuses_weights_correctly
 from deployments.catalogue.items import CatalogueItem
 from deployments.catalogue.plans import QueryKind, make_plan
 from deployments.catalogue.schema import LegacyCollection
@@ -89,6 +90,7 @@ def test_native_aliases_swap_under_concurrent_searches(milvus_23):
     client = MilvusClient(milvus_23)
     aliases = alias_book(client, refresh_s=0)
     assert isinstance(aliases, NativeAliases)
+    assert fuses_weights_correctly(client)  # a server reports its version
     names = [f"swap_{uuid.uuid4().hex[:6]}_{i}" for i in range(2)]
     rng = np.random.default_rng(0)
     for name in names:
