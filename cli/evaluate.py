@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,10 +11,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from cli.catalogue import console, err_console, print_summary, with_overrides
+from cli.logs import library_logs
 from deployments.catalogue.plans import Mode, QueryKind
 
 DEFAULT_COLLECTION = "eval"
-LIBRARY_LOGGERS = ("ray", "ray.data", "ray.serve", "pymilvus")
 DENSE_NOTE = ("its dense and hybrid rows measure pixel and token overlap at best, not a model; "
               "only the lexical rows mean something")
 
@@ -50,30 +47,6 @@ def _weights(values: list[str]):
     return out
 
 
-@contextmanager
-def library_logs(path: Path) -> Iterator[None]:
-    """Ray's and Milvus's own log lines (and Ray Data's progress output) go to `path`."""
-    from ray.data import DataContext
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    saved = []
-    for name in LIBRARY_LOGGERS:
-        logger = logging.getLogger(name)
-        saved.append((logger, logger.handlers[:], logger.propagate))
-        logger.handlers, logger.propagate = [handler], False
-    context = DataContext.get_current()
-    bars = context.enable_progress_bars
-    context.enable_progress_bars = False
-    try:
-        yield
-    finally:
-        context.enable_progress_bars = bars
-        for logger, handlers, propagate in saved:
-            logger.handlers, logger.propagate = handlers, propagate
-        handler.close()
-
-
 def run_generate(folder: Path, items: int, queries: int, seed: int, collection: str,
                  milvus_uri: str | None) -> None:
     """Draw the benchmark into folder, ingest it into its own catalogue, say what to run."""
@@ -97,10 +70,11 @@ def run_generate(folder: Path, items: int, queries: int, seed: int, collection: 
         made = generate(folder, items, queries, seed)
     model = "a tiny random-weight embedder" if embedder else "the configured embedder"
     write_note(made, collection, model)
-    ensure_ray()
-    log = folder / "ingest.log"
-    with console.status(f"ingesting into {collection!r} (library logs: {log})"), library_logs(log):
+    with library_logs(settings.log_dir, "eval", (console, err_console)) as log, \
+            console.status(f"ingesting into {collection!r}"):
+        ensure_ray()
         done = ingest_benchmark(made, settings)
+    console.print(f"[dim]Ray's and the libraries' logs: {log}[/]", soft_wrap=True)
     print_summary(done.summary)
     if done.dropped:
         console.print(f"{collection!r} now serves {done.label}; dropped the older benchmark "
@@ -182,8 +156,9 @@ def run_eval(queries_path: Path, *, in_process: bool, url: str | None, api_key: 
                      weights, rerank)
     catalogue = f"the catalogue {settings.milvus.collection!r}"
     try:
-        report = _measure(_target(in_process, url, api_key, settings), queries, rows,
-                          catalogue, size)
+        with library_logs(settings.log_dir, "eval", (console, err_console)) as log:
+            report = _measure(_target(in_process, url, api_key, settings), queries, rows,
+                              catalogue, size)
     except QuerySetError as exc:
         raise _fail(str(exc)) from None
     except QueryRefused as exc:
@@ -191,6 +166,7 @@ def run_eval(queries_path: Path, *, in_process: bool, url: str | None, api_key: 
     except TargetError as exc:
         raise _fail(str(exc), code=1) from None
     _show(report, report_path or queries_path.with_name("eval-report.json"), tiny_used)
+    console.print(f"[dim]Ray's and the libraries' logs: {log}[/]", soft_wrap=True)
 
 
 def _show(report, report_path: Path, tiny_used: bool) -> None:
