@@ -7,6 +7,7 @@ import logging
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 from deployments.catalogue import lite_server
 from deployments.settings import MilvusSettings
@@ -69,8 +70,11 @@ def resolve_uri(settings: MilvusSettings, shared: bool | None = None) -> str:
 
 # pymilvus pings every 10 s, idle or not; the embedded core's gRPC server allows a ping per
 # 5 minutes without calls and answers more with GOAWAY "too_many_pings" (then reconnects can
-# fail). Against it: no pings while idle, and the gateway reconnects a dropped channel.
+# fail). Against it: no pings while idle, and the gateway reconnects a dropped channel. The
+# same for a server on loopback (the core run as a server, in tests and benchmarks): a local
+# connection needs no pings to find out it is dead.
 EMBEDDED_GRPC = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @contextmanager
@@ -112,7 +116,8 @@ def connect(settings: MilvusSettings, uri: str):
     from pymilvus.exceptions import MilvusException
 
     token = settings.token.get_secret_value()
-    options = {"grpc_options": EMBEDDED_GRPC} if settings.is_local else {}
+    local = settings.is_local or urlparse(uri).hostname in LOOPBACK
+    options = {"grpc_options": EMBEDDED_GRPC} if local else {}
     for attempt in range(2):  # one retry: a busy server can miss the first handshake
         try:
             return MilvusClient(uri, token=token, timeout=settings.timeout_s, **options)
