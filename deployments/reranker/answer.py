@@ -14,6 +14,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from deployments.reranker.prompts import plain_text
+
 MAX_SCORE = 10
 REASON_MAX = 240
 CAPTION_MAX = 160
@@ -143,7 +145,6 @@ def parse_caption(text: str) -> str:
 
 
 def _clean(value) -> str:
-    """A model-written string without control characters (shown to shoppers as is)."""
-    if not isinstance(value, str):
-        return ""
-    return "".join(ch if ch.isprintable() else " " for ch in value).strip()
+    """A model-written string as words only (shown to shoppers): no control characters, and
+    no special tokens that a model may spell out (`<|end|>`, `<|reserved_26668|>`)."""
+    return plain_text(value) if isinstance(value, str) else ""

@@ -43,7 +43,14 @@ def test_unusable_answers_raise(text):
 
 def test_control_characters_inside_strings_are_tolerated_and_cleaned():
     parsed = parse_answer('{"scores": {"1": 2, "2": 1}, "reason": "spots\x16 and\x0bstripes"}', 2)
-    assert parsed.valid and parsed.reason == "spots  and stripes"
+    assert parsed.valid and parsed.reason == "spots and stripes"
+
+
+def test_special_tokens_a_model_spells_out_are_not_shown():
+    text = json.dumps({"scores": {"1": 2, "2": 1}, "caption": "<|image_1|>",
+                       "reason": ":<|reserved_26668|><|end|>spots<|reserved_2199|> and stripes"})
+    parsed = parse_answer(text, 2)
+    assert parsed.reason == ": spots and stripes" and parsed.caption is None
 
 
 def test_unicode_digits_are_not_candidate_numbers():
