@@ -27,8 +27,9 @@ def snap_size(size: int) -> int:
 
 
 class TtlCache:
-    """The newest `capacity` entries, each kept `ttl_s` seconds (an item replaced meanwhile
-    shows its new picture after that, as the HTTP max-age promises)."""
+    """The newest `capacity` entries, each kept `ttl_s` seconds. An item replaced or deleted
+    through this replica is forgotten at once; through another, it shows its new state after
+    `ttl_s`, as the HTTP max-age promises."""
 
     def __init__(self, capacity: int, ttl_s: float):
         self.capacity, self.ttl_s = capacity, ttl_s
@@ -40,6 +41,11 @@ class TtlCache:
             return None
         self._items.move_to_end(key)
         return found[1]
+
+    def forget(self, first: Hashable) -> None:
+        """Drop every entry whose key (a tuple) starts with `first` (an item changed here)."""
+        for key in [k for k in self._items if k[0] == first]:
+            del self._items[key]
 
     def put(self, key: Hashable, value: bytes) -> None:
         if self.capacity <= 0:

@@ -224,6 +224,8 @@ class SearchService:
             pictures.append(Picture(stored, 0, found.image, found.pair))
         if pictures:
             await self._stored(self.store.upsert(pictures))
+        for picture in pictures:
+            self.thumbnails.forget(picture.item.id)
         return ItemsResponse(upserted=[p.item.id for p in pictures], failed=failed)
 
     async def _embed_pictures(self, pictures: list[PictureQuery]) -> list[PictureVectors]:
@@ -246,6 +248,7 @@ class SearchService:
     async def delete(self, item_id: str) -> None:
         await self.get(item_id)  # 404 when absent
         await self._stored(self.store.delete([item_id]))
+        self.thumbnails.forget(item_id)
 
     async def thumbnail(self, item_id: str, size: int, index: int = 0) -> bytes:
         """A thumbnail of one of the item's pictures, from the cache before any store call."""

@@ -164,6 +164,37 @@ def test_embedder_failures_become_clear_errors(settings, catalogue):
         assert (caught.value.retry_after is not None) == (status == 503)
 
 
+def test_thumbnails_come_from_the_cache_before_the_store_and_go_with_the_item(settings, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (300, 200), "red").save(tmp_path / "red.jpg")
+    store = CatalogueStore(settings.milvus, DIM)
+    store.ensure_collection()
+    store.upsert([Picture(CatalogueItem(id="red", title="red", images=("red.jpg",)), 0,
+                          vector("red"), vector("red"))])
+    store.close()
+    svc, asked = service(settings), []
+    real_get = svc.store.get
+
+    async def counted_get(ids):
+        asked.append(ids)
+        return await real_get(ids)
+
+    svc.store.get = counted_get
+
+    async def scenario():
+        first = await svc.thumbnail("red", 100)
+        assert await svc.thumbnail("red", 120) == first  # both sizes snap to 128: cached
+        assert await svc.thumbnail("red", 128) == first and len(asked) == 1
+        assert len(await svc.thumbnail("red", 300)) != len(first) and len(asked) == 2
+        await svc.delete("red")
+        with pytest.raises(ApiError) as info:
+            await svc.thumbnail("red", 100)
+        assert info.value.status == 404
+
+    run(scenario())
+
+
 def test_an_unreachable_store_is_503_with_retry_after(settings):
     settings.milvus.uri = "http://127.0.0.1:9"  # nothing listens there
     with pytest.raises(ApiError) as caught:
