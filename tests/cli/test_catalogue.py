@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from typer.testing import CliRunner
-
 from deployments.catalogue import lite_server
-from cli.main import app
-
-runner = CliRunner()
+from tests.support.cli import invoke
 
 
 def env_for(tiny_model, tmp_path) -> dict[str, str]:
     return {**tiny_model, "PARDUS_MILVUS__URI": str(tmp_path / "cli.db"),
             "PARDUS_INGEST__REPORT": str(tmp_path / "report.jsonl")}
-
-
-def invoke(args, env, monkeypatch):
-    from deployments.settings import get_settings
-
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    try:
-        return runner.invoke(app, args)
-    finally:
-        get_settings.cache_clear()
 
 
 def test_missing_source_is_a_configuration_error(tiny_model, tmp_path, monkeypatch):

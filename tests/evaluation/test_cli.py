@@ -13,31 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cli.main import app
 from deployments.catalogue import lite_server
 from deployments.settings import Settings, Weights
 from evaluation.pipeline import evaluate
 from evaluation.queries import parse_queries
 from evaluation.runner import plan_rows
 from evaluation.targets import HttpTarget, InProcessTarget
+from tests.support.cli import invoke
 from tests.support.service import API_KEY
 
-runner = CliRunner()
 ITEMS, QUERIES = 120, 60  # the CI-sized benchmark: 20 queries of each kind
-
-
-def invoke(args: list[str], env: dict[str, str], monkeypatch):
-    from deployments.settings import get_settings
-
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    try:
-        return runner.invoke(app, args)
-    finally:
-        get_settings.cache_clear()
 
 
 @dataclass
