@@ -38,6 +38,14 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 NOT_FOUND = ERROR_RESPONSES | {404: {"model": ErrorResponse, "description": "No such item."}}
+WRITES_OFF = {403: {"model": ErrorResponse, "description": "Item writes are off."}}
+# POST /v1/items answers 422 in two shapes: every item failed (each failure listed, as on 200),
+# or the request itself is invalid (the one error format).
+ITEMS_FAILED = {"description": "Every item failed (each listed), or a field failed validation.",
+                "content": {"application/json": {"schema": {"anyOf": [
+                    {"$ref": "#/components/schemas/ItemsResponse"},
+                    {"$ref": "#/components/schemas/ErrorResponse"}]}}}}
+ITEMS_RESPONSES = ERROR_RESPONSES | WRITES_OFF | {422: ITEMS_FAILED}
 
 
 def _service(request: Request) -> SearchService:
@@ -129,7 +137,7 @@ async def search(request: Request, service: Service, settings: Config) -> Search
                                       parsed.rerank, mode, parsed.weights))
 
 
-@router.post("/v1/items", response_model=ItemsResponse, tags=["items"], responses=ERROR_RESPONSES)
+@router.post("/v1/items", response_model=ItemsResponse, tags=["items"], responses=ITEMS_RESPONSES)
 async def add_items(request: Request, service: Service, settings: Config):
     """Add or replace items (by id) with their images; each bad image fails alone. An id given
     twice in one request: the last one is stored."""
@@ -151,7 +159,8 @@ async def get_item(request: Request, item_id: ItemIdPath, service: Service,
     return item_view(await service.get(item_id))
 
 
-@router.delete("/v1/items/{item_id}", status_code=204, tags=["items"], responses=NOT_FOUND)
+@router.delete("/v1/items/{item_id}", status_code=204, tags=["items"],
+               responses=NOT_FOUND | WRITES_OFF)
 async def delete_item(request: Request, item_id: ItemIdPath, service: Service,
                       settings: Config) -> Response:
     check_key(request, settings, True)

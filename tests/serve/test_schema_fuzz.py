@@ -30,3 +30,15 @@ def test_no_generated_request_gets_a_5xx(service_url):
             case.validate_response(response, checks=CHECKS)
 
         check()
+
+
+def test_a_post_whose_every_item_fails_matches_its_documented_422(service_url):
+    """Found by the generated requests: a 422 listing the failed items was documented as the
+    error format only."""
+    schema = schemathesis.openapi.from_url(f"{service_url}/openapi.json")
+    operation = schema["/v1/items"]["POST"]
+    case = operation.Case(body={"items": [{"id": "not-a-picture", "image": "aGVsbG8="}]},
+                          media_type="application/json")
+    response = case.call(base_url=service_url, headers={"X-API-Key": API_KEY}, timeout=120)
+    assert response.status_code == 422 and response.json()["failed"][0]["id"] == "not-a-picture"
+    case.validate_response(response, checks=CHECKS)
