@@ -250,29 +250,28 @@ class CatalogueStore:
         common = dict(output_fields=schema.ROW_FIELDS, group_by_field="item_id",
                       consistency_level=self.settings.consistency_level,
                       timeout=self.settings.timeout_s)
+
+        def search(route, limit: int) -> list[dict]:
+            return self._client.search(name, data=route.data, anns_field=route.anns_field,
+                                       search_params=route.param, filter=expr, limit=limit,
+                                       **common)[0]
+
         if len(routes) == 1:
-            (route,) = routes
-            results = self._client.search(name, data=route.data, anns_field=route.anns_field,
-                                          search_params=route.param, filter=expr, limit=k,
-                                          **common)
+            found = search(routes[0], k)
         elif plan.fusion == "weighted" and not self._milvus_weights:
             # the engine would weigh BM25 upside down (connection.fuses_weights_correctly):
             # the same fusion here, from each route's grouped hits, normalised as Milvus does
-            weights = (plan.weights.dense, plan.weights.lexical)
-            results = [[{**row, "distance": weighted_share(route.param["metric_type"], weight,
-                                                           row["distance"])}
-                        for route, weight in zip(routes, weights)
-                        for row in self._client.search(
-                            name, data=route.data, anns_field=route.anns_field,
-                            search_params=route.param, filter=expr, limit=plan.candidates,
-                            **common)[0]]]
+            found = [{**row, "distance": weighted_share(route.param["metric_type"], weight,
+                                                        row["distance"])}
+                     for route, weight in zip(routes, (plan.weights.dense, plan.weights.lexical))
+                     for row in search(route, plan.candidates)]
         else:
             ranker = (RRFRanker(plan.rrf_k) if plan.fusion == "rrf" else
                       WeightedRanker(plan.weights.dense, plan.weights.lexical, norm_score=True))
             # each item can come back once per route: twice k rows hold k items
-            results = self._client.hybrid_search(name, routes, ranker, limit=2 * k, **common)
+            found = self._client.hybrid_search(name, routes, ranker, limit=2 * k, **common)[0]
         rows = [({f: row["entity"].get(f) for f in schema.ROW_FIELDS}, float(row["distance"]))
-                for row in results[0]]
+                for row in found]
         return [Hit(CatalogueItem.stored({**entity, "id": entity["item_id"]}),
                     int(entity["image_index"]), score)
                 for entity, score in merge_routes(rows)[:k]]
