@@ -12,11 +12,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from cli.catalogue import console, err_console, print_summary, with_overrides
 from cli.logs import library_logs
-from deployments.catalogue.plans import Mode, QueryKind
 
 DEFAULT_COLLECTION = "eval"
 DENSE_NOTE = ("its dense and hybrid rows measure pixel and token overlap at best, not a model; "
               "only the lexical rows mean something")
+
+
+# The choices as local enums: importing deployments/ here would load pydantic and the
+# catalogue for every pardus command, --help included (the values are plans.QueryKind/Mode's).
+class EvalKind(str, Enum):
+    text = "text"
+    image = "image"
+    composed = "composed"
 
 
 class EvalMode(str, Enum):
@@ -132,7 +139,7 @@ def _measure(target, queries, rows, catalogue: str, size: int | None):
 
 
 def run_eval(queries_path: Path, *, in_process: bool, url: str | None, api_key: str | None,
-             rerank: bool, kinds: list[QueryKind], modes: list[Mode], tags: list[str],
+             rerank: bool, kinds: list, modes: list, tags: list[str],
              weights: list, size: int | None, collection: str | None,
              milvus_uri: str | None, report_path: Path | None, tiny: bool) -> None:
     from cli.service import embedder_overrides
@@ -190,7 +197,9 @@ def evaluate(
     generate: Annotated[Optional[Path], typer.Option(
         "--generate", help="Instead: write a benchmark with known answers into this folder, "
                            "draw its catalogue and ingest it (then run what it prints).")] = None,
-    items: Annotated[int, typer.Option(min=8, max=100_000, help="--generate: products.")] = 200,
+    items: Annotated[int, typer.Option(min=8, max=20_000, help=(
+        "--generate: products (up to 20,000: the queries are drawn from pairs of products, "
+        "a couple of minutes at the most)."))] = 200,
     query_count: Annotated[int, typer.Option(
         "--queries", min=3, max=20_000, help="--generate: queries, a third of each kind.")] = 90,
     seed: Annotated[int, typer.Option(help="--generate: the random seed.")] = 0,
@@ -201,7 +210,7 @@ def evaluate(
     api_key: Annotated[Optional[str], typer.Option(envvar="PARDUS_API_KEY")] = None,
     rerank: Annotated[bool, typer.Option(
         help="Every row also reranked, for the rerank lift (through the service).")] = False,
-    kind: Annotated[Optional[list[QueryKind]], typer.Option(
+    kind: Annotated[Optional[list[EvalKind]], typer.Option(
         help="Only queries of this kind (repeatable).")] = None,
     mode: Annotated[Optional[list[EvalMode]], typer.Option(
         help="Only this mode (repeatable).")] = None,
@@ -224,6 +233,8 @@ def evaluate(
              "(only lexical rows mean anything then).")] = False,
 ) -> None:
     """Measure relevance (recall@k, nDCG@10, MRR, latency, rerank lift) per query kind and mode."""
+    from deployments.catalogue.plans import Mode, QueryKind
+
     if (queries is None) == (generate is None):
         raise typer.BadParameter("give a query set (QUERIES) or --generate DIR, not both")
     if generate is not None:
@@ -234,6 +245,7 @@ def evaluate(
         raise typer.BadParameter("in process there is no reranker and no URL: run the rerank "
                                  "rows through the service (--url, without --in-process)")
     run_eval(queries, in_process=in_process, url=url, api_key=api_key, rerank=rerank,
-             kinds=list(kind or []), modes=[Mode(m.value) for m in mode or []],
+             kinds=[QueryKind(k.value) for k in kind or []],
+             modes=[Mode(m.value) for m in mode or []],
              tags=list(tag or []), weights=_weights(weights or []), size=catalogue_size,
              collection=collection, milvus_uri=milvus_uri, report_path=report, tiny=tiny)

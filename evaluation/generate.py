@@ -19,7 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ingest.samples import CATEGORIES, COLORS, PATTERNS, SHAPES, draw_product, product_view
+from ingest.samples import (CATEGORIES, COLORS, PATTERNS, SHAPES, SampleItem, draw_product,
+                            product_view, write_manifest)
 
 BRANDS = ("Korvex", "Almira", "Tessly", "Brondal", "Quenza", "Velmo", "Ostrik", "Zandor")
 KINDS = tuple(SHAPES)
@@ -174,11 +175,15 @@ def composed_queries(products: list[Product], count: int,
                      rng: random.Random) -> list[BenchmarkQuery]:
     """A's picture plus one change; every product with the changed look is right. Fewer than
     `count` when the catalogue holds fewer such pairs."""
+    by_look: dict[tuple, list[int]] = {}  # the products of each look, by position
+    for index, product in enumerate(products):
+        by_look.setdefault(product.look, []).append(index)
     by_change: dict[str, list[tuple[Product, Product]]] = {}
-    for a in products:
-        for b in products:
-            if sum(x != y for x, y in zip(a.look, b.look)) == 1:
-                by_change.setdefault(change_text(a, b)[0], []).append((a, b))
+    for a in products:  # pairs in catalogue order, b among the looks one change away
+        near = sorted(i for look, members in by_look.items()
+                      if sum(x != y for x, y in zip(a.look, look)) == 1 for i in members)
+        for b in (products[i] for i in near):
+            by_change.setdefault(change_text(a, b)[0], []).append((a, b))
     for pairs in by_change.values():
         rng.shuffle(pairs)
     queries = []
@@ -208,17 +213,16 @@ def make_benchmark(items: int, queries: int, seed: int = 0) -> Benchmark:
 def write_catalogue(folder: Path, products: tuple[Product, ...], rng: random.Random) -> None:
     """items.jsonl (Amazon Reviews 2023 style, the MAIN picture first) and images/."""
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    with open(folder / "items.jsonl", "w") as out:
-        for p in products:
-            pictures = []
-            for view in range(p.views):
-                p.picture(view).save(folder / p.picture_name(view), quality=90)
-                pictures.append({"large": p.picture_name(view),
-                                 "variant": "MAIN" if view == 0 else f"PT{view:02d}"})
-            out.write(json.dumps({
-                "parent_asin": p.id, "title": p.title, "store": p.brand,
-                "main_category": CATEGORIES[p.kind], "price": round(rng.uniform(5, 80), 2),
-                "average_rating": round(rng.uniform(2.5, 5.0), 1), "images": pictures}) + "\n")
+    items = []
+    for p in products:
+        drawn = p.picture()
+        for view in range(p.views):
+            product_view(drawn, view).save(folder / p.picture_name(view), quality=90)
+        items.append(SampleItem(
+            item_id=p.id, title=p.title, category=CATEGORIES[p.kind], brand=p.brand,
+            price=round(rng.uniform(5, 80), 2), rating=round(rng.uniform(2.5, 5.0), 1),
+            images=tuple(p.picture_name(view) for view in range(p.views))))
+    write_manifest(folder, items)
 
 
 def write_queries(folder: Path, queries: tuple[BenchmarkQuery, ...]) -> Path:

@@ -7,14 +7,15 @@ import logging
 import os
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from deployments.settings import Settings
 from ingest.progress import Report, Watch, count_items, counter
-from ingest.sources import (Source, SourceError, folder_rows, manifest_row, open_filesystem,
-                            parse_jsonl_line)
+from ingest.sources import (ROW_COLUMNS, Source, SourceError, folder_rows, manifest_row,
+                            open_filesystem, parse_jsonl_line, to_batch)
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +48,9 @@ class IngestSummary:
         return self.indexed == 0 and self.already == 0
 
 
-def _rows_to_batch(rows: list[dict]) -> dict:
-    import numpy as np
-
-    from ingest.sources import ROW_COLUMNS
-
-    out = {}
-    for column in ROW_COLUMNS:
-        values = np.empty(len(rows), dtype=np.float64 if column in ("price", "rating") else object)
-        values[:] = [row[column] for row in rows]
-        out[column] = values
-    return out
-
-
 def _parse_lines(batch: dict, max_images: int) -> dict:
     rows = [parse_jsonl_line(_utf8(line), max_images) for line in batch["text"]]
-    return _rows_to_batch([row for row in rows if row is not None])
+    return to_batch([row for row in rows if row is not None], ROW_COLUMNS)
 
 
 def _utf8(line: str) -> str:
@@ -75,8 +63,8 @@ def _utf8(line: str) -> str:
 
 
 def _normalize_records(batch, max_images: int) -> dict:
-    return _rows_to_batch([manifest_row(record, max_images)
-                           for record in batch.to_dict("records")])
+    return to_batch([manifest_row(record, max_images) for record in batch.to_dict("records")],
+                    ROW_COLUMNS)
 
 
 def _ray_paths(source: Source) -> dict:
@@ -179,9 +167,9 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False,
     dim = embedding_dim(settings.embedder)
     store = CatalogueStore(settings.milvus, dim, shared=True, version=version)
     target = store.ensure_collection()
+    store.version = target  # pinned to the version: a promote mid-run moves nothing
     label = label_of(settings.milvus.collection, target)
-    store = CatalogueStore(settings.milvus, dim, shared=True, version=label)  # pinned: a promote
-    milvus = settings.milvus.model_copy(update={"uri": store.uri})  # mid-run moves nothing
+    milvus = settings.milvus.model_copy(update={"uri": store.uri})
     summary = IngestSummary(source.location, target, store.uri, live=target == store.live())
     ensure_ray()
 
@@ -189,9 +177,9 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False,
     start = time.perf_counter()
     ds, total = _embedded_rows(source, settings, files.vision.image_size,
                                None if reembed else milvus, label)
-    done = counter()
+    done = counter() if progress else None
     sink = make_sink(milvus, dim, label, settings.ingest.write_batch_size, done)
-    with Watch(done, total, progress or (lambda *_: None)):
+    with Watch(done, total, progress) if progress else nullcontext():
         ds.write_datasink(sink, ray_remote_args={"num_cpus": settings.ingest.write_num_cpus})
     summary.seconds = time.perf_counter() - start
 

@@ -12,10 +12,8 @@ from ingest.sources import Source
 Report = Callable[[int, int | None], None]  # (items done, items in the source or None)
 
 
-def count_items(source: Source, folder_items: int | None = None) -> int | None:
-    """Items in the source where that is cheap to know (None: unknown, the bar just runs)."""
-    if source.kind == "folder":
-        return folder_items
+def count_items(source: Source) -> int | None:
+    """Items in a manifest where that is cheap to know (None: unknown, the bar just runs)."""
     if source.remote:
         return None
     if source.kind == "parquet":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,9 +115,9 @@ def write_sample_catalogue(folder: str | Path, count: int = 24, seed: int = 0) -
         pattern = PATTERNS[(i // len(SHAPES)) % len(PATTERNS)]
         brand = BRANDS[i % len(BRANDS)]
         names = []
+        picture = draw_product(kind, color, pattern, seed=seed * 1000 + i, code=i + 1)
         for view in range(1 + i % 3):
             name = f"images/item-{i:04d}-{view}.jpg"
-            picture = draw_product(kind, color, pattern, seed=seed * 1000 + i, code=i + 1)
             product_view(picture, view).save(folder / name, quality=90)
             names.append(name)
         model = f"{brand[:2].upper()}-{1000 + (i * 37) % 9000}"
@@ -125,6 +126,12 @@ def write_sample_catalogue(folder: str | Path, count: int = 24, seed: int = 0) -
             item_id=f"SAMPLE{i:05d}", title=title, category=CATEGORIES[kind], brand=brand,
             price=round(rng.uniform(5, 80), 2), rating=round(rng.uniform(2.5, 5.0), 1),
             images=tuple(names)))
+    write_manifest(folder, items)
+    return items
+
+
+def write_manifest(folder: Path, items: Iterable[SampleItem]) -> None:
+    """folder/items.jsonl in the Amazon Reviews 2023 layout (the MAIN picture first)."""
     with open(folder / "items.jsonl", "w") as out:
         for item in items:
             pictures = [{"large": name, "variant": "MAIN" if view == 0 else f"PT{view:02d}"}
@@ -134,4 +141,3 @@ def write_sample_catalogue(folder: str | Path, count: int = 24, seed: int = 0) -
                 "main_category": item.category, "price": item.price,
                 "average_rating": item.rating, "images": pictures,
             }) + "\n")
-    return items

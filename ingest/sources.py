@@ -26,6 +26,21 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 MANIFEST_SUFFIXES = {".jsonl", ".json", ".ndjson", ".parquet"}
 ROW_COLUMNS = ("id", "title", "category", "brand", "price", "rating", "images", "error",
                "message")
+NUMBER_COLUMNS = {"price": "float64", "rating": "float64", "image_index": "int64"}
+
+
+def to_batch(rows: list[dict], columns: tuple[str, ...]) -> dict:
+    """Rows -> a numpy batch of these columns (numbers typed, the rest objects)."""
+    import numpy as np
+
+    batch = {}
+    for column in columns:
+        values = np.empty(len(rows), dtype=NUMBER_COLUMNS.get(column, object))
+        values[:] = [row[column] for row in rows]
+        batch[column] = values
+    return batch
+
+
 # Which picture of an Amazon item to embed: large is plenty for a 224 px model.
 IMAGE_KEYS = ("large", "hi_res", "thumb")
 

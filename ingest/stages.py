@@ -18,6 +18,7 @@ import numpy as np
 from deployments.catalogue.references import read_image_bytes
 from deployments.embedder.images import ImageError, ImageLimits, preprocess
 from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings
+from ingest.sources import to_batch
 
 ALREADY = "already_indexed"
 PICTURE_COLUMNS = ("id", "title", "category", "brand", "price", "rating", "images", "image",
@@ -46,12 +47,17 @@ class FetchDecode:
             self.store = CatalogueStore(milvus, shared=False, version=version)
         self.pool = ThreadPoolExecutor(max(1, embedder.decode_workers))
 
-    def _load(self, reference: str) -> tuple[bytes, np.ndarray] | ImageError:
+    def _read(self, reference: str) -> bytes | ImageError:
         try:
-            data = read_image_bytes(reference, self.root, self.limits.max_bytes,
+            return read_image_bytes(reference, self.root, self.limits.max_bytes,
                                     self.ingest.allow_http, self.ingest.http_timeout_s,
                                     self.ingest.allow_buckets)
-            return data, preprocess(data, self.size, self.limits)
+        except ImageError as exc:
+            return exc
+
+    def _decode(self, data: bytes) -> np.ndarray | ImageError:
+        try:
+            return preprocess(data, self.size, self.limits)
         except ImageError as exc:
             return exc
 
@@ -66,19 +72,24 @@ class FetchDecode:
                             "message": f"id {row['id']!r} comes again later: that row is used"})
         items = [rows[i] for i in sorted(last.values())]
         good = [row for row in items if not row["error"]]
-        refs = [(row, j, ref) for row in good for j, ref in enumerate(json.loads(row["images"]))]
-        loaded = list(self.pool.map(self._load, [ref for _, _, ref in refs]))
-        pictures: dict[int, list] = {}
-        for (row, _, ref), result in zip(refs, loaded):
+        refs = [(row, ref) for row in good for ref in json.loads(row["images"])]
+        read = []  # (row, reference, bytes) of each picture read
+        for (row, ref), result in zip(refs, self.pool.map(self._read, [r for _, r in refs])):
             if isinstance(result, ImageError):
-                out.append({**row, "image": ref, "image_index": -1, "scope": "picture",
-                            "error": result.code, "message": result.message})
+                out.append(self._failed_picture(row, ref, result))
                 continue
-            data, crop = result
             if not row["id"]:  # a bare picture (folder ingest) is named by its content
-                row["id"] = content_id(data)
-            pictures.setdefault(id(row), []).append((ref, crop))
+                row["id"] = content_id(result)
+            read.append((row, ref, result))
+        # items already indexed whole are neither decoded nor embedded again (resume)
         known = self.store.complete_ids([row["id"] for row in good]) if self.store else set()
+        read = [(row, ref, data) for row, ref, data in read if row["id"] not in known]
+        pictures: dict[int, list] = {}
+        for (row, ref, _), crop in zip(read, self.pool.map(self._decode, [d for *_, d in read])):
+            if isinstance(crop, ImageError):
+                out.append(self._failed_picture(row, ref, crop))
+            else:
+                pictures.setdefault(id(row), []).append((ref, crop))
         for row in items:
             found = pictures.get(id(row), [])
             failed = {"image": "", "image_index": -1, "scope": "item"}
@@ -86,25 +97,26 @@ class FetchDecode:
                 out.append({**row, **failed})
             elif row["id"] in known:
                 out.append({**row, **failed, "error": ALREADY})
+                continue
             elif not found:
                 out.append({**row, **failed, "error": "no_usable_image",
                             "message": "none of the item's pictures could be used"})
-            for index, (ref, crop) in enumerate(found if row["id"] not in known else []):
-                images = json.dumps([r for r, _ in found])  # the usable ones, in order
+            images = json.dumps([ref for ref, _ in found])  # the usable ones, in order
+            for index, (ref, crop) in enumerate(found):
                 out.append({**row, "images": images, "image": ref, "image_index": index,
                             "scope": "picture", "error": "", "message": ""})
                 pixels.append((len(out) - 1, crop))
         return _columns(out, pixels, self.size)
 
+    @staticmethod
+    def _failed_picture(row: dict, ref: str, error: ImageError) -> dict:
+        return {**row, "image": ref, "image_index": -1, "scope": "picture",
+                "error": error.code, "message": error.message}
+
 
 def _columns(rows: list[dict], pixels: list[tuple[int, np.ndarray]], size: int) -> dict:
     """Rows -> a numpy batch; pictures' crops in a (n, 3, size, size) column."""
-    batch = {}
-    for column in PICTURE_COLUMNS:
-        values = np.empty(len(rows), dtype=np.float64 if column in ("price", "rating") else
-                          np.int64 if column == "image_index" else object)
-        values[:] = [row[column] for row in rows]
-        batch[column] = values
+    batch = to_batch(rows, PICTURE_COLUMNS)
     crops = np.zeros((len(rows), 3, size, size), dtype=np.uint8)
     for i, crop in pixels:
         crops[i] = crop

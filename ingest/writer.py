@@ -45,28 +45,28 @@ def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> Wr
 
     now, done, pictures = int(time.time()), Written(), []
     items: dict[str, CatalogueItem | ItemInvalid] = {}
+
+    def report(i: int, **fields) -> None:
+        done.skipped.append({"id": str(batch["id"][i]), "image": str(batch["image"][i]),
+                             "reason": str(batch["error"][i]),
+                             "message": str(batch["message"][i]),
+                             "scope": str(batch["scope"][i]), **fields})
+
     for i, item_id in enumerate(batch["id"]):
-        error, report = str(batch["error"][i]), {
-            "id": str(item_id), "image": str(batch["image"][i]), "reason": str(batch["error"][i]),
-            "message": str(batch["message"][i]), "scope": str(batch["scope"][i])}
+        error = str(batch["error"][i])
         if error == ALREADY:
             done.already += 1
-            continue
-        if not error:
-            if item_id not in items:
-                try:
-                    items[item_id] = _item(batch, i, now)
-                except ItemInvalid as exc:
-                    items[item_id] = exc
-            item = items[item_id]
-            if not isinstance(item, ItemInvalid):
-                pictures.append(Picture(item, int(batch["image_index"][i]),
-                                        batch["image_vector"][i], batch["pair_vector"][i]))
-                continue
-            if any(r["id"] == item_id and r["reason"] == item.code for r in done.skipped):
-                continue  # reported with its first picture
-            report.update(reason=item.code, message=item.message, scope="item")
-        done.skipped.append(report)
+        elif error:
+            report(i)
+        elif item_id not in items:
+            try:
+                items[item_id] = _item(batch, i, now)
+            except ItemInvalid as exc:  # reported once, with its first picture
+                items[item_id] = exc
+                report(i, reason=exc.code, message=exc.message, scope="item")
+        if not error and isinstance(items[item_id], CatalogueItem):
+            pictures.append(Picture(items[item_id], int(batch["image_index"][i]),
+                                    batch["image_vector"][i], batch["pair_vector"][i]))
     for start in range(0, len(pictures), write_batch_size):
         chunk = pictures[start : start + write_batch_size]
         done.rows += store.upsert(chunk)
