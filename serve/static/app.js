@@ -216,7 +216,7 @@ async function search({ focusResults = false } = {}) {
       showError("The service answered with something that is not a search result. Try again.");
       return;
     }
-    render(el, data, moreLikeThis);
+    render(el, data, moreLikeThis, authHeaders());
     if (focusResults) el.heading.focus();
   } catch (error) {
     if (error.name === "AbortError") return;

@@ -34,7 +34,23 @@ export function whichPicture(result) {
     : "";
 }
 
-function card(result, onChoose) {
+/** Load a picture into img: by URL, or, with an API key (a service may want one for item
+ * pictures too, and an <img> cannot send it), fetched with the key into a blob: URL. */
+function showPicture(img, url, headers) {
+  if (!headers.Authorization) {
+    img.src = url;
+    return;
+  }
+  fetch(url, { headers })
+    .then((response) => (response.ok ? response.blob() : Promise.reject(response.status)))
+    .then((blob) => {
+      img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+      img.src = URL.createObjectURL(blob);
+    })
+    .catch(() => img.classList.add("broken"));
+}
+
+function card(result, onChoose, headers) {
   const item = document.createElement("li");
   item.className = "card";
   Object.assign(item.dataset, {
@@ -47,7 +63,7 @@ function card(result, onChoose) {
   img.width = img.height = 256;
   img.loading = "lazy";
   img.addEventListener("error", () => img.classList.add("broken"));
-  img.src = pictureUrl(result, 256);  // item pictures are public: no key needed
+  showPicture(img, pictureUrl(result, 256), headers);
 
   const body = document.createElement("div");
   body.className = "card-body";
@@ -88,9 +104,9 @@ function renderTimings(el, timings) {
 }
 
 /** Draw `data` (a SearchResponse) into the page's elements; onChoose: "more like this". */
-export function render(el, data, onChoose) {
+export function render(el, data, onChoose, headers = {}) {
   const results = Array.isArray(data.results) ? data.results : [];
-  el.grid.replaceChildren(...results.map((result) => card(result, onChoose)));
+  el.grid.replaceChildren(...results.map((result) => card(result, onChoose, headers)));
   const n = results.length;
   const how = MODE_NAMES[data.mode] ? ` Found by ${MODE_NAMES[data.mode]}.` : "";
   el.count.textContent = n

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.support.service import API_KEY
+
 CHROMIUM = "/usr/bin/chromium" if shutil.which("/usr/bin/chromium") else shutil.which("chromium")
 if CHROMIUM is None:
     pytest.skip("Debian's chromium is not installed (apt-get install chromium); the page tests "
@@ -307,6 +309,25 @@ def test_api_key_is_kept_for_the_tab_and_sent(page):
     assert call.request.headers["authorization"] == "Bearer test-key-1"
     page.reload()
     expect(page.get_by_label("API key")).to_have_value("test-key-1")
+
+
+def test_with_an_api_key_item_pictures_are_fetched_with_it(page):
+    """A service may want the key for item pictures too (search_requires_key), which an <img>
+    cannot send: the page fetches them with the key and shows them from blob: URLs."""
+    pictures = []
+    page.on("request", lambda request: pictures.append(request)
+            if "/image" in request.url else None)
+    page.locator("#settings summary").click()
+    page.get_by_label("API key").fill(API_KEY)
+    fill_query(page, "a phone case", k=3, rerank=False)
+    call = run_search(page)
+    results = call.body["results"]
+    assert call.status == 200 and results
+    expect(page.locator(f"{CARDS} img[src^='blob:']")).to_have_count(len(results))
+    page.wait_for_function("""() => [...document.querySelectorAll("#grid > li img")]
+        .every(img => img.complete && img.naturalWidth > 0)""")
+    assert len(pictures) == len(results)
+    assert {p.headers.get("authorization") for p in pictures} == {f"Bearer {API_KEY}"}
 
 
 def test_phone_width_has_no_sideways_scrolling(page, sample_catalogue):
