@@ -178,7 +178,7 @@ class ServingSettings(BaseModel):
     thumbnail_max_age_s: int = Field(300, ge=0)  # Cache-Control max-age of thumbnails
     embed_timeout_s: float = Field(30.0, gt=0)
     readiness_timeout_s: float = Field(5.0, gt=0)  # each /readyz probe (Milvus, models)
-    decode_concurrency: int = Field(2, ge=1, le=64)  # pictures an ingress replica decodes at once
+    decode_concurrency: int = Field(2, ge=1, le=64)  # thumbnails an ingress replica makes at once
     retry_after_s: int = Field(5, ge=1)  # told to callers while Milvus is down
     web_page: bool = True  # serve the search page at /
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -24,36 +22,6 @@ THUMBNAIL_SIZES = (64, 128, 256, 512, 1024)  # any asked size is served at the n
 def snap_size(size: int) -> int:
     """The thumbnail size served for `size`: a few steps, so any size hits the cache."""
     return next((step for step in THUMBNAIL_SIZES if step >= size), THUMBNAIL_SIZES[-1])
-
-
-class TtlCache:
-    """The newest `capacity` entries, each kept `ttl_s` seconds. An item replaced or deleted
-    through this replica is forgotten at once; through another, it shows its new state after
-    `ttl_s`, as the HTTP max-age promises."""
-
-    def __init__(self, capacity: int, ttl_s: float):
-        self.capacity, self.ttl_s = capacity, ttl_s
-        self._items: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
-
-    def get(self, key: Hashable) -> bytes | None:
-        found = self._items.get(key)
-        if found is None or time.monotonic() - found[0] > self.ttl_s:
-            return None
-        self._items.move_to_end(key)
-        return found[1]
-
-    def forget(self, first: Hashable) -> None:
-        """Drop every entry whose key (a tuple) starts with `first` (an item changed here)."""
-        for key in [k for k in self._items if k[0] == first]:
-            del self._items[key]
-
-    def put(self, key: Hashable, value: bytes) -> None:
-        if self.capacity <= 0:
-            return
-        self._items[key] = (time.monotonic(), value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
 
 
 class ImageLibrary:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from deployments.caches import LruCache
 from deployments.catalogue.filters import SearchFilters
 from deployments.catalogue.gateway import StoreGateway
 from deployments.catalogue.items import CatalogueItem
@@ -21,8 +22,8 @@ from deployments.metrics import metrics
 from deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankRequest, RerankResult
 from deployments.settings import Settings, Weights
 from serve.errors import ApiError, bad_request
-from serve.images import ImageLibrary, TtlCache, image_format, snap_size
-from serve.views import image_error, image_url, item_view
+from serve.images import ImageLibrary, image_format, snap_size
+from serve.views import image_error, image_url
 from serve.schemas import (ItemFailure, ItemIn, ItemsResponse, Readiness, RerankInfo,
                            SearchResponse, SearchResult)
 
@@ -56,6 +57,10 @@ class Query:
     weights: Weights | None = None  # given: weighted fusion with these weights
 
 
+def _not_found(item_id: str) -> ApiError:
+    return ApiError(404, "item_not_found", f"no item with id {item_id!r} in the catalogue")
+
+
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000
 
@@ -84,9 +89,11 @@ class SearchService:
         self.policy = RerankPolicy(settings.reranker)
         self.metrics = metrics()
         serving = settings.serving
-        self.thumbnails = TtlCache(serving.thumbnail_cache_size, serving.thumbnail_max_age_s)
-        # Pictures decoded here at once (thumbnails, upload checks): a bound on memory, since
-        # one 40-Mpx picture takes hundreds of MB while it is decoded.
+        # An item written or deleted through this replica is forgotten at once; through
+        # another, it shows its new state after the max-age, as Cache-Control promises.
+        self.thumbnails = LruCache(serving.thumbnail_cache_size, serving.thumbnail_max_age_s)
+        # Thumbnails made here at once: a bound on memory, since one 40-Mpx picture takes
+        # hundreds of MB while it is decoded.
         self.decoding = asyncio.Semaphore(serving.decode_concurrency)
 
     # -- backends -----------------------------------------------------------------------------
@@ -178,13 +185,13 @@ class SearchService:
         results = []
         for rank, item_id in enumerate(outcome.order, start=1):
             retrieval_rank, hit = by_id[item_id]
-            view = item_view(hit.item)
+            item = hit.item
             results.append(SearchResult(
-                id=view.id, score=hit.score, retrieval_rank=retrieval_rank, rank=rank,
-                title=view.title, category=view.category, brand=view.brand, price=view.price,
-                rating=view.rating, image_index=hit.image_index,
-                image_count=len(hit.item.images),
-                image_url=image_url(view.id, hit.image_index)))
+                id=item.id, score=hit.score, retrieval_rank=retrieval_rank, rank=rank,
+                title=item.title, category=item.category, brand=item.brand,
+                price=CatalogueItem.known(item.price), rating=CatalogueItem.known(item.rating),
+                image_index=hit.image_index, image_count=len(item.images),
+                image_url=image_url(item.id, hit.image_index)))
         return SearchResponse(
             results=results, kind=plan.kind.value, mode=plan.mode.value,
             fusion=plan.fusion if plan.dense_field and plan.lexical else None,
@@ -199,29 +206,34 @@ class SearchService:
         """Embed and store items (one picture each); a bad image fails its item alone.
         Backend errors fail all."""
         failed: list[ItemFailure] = []
-        kinds: list[str | None] = []
+
+        def fail(item: ItemIn, exc: ImageError) -> None:
+            error = image_error(exc, field=f"items[{item.id}].image")
+            failed.append(ItemFailure(id=item.id, code=error.code, message=error.message))
+
+        todo = []  # (item, bytes, format) of the items whose picture header is fine
         for item, data in zip(items, images):
-            try:
-                async with self.decoding:
-                    kinds.append(await asyncio.to_thread(image_format, data, self.images.limits))
+            try:  # the header only: the embedder decodes the picture, once
+                todo.append((item, data, await asyncio.to_thread(image_format, data,
+                                                                 self.images.limits)))
             except ImageError as exc:
-                kinds.append(None)
-                error = image_error(exc, field=f"items[{item.id}].image")
-                failed.append(ItemFailure(id=item.id, code=error.code, message=error.message))
-        todo = [(item, data, kind) for item, data, kind in zip(items, images, kinds) if kind]
+                fail(item, exc)
         vectors = await self._embed_pictures([PictureQuery(d, i.title) for i, d, _ in todo])
-        pictures = []
+        embedded = []
         for (item, data, kind), found in zip(todo, vectors):
             if found.error is not None:
-                error = image_error(found.error, field=f"items[{item.id}].image")
-                failed.append(ItemFailure(id=item.id, code=error.code, message=error.message))
-                continue
-            reference = await asyncio.to_thread(self.images.write_upload, data, kind)
-            stored = CatalogueItem(
-                id=item.id, title=item.title, category=item.category, brand=item.brand,
-                price=item.price, rating=item.rating, images=(reference,),
-                ingested_at=int(time.time()))
-            pictures.append(Picture(stored, 0, found.image, found.pair))
+                fail(item, found.error)
+            else:
+                embedded.append((item, data, kind, found))
+        references = await asyncio.gather(*(  # the uploads, side by side
+            asyncio.to_thread(self.images.write_upload, data, kind)
+            for _, data, kind, _ in embedded))
+        pictures = [Picture(CatalogueItem(id=item.id, title=item.title, category=item.category,
+                                          brand=item.brand, price=item.price,
+                                          rating=item.rating, images=(reference,),
+                                          ingested_at=int(time.time())),
+                            0, found.image, found.pair)
+                    for (item, _, _, found), reference in zip(embedded, references)]
         if pictures:
             await self._stored(self.store.upsert(pictures))
         for picture in pictures:
@@ -242,12 +254,12 @@ class SearchService:
     async def get(self, item_id: str) -> CatalogueItem:
         items = await self._stored(self.store.get([item_id]))
         if not items:
-            raise ApiError(404, "item_not_found", f"no item with id {item_id!r} in the catalogue")
+            raise _not_found(item_id)
         return items[0]
 
     async def delete(self, item_id: str) -> None:
-        await self.get(item_id)  # 404 when absent
-        await self._stored(self.store.delete([item_id]))
+        if not await self._stored(self.store.delete([item_id])):
+            raise _not_found(item_id)
         self.thumbnails.forget(item_id)
 
     async def thumbnail(self, item_id: str, size: int, index: int = 0) -> bytes:

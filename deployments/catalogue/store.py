@@ -9,6 +9,7 @@ that the catalogue's name points at (versions.py).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -71,8 +72,16 @@ class CatalogueStore:
         self.version = version_name(self.alias, version) if version else None
         self.uri = resolve_uri(settings, shared)
         self._client = connect(settings, self.uri)
-        self._aliases = alias_book(self._client, settings.alias_refresh_s)
-        self._milvus_weights = fuses_weights_correctly(self._client)
+
+    # What the engine can do, asked on first need: the stores of ingest's write tasks and
+    # fetch stage, pinned to a version, need neither.
+    @functools.cached_property
+    def _aliases(self):
+        return alias_book(self._client, self.settings.alias_refresh_s)
+
+    @functools.cached_property
+    def _milvus_weights(self) -> bool:
+        return fuses_weights_correctly(self._client)
 
     # -- which collection -------------------------------------------------------------------
     def target(self) -> str | None:
@@ -160,7 +169,8 @@ class CatalogueStore:
     @guard
     def delete(self, ids: Sequence[str]) -> list[str]:
         """Delete items (all their pictures) by id; returns the ids that existed."""
-        present = sorted({item.id for item in self.get(ids)})
+        present = sorted({row["item_id"] for row in self._query(
+            f"{_ids('item_id', ids)} and image_index == 0", ["item_id"])}) if ids else []
         if present:
             self._client.delete(self._writable(), filter=_ids("item_id", present),
                                 timeout=self.settings.timeout_s)

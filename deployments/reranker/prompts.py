@@ -41,8 +41,9 @@ class RerankPrompt:
                          f"{self.count}.")
         if self.caption:
             lines.append(f"The query image shows: {plain_text(self.caption)}")
-        if plain_text(self.query_text):
-            lines.append(f'The shopper asks: "{plain_text(self.query_text)}"')
+        words = plain_text(self.query_text)
+        if words:
+            lines.append(f'The shopper asks: "{words}"')
         if self.ask_caption:
             lines.append("First write a short caption of the query image.")
         lines.append(f"Score every candidate from 0 (irrelevant) to 10 (exactly what the shopper "

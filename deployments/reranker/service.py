@@ -11,12 +11,13 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Sequence
 
 from PIL import Image
 
+from deployments.caches import LruCache
 from deployments.reranker.answer import UnusableAnswer, parse_answer, parse_caption, response_schema
 from deployments.reranker.grid import compose
 from deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankResult
@@ -35,12 +36,8 @@ class Candidate:
     image: Image.Image | None  # None: the image could not be loaded (a grey cell)
 
 
-class CaptionCache:
-    """Captions of query images by content hash (LRU)."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict[str, str] = OrderedDict()
+class CaptionCache(LruCache):
+    """Captions of query images by what produced them (LRU)."""
 
     @staticmethod
     def key(image: Image.Image, text: str = "") -> str:
@@ -52,19 +49,9 @@ class CaptionCache:
         digest.update(b"\x00" + plain_text(text).encode())
         return digest.hexdigest()
 
-    def get(self, key: str) -> str | None:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        return None
-
     def put(self, key: str, caption: str) -> None:
-        if self.size <= 0 or not caption:
-            return
-        self._items[key] = caption
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        if caption:  # no caption is not worth keeping
+            super().put(key, caption)
 
 
 class Reranker:
