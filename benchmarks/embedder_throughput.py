@@ -25,10 +25,10 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from deployments.embedder.encoder import Embedder  # noqa: E402
-from deployments.tiny.embedder import CHECKPOINT_NAME, TEXT_DIR, write_tiny_model  # noqa: E402
-from deployments.settings import EmbedderSettings  # noqa: E402
-from ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
+from pardus.deployments.embedder.encoder import Embedder  # noqa: E402
+from pardus.deployments.tiny.embedder import CHECKPOINT_NAME, TEXT_DIR, write_tiny_model  # noqa: E402
+from pardus.deployments.settings import EmbedderSettings  # noqa: E402
+from pardus.ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
 
 KINDS = ("image", "text", "mm")
 console = Console()

@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from deployments.tiny.embedder import write_tiny_model  # noqa: E402
-from ingest.samples import write_sample_catalogue  # noqa: E402
+from pardus.deployments.tiny.embedder import write_tiny_model  # noqa: E402
+from pardus.ingest.samples import write_sample_catalogue  # noqa: E402
 from tests.support.milvus_core import MilvusCore  # noqa: E402
 
 console = Console()
@@ -53,7 +53,7 @@ def single_picture_manifest(folder: Path, items: int) -> Path:
 def ingest(tree: Path, manifest: Path, env: dict[str, str], collection: str) -> float:
     """`pardus ingest` from `tree`; the items/s it reports."""
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "ingest", str(manifest), "--collection", collection],
+        [sys.executable, "-m", "pardus.cli.main", "ingest", str(manifest), "--collection", collection],
         cwd=tree, env={**env, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
         timeout=3600)
     output = done.stdout + done.stderr

@@ -26,12 +26,12 @@ sys.path.insert(0, str(REPO))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from deployments.reranker.policy import RerankOutcome  # noqa: E402
-from deployments.reranker.service import Candidate, Reranker  # noqa: E402
+from pardus.deployments.reranker.policy import RerankOutcome  # noqa: E402
+from pardus.deployments.reranker.service import Candidate, Reranker  # noqa: E402
 
 FALLBACKS = {o.value for o in RerankOutcome} - {RerankOutcome.RERANKED.value}
-from deployments.settings import RerankerSettings  # noqa: E402
-from ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
+from pardus.deployments.settings import RerankerSettings  # noqa: E402
+from pardus.ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
 
 console = Console()
 
@@ -63,7 +63,7 @@ async def measure(reranker: Reranker, batch, concurrency: int) -> tuple[np.ndarr
 
 
 async def run(settings: RerankerSettings, n: int, k: int, table: Table) -> None:
-    from deployments.reranker.engine import VLLMGenerator
+    from pardus.deployments.reranker.engine import VLLMGenerator
 
     started = time.perf_counter()
     generator = VLLMGenerator(settings)
@@ -97,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model
     if model is None:
-        from deployments.tiny.phi3v import write_tiny_phi3v
+        from pardus.deployments.tiny.phi3v import write_tiny_phi3v
 
         model = str(write_tiny_phi3v(Path(tempfile.mkdtemp()) / "phi3v-tiny"))
     settings = RerankerSettings(model=model, load_format=args.load_format, dtype=args.dtype,

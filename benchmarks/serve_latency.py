@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
+from pardus.ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
 
 console = Console()
 if not console.is_terminal:
@@ -97,15 +97,15 @@ class InProcess:
     """SearchService in this process: a local Embedder, the app's Milvus, no Serve, no HTTP."""
 
     def __init__(self, overrides: dict):
-        from deployments.settings import Settings
-        from serve.factory import build_search_service, local_models
+        from pardus.deployments.settings import Settings
+        from pardus.serve.factory import build_search_service, local_models
 
         settings = Settings(**overrides)
         self.service = build_search_service(settings, local_models(settings))
         self.store = self.service.store
 
     def search(self, k: int):
-        from serve.search import Query
+        from pardus.serve.search import Query
 
         async def call(text: str, image: bytes | None) -> dict:
             answer = await self.service.search(Query(text, image, k, None, rerank=False))
@@ -155,7 +155,7 @@ async def deploy(client, name: str, overrides: dict, max_batch_size: int, wait_s
     set as the Serve config's `deployments` section sets it."""
     from ray import serve
 
-    from serve.app import bind_app, deployment_options
+    from pardus.serve.app import bind_app, deployment_options
 
     overrides = {**overrides, "reranker": {"enabled": False}}
     options = deployment_options()
@@ -246,7 +246,7 @@ async def batching(client, overrides: dict, label: str, args, table: Table) -> d
     straight through the Embedder handles. Returns requests/s per (via, app)."""
     from ray import serve
 
-    from deployments.embedder.queries import EmbedQuery
+    from pardus.deployments.embedder.queries import EmbedQuery
 
     def embed(handle):
         async def call(text: str, _image):
@@ -275,8 +275,8 @@ async def batching(client, overrides: dict, label: str, args, table: Table) -> d
 def model_alone(overrides: dict, label: str, table: Table, rounds: int = 4) -> dict:
     """encode_texts in this process (torch threads as in the replica) at batch 32 and 1 in
     alternating 2 s rounds: the most batching can give on this machine."""
-    from deployments.embedder.encoder import Embedder
-    from deployments.settings import Settings
+    from pardus.deployments.embedder.encoder import Embedder
+    from pardus.deployments.settings import Settings
 
     embedder = Embedder(Settings(**overrides).embedder)
     tallies = {size: Tally(items=size) for size in (32, 1)}
@@ -299,11 +299,11 @@ def model_alone(overrides: dict, label: str, table: Table, rounds: int = 4) -> d
 # -- set-up and report --------------------------------------------------------------------------
 def prepare(work: Path) -> dict:
     """Tiny models, the sample catalogue ingested into Milvus Lite; the app's settings."""
-    from deployments.tiny.embedder import write_tiny_model
-    from deployments.tiny.phi3v import write_tiny_phi3v
-    from deployments.settings import Settings
-    from ingest.pipeline import run_ingest
-    from ingest.samples import write_sample_catalogue
+    from pardus.deployments.tiny.embedder import write_tiny_model
+    from pardus.deployments.tiny.phi3v import write_tiny_phi3v
+    from pardus.deployments.settings import Settings
+    from pardus.ingest.pipeline import run_ingest
+    from pardus.ingest.samples import write_sample_catalogue
 
     tiny = write_tiny_model(work / "tiny-model", seed=0)
     write_sample_catalogue(work / "catalogue", count=24)
@@ -323,7 +323,7 @@ def prepare(work: Path) -> dict:
 
 
 def full_size(work: Path, overrides: dict) -> dict:
-    from deployments.tiny.embedder import write_tiny_model
+    from pardus.deployments.tiny.embedder import write_tiny_model
 
     env = write_tiny_model(work / "full-model", seed=0, full_size=True)
     return {**overrides, "embedder": {"checkpoint": env["PARDUS_EMBEDDER__CHECKPOINT"],
@@ -358,7 +358,7 @@ async def run(args, work: Path, overrides: dict) -> None:
     import torch
     from ray import serve
 
-    from serve.app import build_app
+    from pardus.serve.app import build_app
 
     started = time.perf_counter()
     serve.run(build_app({"settings": overrides}), name=APP, route_prefix="/")
@@ -424,7 +424,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from deployments.catalogue import lite_server
+    from pardus.deployments.catalogue import lite_server
 
     console.print("Expect 2 shared CPU cores: figures are noisy; compare rows of one run.")
     with tempfile.TemporaryDirectory(prefix="serve-latency-") as folder:

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, folder: Path) -> None:
     from vllm import LLM, SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
-    from deployments.tiny.phi3v import write_tiny_phi3v
+    from pardus.deployments.tiny.phi3v import write_tiny_phi3v
 
     start = time.perf_counter()
     write_tiny_phi3v(folder)

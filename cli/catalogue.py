@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
-from cli.logs import library_logs, stop_on_sigterm
+from pardus.cli.logs import library_logs, stop_on_sigterm
 
 console = Console()
 err_console = Console(stderr=True)
@@ -42,7 +42,7 @@ def print_summary(summary) -> None:
 
 
 def _say_lite_server(settings) -> None:
-    from deployments.catalogue import lite_server
+    from pardus.deployments.catalogue import lite_server
 
     if settings.milvus.is_local:
         server = lite_server.running(settings.milvus.uri)
@@ -58,8 +58,8 @@ store_app = typer.Typer(help="The Milvus store: versions of the catalogue (statu
 
 def _store(milvus_uri: str | None, collection: str | None):
     """The configured catalogue's store (never starts a Milvus Lite server), or exit 2."""
-    from deployments.catalogue.store import CatalogueStore, StoreError, StoreUnavailable
-    from deployments.settings import get_settings
+    from pardus.deployments.catalogue.store import CatalogueStore, StoreError, StoreUnavailable
+    from pardus.deployments.settings import get_settings
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
     try:
@@ -76,7 +76,7 @@ CollectionOption = Annotated[Optional[str], typer.Option(help="The catalogue's n
 @store_app.command("status")
 def store_status(milvus_uri: UriOption = None, collection: CollectionOption = None) -> None:
     """Show the catalogue's versions (items, picture rows), which one is live, and where."""
-    from deployments.catalogue.store import StoreError, StoreUnavailable
+    from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
 
     store = _store(milvus_uri, collection)
     try:
@@ -121,8 +121,8 @@ def store_drop(
 
 
 def _version_call(milvus_uri, collection, call, done: str) -> None:
-    from deployments.catalogue.store import StoreError, StoreUnavailable
-    from deployments.catalogue.versions import VersionError
+    from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
+    from pardus.deployments.catalogue.versions import VersionError
 
     store = _store(milvus_uri, collection)
     try:
@@ -140,8 +140,8 @@ def store_stop(
     milvus_uri: Annotated[Optional[str], typer.Option(help="The local Milvus Lite path.")] = None,
 ) -> None:
     """Stop the shared Milvus Lite server of a local path."""
-    from deployments.catalogue import lite_server
-    from deployments.settings import get_settings
+    from pardus.deployments.catalogue import lite_server
+    from pardus.deployments.settings import get_settings
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri)
     if not settings.milvus.is_local:
@@ -161,7 +161,7 @@ def with_overrides(settings, section: str, **values):
 
 def ingest_with_progress(source: str, settings, **options):
     """run_ingest with our progress bar (items done of the source's, when known)."""
-    from ingest.pipeline import run_ingest
+    from pardus.ingest.pipeline import run_ingest
 
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console,
                   transient=True) as bar:
@@ -183,12 +183,12 @@ def ingest(
              "serves it. Default: the live version (v1, made live, on the first ingest).")] = None,
 ) -> None:
     """Index a catalogue into Milvus (idempotent: re-running adds nothing twice)."""
-    from deployments.embedder.checkpoint import WeightsNotFound
-    from deployments.catalogue.lite_server import LiteServerError
-    from deployments.settings import get_settings
-    from deployments.catalogue.store import StoreError, StoreUnavailable
-    from deployments.catalogue.versions import VersionError
-    from ingest.sources import Source, SourceError
+    from pardus.deployments.embedder.checkpoint import WeightsNotFound
+    from pardus.deployments.catalogue.lite_server import LiteServerError
+    from pardus.deployments.settings import get_settings
+    from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
+    from pardus.deployments.catalogue.versions import VersionError
+    from pardus.ingest.sources import Source, SourceError
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
     settings = with_overrides(settings, "ingest", batch_size=batch_size, allow_http=allow_http,
@@ -196,7 +196,7 @@ def ingest(
     stop_on_sigterm()
     with library_logs(settings.log_dir, "ingest", (console, err_console)) as log_path:
         try:
-            from cli.service import ensure_ray
+            from pardus.cli.service import ensure_ray
 
             Source.open(source)  # a missing source fails at once, before Ray starts
             ensure_ray()  # here, not in the pipeline: SIGTERM must reach our clean-up

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from cli.catalogue import console, err_console, print_summary, with_overrides
-from cli.logs import library_logs
+from pardus.cli.catalogue import console, err_console, print_summary, with_overrides
+from pardus.cli.logs import library_logs
 
 DEFAULT_COLLECTION = "eval"
 DENSE_NOTE = ("its dense and hybrid rows measure pixel and token overlap at best, not a model; "
@@ -41,7 +41,7 @@ def _weights(values: list[str]):
     """--weights D:L -> Weights (BadParameter names the bad value)."""
     from pydantic import ValidationError
 
-    from deployments.settings import Weights
+    from pardus.deployments.settings import Weights
 
     out = []
     for value in values:
@@ -57,10 +57,10 @@ def _weights(values: list[str]):
 def run_generate(folder: Path, items: int, queries: int, seed: int, collection: str,
                  milvus_uri: str | None) -> None:
     """Draw the benchmark into folder, ingest it into its own catalogue, say what to run."""
-    from cli.service import embedder_overrides, ensure_ray
-    from deployments.catalogue.connection import StoreError, StoreUnavailable
-    from deployments.settings import get_settings
-    from evaluation.benchmark import foreign_items, generate, ingest_benchmark, write_note
+    from pardus.cli.service import embedder_overrides, ensure_ray
+    from pardus.deployments.catalogue.connection import StoreError, StoreUnavailable
+    from pardus.deployments.settings import get_settings
+    from pardus.evaluation.benchmark import foreign_items, generate, ingest_benchmark, write_note
 
     embedder = embedder_overrides(folder, allow_tiny=True)
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
@@ -110,7 +110,7 @@ def _say_next(made, collection: str, milvus_uri: str | None, tiny: bool) -> None
 
 
 def _target(in_process: bool, url: str | None, api_key: str | None, settings):
-    from evaluation.targets import HttpTarget, InProcessTarget
+    from pardus.evaluation.targets import HttpTarget, InProcessTarget
 
     if in_process:
         return InProcessTarget(settings)
@@ -119,7 +119,7 @@ def _target(in_process: bool, url: str | None, api_key: str | None, settings):
 
 
 def _measure(target, queries, rows, catalogue: str, size: int | None):
-    from evaluation.pipeline import evaluate
+    from pardus.evaluation.pipeline import evaluate
 
     columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
@@ -142,11 +142,11 @@ def run_eval(queries_path: Path, *, in_process: bool, url: str | None, api_key: 
              rerank: bool, kinds: list, modes: list, tags: list[str],
              weights: list, size: int | None, collection: str | None,
              milvus_uri: str | None, report_path: Path | None, tiny: bool) -> None:
-    from cli.service import embedder_overrides
-    from deployments.settings import get_settings
-    from evaluation.queries import QuerySetError, parse_queries
-    from evaluation.runner import MODES, plan_rows
-    from evaluation.targets import QueryRefused, TargetError
+    from pardus.cli.service import embedder_overrides
+    from pardus.deployments.settings import get_settings
+    from pardus.evaluation.queries import QuerySetError, parse_queries
+    from pardus.evaluation.runner import MODES, plan_rows
+    from pardus.evaluation.targets import QueryRefused, TargetError
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
     tiny_used = False
@@ -178,8 +178,8 @@ def run_eval(queries_path: Path, *, in_process: bool, url: str | None, api_key: 
 
 def _show(report, report_path: Path, tiny_used: bool) -> None:
     """The table, what its numbers mean, and the JSON report and chart written."""
-    from evaluation.chart import write_chart
-    from evaluation.show import legend, table
+    from pardus.evaluation.chart import write_chart
+    from pardus.evaluation.show import legend, table
 
     console.print(table(report))
     for line in legend(report):
@@ -233,7 +233,7 @@ def evaluate(
              "(only lexical rows mean anything then).")] = False,
 ) -> None:
     """Measure relevance (recall@k, nDCG@10, MRR, latency, rerank lift) per query kind and mode."""
-    from deployments.catalogue.plans import Mode, QueryKind
+    from pardus.deployments.catalogue.plans import Mode, QueryKind
 
     if (queries is None) == (generate is None):
         raise typer.BadParameter("give a query set (QUERIES) or --generate DIR, not both")

@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from cli.k8s import k8s_app
-from cli.catalogue import console, err_console, ingest, print_summary, store_app
-from cli.evaluate import evaluate
+from pardus.cli.k8s import k8s_app
+from pardus.cli.catalogue import console, err_console, ingest, print_summary, store_app
+from pardus.cli.evaluate import evaluate
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
 
@@ -54,7 +54,7 @@ def models_tiny(
     ] = False,
 ) -> None:
     """Write a tiny random-weight Visualized BGE in the official formats (rankings meaningless)."""
-    from deployments.tiny.embedder import write_tiny_model
+    from pardus.deployments.tiny.embedder import write_tiny_model
 
     try:
         with console.status(f"writing random-weight model to {folder}"):
@@ -76,7 +76,7 @@ def models_tiny_reranker(
     ] = False,
 ) -> None:
     """Write a tiny random-weight Phi-3-Vision (official format) that vLLM loads (answers meaningless)."""
-    from deployments.tiny.phi3v import write_tiny_phi3v
+    from pardus.deployments.tiny.phi3v import write_tiny_phi3v
 
     with console.status(f"writing Phi-3-Vision to {folder}"):
         path = write_tiny_phi3v(folder, seed=seed, full_size=full_size)
@@ -96,9 +96,9 @@ def embed(
     """Embed texts and images with the configured model and print their cosine similarities."""
     import numpy as np
 
-    from deployments.embedder.checkpoint import WeightsNotFound
-    from deployments.embedder.encoder import Embedder
-    from deployments.settings import get_settings
+    from pardus.deployments.embedder.checkpoint import WeightsNotFound
+    from pardus.deployments.embedder.encoder import Embedder
+    from pardus.deployments.settings import get_settings
 
     texts, images = list(text or []), list(image or [])
     if not texts and not images:
@@ -151,10 +151,10 @@ def serve_command(
     workdir: Annotated[Path, typer.Option(help="Where tiny models are written.")] = Path("data/serve"),
 ) -> None:
     """Start a local Ray and the Pardus app (ingress, embedder, reranker) on the configured store."""
-    from cli.logs import library_logs, stop_on_sigterm
-    from cli.service import (embedder_overrides, reranker_overrides, start_service,
+    from pardus.cli.logs import library_logs, stop_on_sigterm
+    from pardus.cli.service import (embedder_overrides, reranker_overrides, start_service,
                              stop_service, wait_for_interrupt)
-    from deployments.settings import get_settings
+    from pardus.deployments.settings import get_settings
 
     settings = get_settings()
     host = host or settings.serving.host
@@ -197,11 +197,11 @@ def search(
     """Search a running Pardus service (or, with --in-process, the configured store directly)."""
     import httpx
 
-    from cli.logs import library_logs
-    from cli.service import SearchArgs, print_results, search_in_process, search_over_http
-    from deployments.catalogue.filters import FilterError
-    from deployments.settings import get_settings
-    from serve.errors import ApiError
+    from pardus.cli.logs import library_logs
+    from pardus.cli.service import SearchArgs, print_results, search_in_process, search_over_http
+    from pardus.deployments.catalogue.filters import FilterError
+    from pardus.deployments.settings import get_settings
+    from pardus.serve.errors import ApiError
 
     if not text.strip() and image is None:
         raise typer.BadParameter("give --text, --image, or both")
@@ -241,12 +241,12 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="Keep serving after the query (Ctrl-C stops).")] = False,
 ) -> None:
     """Draw a sample catalogue, ingest it into Milvus Lite, start the service, run a composed query."""
-    from cli.catalogue import ingest_with_progress
-    from cli.logs import library_logs, stop_on_sigterm
-    from deployments.catalogue import lite_server
-    from deployments.settings import Settings
-    from ingest.samples import draw_product, write_sample_catalogue
-    from cli.service import (SearchArgs, embedder_overrides, ensure_ray, free_port,
+    from pardus.cli.catalogue import ingest_with_progress
+    from pardus.cli.logs import library_logs, stop_on_sigterm
+    from pardus.deployments.catalogue import lite_server
+    from pardus.deployments.settings import Settings
+    from pardus.ingest.samples import draw_product, write_sample_catalogue
+    from pardus.cli.service import (SearchArgs, embedder_overrides, ensure_ray, free_port,
                              print_results, reranker_overrides, search_over_http, start_service,
                              stop_service, wait_for_interrupt)
 

@@ -15,7 +15,7 @@ import httpx
 import typer
 from rich.table import Table
 
-from cli.catalogue import console, err_console
+from pardus.cli.catalogue import console, err_console
 
 TINY_NOTE = ("random weights: every stage runs for real, but rankings and reasons are "
              "meaningless")
@@ -25,9 +25,9 @@ TINY_NOTE = ("random weights: every stage runs for real, but rankings and reason
 def embedder_overrides(workdir: Path, allow_tiny: bool) -> dict[str, Any]:
     """{} when the configured Visualized BGE weights are at hand; else a tiny model (if
     allowed, said loudly) or a clear exit."""
-    from deployments.embedder.checkpoint import WeightsNotFound, resolve
-    from deployments.tiny.embedder import write_tiny_model
-    from deployments.settings import get_settings
+    from pardus.deployments.embedder.checkpoint import WeightsNotFound, resolve
+    from pardus.deployments.tiny.embedder import write_tiny_model
+    from pardus.deployments.settings import get_settings
 
     try:
         resolve(get_settings().embedder)
@@ -49,7 +49,7 @@ def reranker_missing(model: str) -> str | None:
     else what is wrong and what to do."""
     from huggingface_hub import constants, try_to_load_from_cache
 
-    from deployments.embedder.checkpoint import unreachable_hub
+    from pardus.deployments.embedder.checkpoint import unreachable_hub
 
     if Path(model).is_dir():
         return None if (Path(model) / "config.json").exists() else f"{model} has no config.json"
@@ -66,8 +66,8 @@ def reranker_missing(model: str) -> str | None:
 
 
 def reranker_overrides(workdir: Path, enabled: bool, allow_tiny: bool) -> dict[str, Any]:
-    from deployments.tiny.phi3v import write_tiny_phi3v
-    from deployments.settings import get_settings
+    from pardus.deployments.tiny.phi3v import write_tiny_phi3v
+    from pardus.deployments.settings import get_settings
 
     configured = get_settings().reranker
     if not enabled or not configured.enabled:
@@ -100,8 +100,8 @@ def free_port(host: str, wanted: int) -> int:
 def ensure_ray() -> None:
     """Ray for the CLI: at least 4 logical CPUs when local, so the three deployments and an
     ingest fit on a small machine."""
-    from cli.logs import stop_on_sigterm
-    from ingest.pipeline import ensure_ray as ensure
+    from pardus.cli.logs import stop_on_sigterm
+    from pardus.ingest.pipeline import ensure_ray as ensure
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ensure(local_cpus=max(4, os.cpu_count() or 1))
@@ -112,7 +112,7 @@ def start_service(overrides: dict[str, Any], host: str, port: int) -> str:
     """Start Serve on host:port and the app on this process's Ray; wait until ready."""
     from ray import serve
 
-    from serve.app import build_app
+    from pardus.serve.app import build_app
 
     with console.status("starting Ray and the Pardus app (first start loads the models)"):
         ensure_ray()
@@ -216,11 +216,11 @@ def search_over_http(url: str, args: SearchArgs, api_key: str | None) -> dict:
 
 def search_in_process(args: SearchArgs) -> dict:
     """The same SearchService without Ray Serve: a local embedder and store, no reranker."""
-    from deployments.catalogue.filters import parse_filters
-    from deployments.catalogue.plans import Mode
-    from deployments.settings import Weights, get_settings
-    from serve.factory import build_search_service, local_models
-    from serve.search import Query
+    from pardus.deployments.catalogue.filters import parse_filters
+    from pardus.deployments.catalogue.plans import Mode
+    from pardus.deployments.settings import Weights, get_settings
+    from pardus.serve.factory import build_search_service, local_models
+    from pardus.serve.search import Query
 
     settings = get_settings()
     service = build_search_service(settings, local_models(settings))

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from deployments.reranker.policy import RerankResult
+    from pardus.deployments.reranker.policy import RerankResult
 
 LATENCY_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128]

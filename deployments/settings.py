@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deployments.uris import is_uri
+from pardus.deployments.uris import is_uri
 
 
 class EmbedderSettings(BaseModel):

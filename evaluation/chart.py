@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluation.metrics import SCORE_NAMES
-from evaluation.report import EvalReport, RowReport
-from evaluation.show import HEADERS
+from pardus.evaluation.metrics import SCORE_NAMES
+from pardus.evaluation.report import EvalReport, RowReport
+from pardus.evaluation.show import HEADERS
 
 BAR_GROUP_WIDTH = 0.8
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ingest.samples import (CATEGORIES, COLORS, PATTERNS, SHAPES, SampleItem, draw_product,
+from pardus.ingest.samples import (CATEGORIES, COLORS, PATTERNS, SHAPES, SampleItem, draw_product,
                             product_view, write_manifest)
 
 BRANDS = ("Korvex", "Almira", "Tessly", "Brondal", "Quenza", "Velmo", "Ostrik", "Zandor")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from evaluation.queries import QuerySet
-from evaluation.report import EvalReport, summarize
-from evaluation.runner import Row, count_searches, run
-from evaluation.targets import Target, TargetError
+from pardus.evaluation.queries import QuerySet
+from pardus.evaluation.report import EvalReport, summarize
+from pardus.evaluation.runner import Row, count_searches, run
+from pardus.evaluation.targets import Target, TargetError
 
 
 async def check_catalogue(target: Target, queries: QuerySet, catalogue: str) -> None:

@@ -18,11 +18,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from deployments.catalogue.items import ItemId
-from deployments.catalogue.plans import QueryKind, query_kind
-from deployments.embedder.images import ImageError, ImageLimits, decode_image, read_file
-from deployments.settings import EmbedderSettings
-from serve.schemas import MAX_TEXT_CHARS
+from pardus.deployments.catalogue.items import ItemId
+from pardus.deployments.catalogue.plans import QueryKind, query_kind
+from pardus.deployments.embedder.images import ImageError, ImageLimits, decode_image, read_file
+from pardus.deployments.settings import EmbedderSettings
+from pardus.serve.schemas import MAX_TEXT_CHARS
 
 Gain = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 MAX_SHOWN = 20  # problems listed in one error

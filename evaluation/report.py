@@ -10,11 +10,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from deployments.catalogue.plans import Mode, QueryKind
-from deployments.settings import Weights
-from evaluation.metrics import DEPTH, Scores, chance, percentile
-from evaluation.queries import QuerySet
-from evaluation.runner import RowRun
+from pardus.deployments.catalogue.plans import Mode, QueryKind
+from pardus.deployments.settings import Weights
+from pardus.evaluation.metrics import DEPTH, Scores, chance, percentile
+from pardus.evaluation.queries import QuerySet
+from pardus.evaluation.runner import RowRun
 
 SAME = 1e-9  # an nDCG change smaller than this is no change
 

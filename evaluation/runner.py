@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from deployments.catalogue.plans import Mode, QueryKind
-from deployments.settings import Weights
-from evaluation.metrics import DEPTH, Scores, score
-from evaluation.queries import EvalQuery, QuerySet
-from evaluation.targets import Answer, Ask, Target
+from pardus.deployments.catalogue.plans import Mode, QueryKind
+from pardus.deployments.settings import Weights
+from pardus.evaluation.metrics import DEPTH, Scores, score
+from pardus.evaluation.queries import EvalQuery, QuerySet
+from pardus.evaluation.targets import Answer, Ask, Target
 
 MODES = (Mode.DENSE, Mode.LEXICAL, Mode.HYBRID)
 

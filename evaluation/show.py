@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from evaluation.metrics import SCORE_NAMES, Scores
-from evaluation.report import EvalReport, RowReport
+from pardus.evaluation.metrics import SCORE_NAMES, Scores
+from pardus.evaluation.report import EvalReport, RowReport
 
 HEADERS = ("R@1", "R@5", "R@10", "nDCG@10", "MRR")
 NA = "n/a"

@@ -15,12 +15,12 @@ from typing import Protocol
 import httpx
 from pydantic import ValidationError
 
-from deployments.catalogue.plans import Mode
-from deployments.catalogue.store import StoreError, StoreUnavailable
-from deployments.settings import Settings, Weights
-from evaluation.queries import EvalQuery
-from serve.errors import ApiError
-from serve.schemas import SearchRequest, SearchResponse
+from pardus.deployments.catalogue.plans import Mode
+from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
+from pardus.deployments.settings import Settings, Weights
+from pardus.evaluation.queries import EvalQuery
+from pardus.serve.errors import ApiError
+from pardus.serve.schemas import SearchRequest, SearchResponse
 
 ID_CHUNK = 256  # ids per catalogue lookup
 
@@ -75,14 +75,14 @@ class InProcessTarget:
     """serve.search.SearchService in this process (the embedder loaded here, no reranker)."""
 
     def __init__(self, settings: Settings):
-        from serve.factory import build_search_service, local_models
+        from pardus.serve.factory import build_search_service, local_models
 
         self.settings = settings
         self.name = f"in process: {settings.milvus.collection!r} at {settings.milvus.uri}"
         self.service = build_search_service(settings, local_models(settings))
 
     async def search(self, query: EvalQuery, ask: Ask) -> Answer:
-        from serve.search import Query
+        from pardus.serve.search import Query
 
         image = await asyncio.to_thread(query.image.read_bytes) if query.image else None
         start = time.perf_counter()

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from deployments.settings import Settings
-from ingest.progress import Report, Watch, count_items, counter
-from ingest.sources import (ROW_COLUMNS, Source, SourceError, folder_rows, manifest_row,
+from pardus.deployments.settings import Settings
+from pardus.ingest.progress import Report, Watch, count_items, counter
+from pardus.ingest.sources import (ROW_COLUMNS, Source, SourceError, folder_rows, manifest_row,
                             open_filesystem, parse_jsonl_line, to_batch)
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus, 
     the source's item count (None: unknown)."""
     from ray.data import ActorPoolStrategy
 
-    from ingest.stages import Embed, FetchDecode
+    from pardus.ingest.stages import Embed, FetchDecode
 
     opts = settings.ingest
     ds, total = read_source(source, opts.fetch_num_cpus, opts.max_images)
@@ -136,7 +136,7 @@ def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus, 
 
 def _tally(summary: IngestSummary, results: list) -> list[dict]:
     """Fold the write tasks' results into the summary; returns the report rows."""
-    from ingest.writer import Written
+    from pardus.ingest.writer import Written
 
     total = Written()
     for result in results:
@@ -157,10 +157,10 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False,
     progress(items done, items in the source or None) is called as the run goes."""
     from ray.data import DataContext
 
-    from deployments.catalogue.store import CatalogueStore
-    from deployments.catalogue.versions import label_of
-    from deployments.embedder.checkpoint import embedding_dim, resolve
-    from ingest.writer import make_sink
+    from pardus.deployments.catalogue.store import CatalogueStore
+    from pardus.deployments.catalogue.versions import label_of
+    from pardus.deployments.embedder.checkpoint import embedding_dim, resolve
+    from pardus.ingest.writer import make_sink
 
     source = Source.open(location)
     files = resolve(settings.embedder)  # fail early (and clearly) on missing weights

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ingest.sources import Source
+from pardus.ingest.sources import Source
 
 Report = Callable[[int, int | None], None]  # (items done, items in the source or None)
 

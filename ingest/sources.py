@@ -18,9 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from deployments.catalogue.items import CatalogueItem, ItemInvalid, parse_number
-from deployments.catalogue.references import first_line
-from deployments.uris import is_uri
+from pardus.deployments.catalogue.items import CatalogueItem, ItemInvalid, parse_number
+from pardus.deployments.catalogue.references import first_line
+from pardus.deployments.uris import is_uri
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MANIFEST_SUFFIXES = {".jsonl", ".json", ".ndjson", ".parquet"}

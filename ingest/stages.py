@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from deployments.catalogue.references import read_image_bytes
-from deployments.embedder.images import ImageError, ImageLimits, preprocess
-from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings
-from ingest.sources import to_batch
+from pardus.deployments.catalogue.references import read_image_bytes
+from pardus.deployments.embedder.images import ImageError, ImageLimits, preprocess
+from pardus.deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings
+from pardus.ingest.sources import to_batch
 
 ALREADY = "already_indexed"
 PICTURE_COLUMNS = ("id", "title", "category", "brand", "price", "rating", "images", "image",
@@ -42,7 +42,7 @@ class FetchDecode:
         self.ingest = ingest
         self.store = None
         if milvus is not None:  # skip items already whole (resume); None = re-embed everything
-            from deployments.catalogue.store import CatalogueStore
+            from pardus.deployments.catalogue.store import CatalogueStore
 
             self.store = CatalogueStore(milvus, shared=False, version=version)
         self.pool = ThreadPoolExecutor(max(1, embedder.decode_workers))
@@ -129,7 +129,7 @@ class Embed:
     (one vision pass for both; one model per actor)."""
 
     def __init__(self, embedder: EmbedderSettings):
-        from deployments.embedder.encoder import Embedder
+        from pardus.deployments.embedder.encoder import Embedder
 
         self.embedder = Embedder(embedder)
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from deployments.catalogue.items import CatalogueItem, ItemInvalid
-from deployments.settings import MilvusSettings
-from ingest.progress import items_finished
-from ingest.stages import ALREADY
+from pardus.deployments.catalogue.items import CatalogueItem, ItemInvalid
+from pardus.deployments.settings import MilvusSettings
+from pardus.ingest.progress import items_finished
+from pardus.ingest.stages import ALREADY
 
 
 @dataclass
@@ -41,7 +41,7 @@ def _item(batch: dict[str, np.ndarray], i: int, now: int) -> CatalogueItem:
 
 def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> Written:
     """Upsert a batch's good picture rows; count items already whole; report the rest."""
-    from deployments.catalogue.store import Picture
+    from pardus.deployments.catalogue.store import Picture
 
     now, done, pictures = int(time.time()), Written(), []
     items: dict[str, CatalogueItem | ItemInvalid] = {}
@@ -87,7 +87,7 @@ def make_sink(milvus: MilvusSettings, dim: int, version: str, write_batch_size: 
         def write(self, blocks, ctx) -> Written:
             from ray.data.block import BlockAccessor
 
-            from deployments.catalogue.store import CatalogueStore
+            from pardus.deployments.catalogue.store import CatalogueStore
 
             store = CatalogueStore(milvus, dim, shared=False, version=version)
             total = Written()

@@ -16,19 +16,19 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from deployments.catalogue.items import ID_PATTERN
-from deployments.catalogue.plans import Mode
-from deployments.metrics import count_requests
-from deployments.settings import Settings
-from serve.bodies import (FORM_TYPES, content_type, form_fields, inline_image, parse_fields,
+from pardus.deployments.catalogue.items import ID_PATTERN
+from pardus.deployments.catalogue.plans import Mode
+from pardus.deployments.metrics import count_requests
+from pardus.deployments.settings import Settings
+from pardus.serve.bodies import (FORM_TYPES, content_type, form_fields, inline_image, parse_fields,
                           parse_json, read_body)
-from serve.errors import ApiError, bad_request, install_handlers
-from serve.image_urls import fetch_allowed
-from serve.openapi import document
-from serve.schemas import (ERROR_RESPONSES, ErrorResponse, Health, Item, ItemsRequest,
+from pardus.serve.errors import ApiError, bad_request, install_handlers
+from pardus.serve.image_urls import fetch_allowed
+from pardus.serve.openapi import document
+from pardus.serve.schemas import (ERROR_RESPONSES, ErrorResponse, Health, Item, ItemsRequest,
                            ItemsResponse, Readiness, SearchRequest, SearchResponse)
-from serve.search import Query, SearchService
-from serve.views import item_view
+from pardus.serve.search import Query, SearchService
+from pardus.serve.views import item_view
 
 STATIC = Path(__file__).with_name("static")
 # The page loads only its own files; previews are blob: URLs of the shopper's picture.

@@ -16,10 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 from ray.serve import Application
 
-from deployments.embedder.deployment import EmbedderDeployment
-from deployments.reranker.deployment import RerankerDeployment
-from deployments.settings import Settings
-from serve.ingress import Ingress
+from pardus.deployments.embedder.deployment import EmbedderDeployment
+from pardus.deployments.reranker.deployment import RerankerDeployment
+from pardus.deployments.settings import Settings
+from pardus.serve.ingress import Ingress
 
 SERVE_CONFIG = Path(__file__).with_name("config.yaml")
 APP_NAME = "pardus"

@@ -11,8 +11,8 @@ from fastapi import Request
 from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ValidationError
 
-from deployments.streams import CappedBuffer, TooManyBytes
-from serve.errors import ApiError, bad_request, validation_error
+from pardus.deployments.streams import CappedBuffer, TooManyBytes
+from pardus.serve.errors import ApiError, bad_request, validation_error
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 JSON_PARTS = {"filters": '{"categories": ["bag"], "price_max": 50}',  # a form's objects

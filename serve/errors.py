@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve.schemas import ErrorBody, ErrorResponse
+from pardus.serve.schemas import ErrorBody, ErrorResponse
 
 log = logging.getLogger(__name__)
 

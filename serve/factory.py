@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from deployments.catalogue.gateway import StoreGateway
-from deployments.embedder.checkpoint import embedding_dim
-from deployments.embedder.images import ImageLimits
-from deployments.embedder.queries import (EmbedQuery, Embedding, PictureQuery, PictureVectors,
+from pardus.deployments.catalogue.gateway import StoreGateway
+from pardus.deployments.embedder.checkpoint import embedding_dim
+from pardus.deployments.embedder.images import ImageLimits
+from pardus.deployments.embedder.queries import (EmbedQuery, Embedding, PictureQuery, PictureVectors,
                                           encode_pictures, encode_queries)
-from deployments.settings import Settings
-from serve.images import ImageLibrary
-from serve.search import Models, SearchService
+from pardus.deployments.settings import Settings
+from pardus.serve.images import ImageLibrary
+from pardus.serve.search import Models, SearchService
 
 
 def build_search_service(settings: Settings, models: Models) -> SearchService:
@@ -26,7 +26,7 @@ def build_search_service(settings: Settings, models: Models) -> SearchService:
 
 def local_models(settings: Settings) -> Models:
     """The embedder loaded in this process (no Serve, no reranker): in-process search."""
-    from deployments.embedder.encoder import Embedder
+    from pardus.deployments.embedder.encoder import Embedder
 
     embedder = Embedder(settings.embedder)
 

@@ -6,9 +6,9 @@ from urllib.parse import urlparse
 
 import httpx
 
-from deployments.settings import ServingSettings
-from deployments.streams import CappedBuffer, TooManyBytes
-from serve.errors import ApiError, bad_request
+from pardus.deployments.settings import ServingSettings
+from pardus.deployments.streams import CappedBuffer, TooManyBytes
+from pardus.serve.errors import ApiError, bad_request
 
 
 async def fetch_allowed(url: str, serving: ServingSettings, max_bytes: int) -> bytes:

@@ -7,12 +7,12 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.embedder.queries import EmbedQuery, Embedding, PictureQuery, PictureVectors
-from deployments.reranker.policy import RerankRequest, RerankResult
-from deployments.settings import Settings
-from serve.api import create_api
-from serve.factory import build_search_service
-from serve.search import Models
+from pardus.deployments.embedder.queries import EmbedQuery, Embedding, PictureQuery, PictureVectors
+from pardus.deployments.reranker.policy import RerankRequest, RerankResult
+from pardus.deployments.settings import Settings
+from pardus.serve.api import create_api
+from pardus.serve.factory import build_search_service
+from pardus.serve.search import Models
 
 
 def handle_models(embedder: DeploymentHandle, reranker: DeploymentHandle | None) -> Models:

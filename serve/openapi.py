@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from serve.schemas import ItemsRequest, SearchRequest
+from pardus.serve.schemas import ItemsRequest, SearchRequest
 
 REF = "#/components/schemas/{model}"
 FORM_PARTS = {  # how a form carries what JSON carries otherwise

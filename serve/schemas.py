@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from deployments.catalogue.filters import SearchFilters
-from deployments.catalogue.items import Category, ItemId, Title
-from deployments.settings import Weights
+from pardus.deployments.catalogue.filters import SearchFilters
+from pardus.deployments.catalogue.items import Category, ItemId, Title
+from pardus.deployments.settings import Weights
 
 MAX_K = 100
 MAX_TEXT_CHARS = 2000

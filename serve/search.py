@@ -10,21 +10,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from deployments.caches import LruCache
-from deployments.catalogue.filters import SearchFilters
-from deployments.catalogue.gateway import StoreGateway
-from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.plans import Mode, PlanError, make_plan, query_kind
-from deployments.catalogue.store import Hit, Picture, StoreError, StoreUnavailable
-from deployments.embedder.images import ImageError
-from deployments.embedder.queries import EmbedQuery, Embedding, PictureQuery, PictureVectors
-from deployments.metrics import metrics
-from deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankRequest, RerankResult
-from deployments.settings import Settings, Weights
-from serve.errors import ApiError, bad_request
-from serve.images import ImageLibrary, image_format, snap_size
-from serve.views import image_error, image_url
-from serve.schemas import (ItemFailure, ItemIn, ItemsResponse, Readiness, RerankInfo,
+from pardus.deployments.caches import LruCache
+from pardus.deployments.catalogue.filters import SearchFilters
+from pardus.deployments.catalogue.gateway import StoreGateway
+from pardus.deployments.catalogue.items import CatalogueItem
+from pardus.deployments.catalogue.plans import Mode, PlanError, make_plan, query_kind
+from pardus.deployments.catalogue.store import Hit, Picture, StoreError, StoreUnavailable
+from pardus.deployments.embedder.images import ImageError
+from pardus.deployments.embedder.queries import EmbedQuery, Embedding, PictureQuery, PictureVectors
+from pardus.deployments.metrics import metrics
+from pardus.deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankRequest, RerankResult
+from pardus.deployments.settings import Settings, Weights
+from pardus.serve.errors import ApiError, bad_request
+from pardus.serve.images import ImageLibrary, image_format, snap_size
+from pardus.serve.views import image_error, image_url
+from pardus.serve.schemas import (ItemFailure, ItemIn, ItemsResponse, Readiness, RerankInfo,
                            SearchResponse, SearchResult)
 
 log = logging.getLogger(__name__)

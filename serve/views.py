@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from deployments.catalogue.items import CatalogueItem
-from deployments.embedder.images import ImageError
-from serve.errors import ApiError
-from serve.schemas import Item
+from pardus.deployments.catalogue.items import CatalogueItem
+from pardus.deployments.embedder.images import ImageError
+from pardus.serve.errors import ApiError
+from pardus.serve.schemas import Item
 
 
 def image_error(error: ImageError, field: str = "image") -> ApiError:

@@ -18,14 +18,14 @@ METRICS_PORT = 8131  # Ray's Prometheus endpoint in tests (outside Ray's worker 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> dict[str, str]:
     """Settings values of a tiny model (seed 0) in the official file layout."""
-    from deployments.tiny.embedder import write_tiny_model
+    from pardus.deployments.tiny.embedder import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
 
 
 @pytest.fixture(scope="session")
 def embedder_settings(tiny_model):
-    from deployments.settings import EmbedderSettings
+    from pardus.deployments.settings import EmbedderSettings
 
     return EmbedderSettings(
         checkpoint=tiny_model["PARDUS_EMBEDDER__CHECKPOINT"],
@@ -36,7 +36,7 @@ def embedder_settings(tiny_model):
 
 @pytest.fixture(scope="session")
 def embedder(embedder_settings):
-    from deployments.embedder.encoder import Embedder
+    from pardus.deployments.embedder.encoder import Embedder
 
     model = Embedder(embedder_settings)
     yield model

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from deployments.catalogue import lite_server
-from deployments.settings import MilvusSettings
+from pardus.deployments.catalogue import lite_server
+from pardus.deployments.settings import MilvusSettings
 
 
 class StoreUnavailable(RuntimeError):

@@ -10,12 +10,12 @@ from typing import TypeVar
 
 import numpy as np
 
-from deployments.catalogue.filters import SearchFilters
-from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.plans import SearchPlan
-from deployments.catalogue.schema import LegacyCollection
-from deployments.catalogue.store import CatalogueStore, Hit, Picture, StoreUnavailable
-from deployments.settings import MilvusSettings
+from pardus.deployments.catalogue.filters import SearchFilters
+from pardus.deployments.catalogue.items import CatalogueItem
+from pardus.deployments.catalogue.plans import SearchPlan
+from pardus.deployments.catalogue.schema import LegacyCollection
+from pardus.deployments.catalogue.store import CatalogueStore, Hit, Picture, StoreUnavailable
+from pardus.deployments.settings import MilvusSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

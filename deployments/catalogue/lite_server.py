@@ -144,7 +144,7 @@ def ensure(data_file: str | Path, timeout: float = 60.0) -> LiteServer:
         log = _beside(data_file, ".server.log")
         with open(log, "w") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "deployments.catalogue.lite_server", str(data_file),
+                [sys.executable, "-m", "pardus.deployments.catalogue.lite_server", str(data_file),
                  str(port), str(binary)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives this process: other processes share it

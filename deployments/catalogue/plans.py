@@ -8,8 +8,8 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from deployments.catalogue.schema import IMAGE_VECTOR, PAIR_VECTOR
-from deployments.settings import SearchSettings, Weights
+from pardus.deployments.catalogue.schema import IMAGE_VECTOR, PAIR_VECTOR
+from pardus.deployments.settings import SearchSettings, Weights
 
 
 class Mode(str, Enum):

@@ -13,9 +13,9 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
-from deployments.embedder.images import ImageError, read_file
-from deployments.streams import CappedBuffer, TooManyBytes
-from deployments.uris import is_uri
+from pardus.deployments.embedder.images import ImageError, read_file
+from pardus.deployments.streams import CappedBuffer, TooManyBytes
+from pardus.deployments.uris import is_uri
 
 REMOTE_SCHEMES = {"s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file"}
 # How object stores word a refusal for lack of rights (S3, GCS, Azure, HDFS through pyarrow).

@@ -14,8 +14,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from deployments.catalogue.connection import quiet_pymilvus, unimplemented
-from deployments.catalogue.filters import string_literal
+from pardus.deployments.catalogue.connection import quiet_pymilvus, unimplemented
+from pardus.deployments.catalogue.filters import string_literal
 
 SEPARATOR = "__"
 LABEL = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")

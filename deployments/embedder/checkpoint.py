@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from deployments.embedder.eva import BUILTIN_CONFIGS, EvaVisionConfig
-from deployments.embedder.model import VisualizedBGE
-from deployments.settings import EmbedderSettings
+from pardus.deployments.embedder.eva import BUILTIN_CONFIGS, EvaVisionConfig
+from pardus.deployments.embedder.model import VisualizedBGE
+from pardus.deployments.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)
 

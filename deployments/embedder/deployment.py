@@ -13,17 +13,17 @@ from typing import Any
 
 from ray import serve
 
-from deployments.embedder.queries import (EmbedQuery, Embedding, PictureQuery, PictureVectors,
+from pardus.deployments.embedder.queries import (EmbedQuery, Embedding, PictureQuery, PictureVectors,
                                           encode_pictures, encode_queries)
-from deployments.metrics import metrics
-from deployments.settings import Settings
+from pardus.deployments.metrics import metrics
+from pardus.deployments.settings import Settings
 
 
 @serve.deployment(name="Embedder")  # replicas, resources, batching: serve/config.yaml
 class EmbedderDeployment:
     def __init__(self, settings: dict | None = None):
         """settings: overrides on top of the PARDUS_* environment (Settings' nested shape)."""
-        from deployments.embedder.encoder import Embedder
+        from pardus.deployments.embedder.encoder import Embedder
 
         self.embedder = Embedder(Settings(**(settings or {})).embedder)
         self.batch_sizes: Counter = Counter()

@@ -16,15 +16,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from deployments.embedder.checkpoint import load_model, resolve
-from deployments.embedder.images import (
+from pardus.deployments.embedder.checkpoint import load_model, resolve
+from pardus.deployments.embedder.images import (
     ImageError,
     ImageInput,
     ImageLimits,
     normalize_pixels,
     preprocess,
 )
-from deployments.settings import EmbedderSettings
+from pardus.deployments.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from deployments.settings import EmbedderSettings
+from pardus.deployments.settings import EmbedderSettings
 
 ImageInput = Union[bytes, bytearray, memoryview, str, PathLike, Image.Image]
 

@@ -8,7 +8,7 @@ from torch import nn
 from transformers import AutoModel, PretrainedConfig
 from transformers.masking_utils import create_bidirectional_mask
 
-from deployments.embedder.eva import EvaVisionConfig, EvaVisionTower
+from pardus.deployments.embedder.eva import EvaVisionConfig, EvaVisionTower
 
 
 class VisualizedBGE(nn.Module):

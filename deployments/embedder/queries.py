@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deployments.embedder.images import ImageError
+from pardus.deployments.embedder.images import ImageError
 
 
 @dataclass

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from deployments.reranker.prompts import plain_text
+from pardus.deployments.reranker.prompts import plain_text
 
 MAX_SCORE = 10
 REASON_MAX = 240

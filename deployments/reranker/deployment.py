@@ -11,10 +11,10 @@ import asyncio
 from PIL import Image
 from ray import serve
 
-from deployments.embedder.images import ImageError, ImageLimits, decode_image
-from deployments.reranker.policy import RerankRequest, RerankResult
-from deployments.reranker.service import Candidate, Reranker
-from deployments.settings import Settings
+from pardus.deployments.embedder.images import ImageError, ImageLimits, decode_image
+from pardus.deployments.reranker.policy import RerankRequest, RerankResult
+from pardus.deployments.reranker.service import Candidate, Reranker
+from pardus.deployments.settings import Settings
 
 
 def _picture(data: bytes | None, limits: ImageLimits) -> Image.Image | None:
@@ -38,7 +38,7 @@ class RerankerDeployment:
         self.limits = ImageLimits.of(resolved.embedder)
         self.generator = self.reranker = None
         if self.settings.enabled:
-            from deployments.reranker.engine import VLLMGenerator
+            from pardus.deployments.reranker.engine import VLLMGenerator
 
             self.generator = VLLMGenerator(self.settings)
             self.reranker = Reranker(self.generator, self.settings)

@@ -12,7 +12,7 @@ import uuid
 
 from PIL import Image
 
-from deployments.settings import RerankerSettings
+from pardus.deployments.settings import RerankerSettings
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Sequence, TypeVar
 
-from deployments.settings import RerankerSettings
+from pardus.deployments.settings import RerankerSettings
 
 T = TypeVar("T")
 

@@ -17,12 +17,12 @@ from typing import Awaitable, Callable, Sequence
 
 from PIL import Image
 
-from deployments.caches import LruCache
-from deployments.reranker.answer import UnusableAnswer, parse_answer, parse_caption, response_schema
-from deployments.reranker.grid import compose
-from deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankResult
-from deployments.reranker.prompts import RerankPrompt, plain_text, prompt_format
-from deployments.settings import RerankerSettings
+from pardus.deployments.caches import LruCache
+from pardus.deployments.reranker.answer import UnusableAnswer, parse_answer, parse_caption, response_schema
+from pardus.deployments.reranker.grid import compose
+from pardus.deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankResult
+from pardus.deployments.reranker.prompts import RerankPrompt, plain_text, prompt_format
+from pardus.deployments.settings import RerankerSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from deployments.embedder.checkpoint import VISION_JSON
-from deployments.embedder.eva import EVA02_CLIP_B_16, EvaVisionConfig, rope_tables
+from pardus.deployments.embedder.checkpoint import VISION_JSON
+from pardus.deployments.embedder.eva import EVA02_CLIP_B_16, EvaVisionConfig, rope_tables
 
 TINY_VISION = EvaVisionConfig(
     image_size=64, patch_size=16, width=768, layers=2, head_width=64, mlp_ratio=0.5,
@@ -128,8 +128,8 @@ def random_official_state(text_config: dict, vision: EvaVisionConfig, seed: int)
     """A seeded random state_dict with exactly the official Visualized_BGE keys."""
     from transformers import AutoConfig
 
-    from deployments.embedder.checkpoint import _PREFIXES
-    from deployments.embedder.model import VisualizedBGE
+    from pardus.deployments.embedder.checkpoint import _PREFIXES
+    from pardus.deployments.embedder.model import VisualizedBGE
 
     config = AutoConfig.for_model(**text_config)
     model = VisualizedBGE(config, vision)

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from deployments.tiny.phi3v_processor import MAX_IMAGES  # <|image_N|> are single tokens
+from pardus.deployments.tiny.phi3v_processor import MAX_IMAGES  # <|image_N|> are single tokens
 
 VOCAB_SIZE = 32064  # Phi-3-Vision's embedding rows
 IMAGE_TOKEN_ID = 32044  # "<|image|>": vLLM's phi3v.py hard-codes it as the image feature slot

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deployments.catalogue import lite_server
+from pardus.deployments.catalogue import lite_server
 from tests.support.cli import invoke
 
 
@@ -45,12 +45,12 @@ def test_ingest_shows_our_progress_and_table_and_keeps_the_libraries_in_a_log(
     import subprocess
     import sys
 
-    from ingest.samples import write_sample_catalogue
+    from pardus.ingest.samples import write_sample_catalogue
     from tests.cli.test_service import LIBRARY_LINES
 
     write_sample_catalogue(tmp_path / "catalogue", count=6)
     env = {**os.environ, **env_for(tiny_model, tmp_path), "PARDUS_LOG_DIR": str(tmp_path / "logs")}
-    done = subprocess.run([sys.executable, "-m", "cli.main", "ingest",
+    done = subprocess.run([sys.executable, "-m", "pardus.cli.main", "ingest",
                            str(tmp_path / "catalogue" / "items.jsonl")], env=env,
                           capture_output=True, text=True, timeout=420)
     lite_server.stop(tmp_path / "cli.db")

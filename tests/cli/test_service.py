@@ -15,8 +15,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from deployments.catalogue import lite_server
-from cli.main import app
+from pardus.deployments.catalogue import lite_server
+from pardus.cli.main import app
 
 runner = CliRunner()
 
@@ -58,8 +58,8 @@ def test_models_tiny_reranker(tmp_path):
 
 
 def test_embed_prints_similarities(tiny_model, tmp_path, monkeypatch):
-    from deployments.settings import get_settings
-    from ingest.samples import draw_product
+    from pardus.deployments.settings import get_settings
+    from pardus.ingest.samples import draw_product
 
     for key, value in tiny_model.items():
         monkeypatch.setenv(key, value)
@@ -78,7 +78,7 @@ def test_embed_prints_similarities(tiny_model, tmp_path, monkeypatch):
 
 
 def test_embed_without_weights_explains_what_to_do(tmp_path, monkeypatch):
-    from deployments.settings import get_settings
+    from pardus.deployments.settings import get_settings
 
     monkeypatch.setenv("PARDUS_EMBEDDER__CHECKPOINT", str(tmp_path / "missing.pth"))
     get_settings.cache_clear()
@@ -90,7 +90,7 @@ def test_embed_without_weights_explains_what_to_do(tmp_path, monkeypatch):
 
 def run_cli(args: list[str], env: dict, timeout: float = 420) -> subprocess.CompletedProcess:
     """`pardus ...` in its own process: commands that start Ray must not share the test's."""
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pardus.cli.main", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **env})
 
 
@@ -114,7 +114,7 @@ def test_demo_ingests_serves_and_answers_a_composed_query(tmp_path):
 
 
 def test_serve_without_weights_says_what_to_do(tmp_path, monkeypatch):
-    from deployments.settings import get_settings
+    from pardus.deployments.settings import get_settings
 
     monkeypatch.setenv("PARDUS_EMBEDDER__CHECKPOINT", str(tmp_path / "missing.pth"))
     get_settings.cache_clear()
@@ -145,7 +145,7 @@ LIBRARY_LINES = ("INFO", "WARNING", "(raylet)", "core_worker", "Deprecat", "Trac
 def test_serve_answers_and_stops_cleanly(tmp_path, tiny_model, stop):
     env = {**tiny_model, "PARDUS_MILVUS__URI": str(tmp_path / "store.db"),
            "PARDUS_SERVING__IMAGE_ROOT": str(tmp_path), "PARDUS_LOG_DIR": str(tmp_path / "logs")}
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", "8152",
+    process = subprocess.Popen([sys.executable, "-m", "pardus.cli.main", "serve", "--port", "8152",
                                 "--no-rerank"], env={**os.environ, **env},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
@@ -183,7 +183,7 @@ def test_search_against_the_service_and_in_process(service_url, service_settings
     assert result.exit_code == 0, result.output
     assert "SAMPLE" in result.output and "not reranked" in result.output
 
-    from deployments.settings import get_settings
+    from pardus.deployments.settings import get_settings
 
     embedder = service_settings["embedder"]
     monkeypatch.setenv("PARDUS_EMBEDDER__CHECKPOINT", embedder["checkpoint"])

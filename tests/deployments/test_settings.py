@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from deployments.settings import Settings
+from pardus.deployments.settings import Settings
 
 
 def test_nested_env_overrides(monkeypatch):

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deployments.catalogue import lite_server
-from deployments.settings import Settings, Weights
-from evaluation.pipeline import evaluate
-from evaluation.queries import parse_queries
-from evaluation.runner import plan_rows
-from evaluation.targets import HttpTarget, InProcessTarget
+from pardus.deployments.catalogue import lite_server
+from pardus.deployments.settings import Settings, Weights
+from pardus.evaluation.pipeline import evaluate
+from pardus.evaluation.queries import parse_queries
+from pardus.evaluation.runner import plan_rows
+from pardus.evaluation.targets import HttpTarget, InProcessTarget
 from tests.support.cli import invoke
 from tests.support.service import API_KEY
 

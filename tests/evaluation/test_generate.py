@@ -8,9 +8,9 @@ from collections import Counter
 
 from PIL import Image
 
-from deployments.catalogue.plans import QueryKind
-from evaluation.generate import make_benchmark, write_benchmark
-from evaluation.queries import parse_queries
+from pardus.deployments.catalogue.plans import QueryKind
+from pardus.evaluation.generate import make_benchmark, write_benchmark
+from pardus.evaluation.queries import parse_queries
 
 
 def test_the_same_seed_draws_the_same_benchmark():

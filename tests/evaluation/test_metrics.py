@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from evaluation.metrics import (
+from pardus.evaluation.metrics import (
     Scores,
     chance,
     chance_ndcg,

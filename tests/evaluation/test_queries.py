@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from deployments.catalogue.plans import QueryKind
-from evaluation.queries import QuerySetError, parse_queries
-from ingest.samples import draw_product
+from pardus.deployments.catalogue.plans import QueryKind
+from pardus.evaluation.queries import QuerySetError, parse_queries
+from pardus.ingest.samples import draw_product
 
 
 def write(path: Path, lines: list) -> Path:

@@ -10,16 +10,16 @@ import math
 import pytest
 from rich.console import Console
 
-from deployments.catalogue.plans import Mode, QueryKind
-from deployments.settings import Weights
-from evaluation.chart import write_chart
-from evaluation.pipeline import evaluate
-from evaluation.queries import QuerySetError, parse_queries
-from evaluation.report import find_row
-from evaluation.runner import Row, plan_rows
-from evaluation.show import legend, table
-from evaluation.targets import Answer, Ask, TargetError
-from ingest.samples import draw_product
+from pardus.deployments.catalogue.plans import Mode, QueryKind
+from pardus.deployments.settings import Weights
+from pardus.evaluation.chart import write_chart
+from pardus.evaluation.pipeline import evaluate
+from pardus.evaluation.queries import QuerySetError, parse_queries
+from pardus.evaluation.report import find_row
+from pardus.evaluation.runner import Row, plan_rows
+from pardus.evaluation.show import legend, table
+from pardus.evaluation.targets import Answer, Ask, TargetError
+from pardus.ingest.samples import draw_product
 
 CATALOGUE = {"a", "b", "c", "x", "y"}
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from deployments.catalogue import lite_server
-from deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings, Settings
-from ingest.pipeline import run_ingest
-from ingest.samples import write_sample_catalogue
+from pardus.deployments.catalogue import lite_server
+from pardus.deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings, Settings
+from pardus.ingest.pipeline import run_ingest
+from pardus.ingest.samples import write_sample_catalogue
 
 GOOD = 12
 BAD = {  # id (or a name for an id-less line) -> (manifest line, the reason it is reported with)

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deployments.catalogue import lite_server
-from deployments.catalogue.filters import SearchFilters
-from deployments.catalogue.plans import QueryKind, make_plan
-from deployments.catalogue.store import CatalogueStore
-from deployments.settings import (EmbedderSettings, IngestSettings, MilvusSettings,
+from pardus.deployments.catalogue import lite_server
+from pardus.deployments.catalogue.filters import SearchFilters
+from pardus.deployments.catalogue.plans import QueryKind, make_plan
+from pardus.deployments.catalogue.store import CatalogueStore
+from pardus.deployments.settings import (EmbedderSettings, IngestSettings, MilvusSettings,
                                   SearchSettings, Settings)
-from ingest.pipeline import run_ingest
-from ingest.samples import write_sample_catalogue
+from pardus.ingest.pipeline import run_ingest
+from pardus.ingest.samples import write_sample_catalogue
 from tests.deployments.embedder.test_images import png_header_only
 
 GOOD = 150  # sample items, with 1 to 3 pictures each
@@ -116,7 +116,7 @@ def test_rerun_adds_nothing_and_loses_nothing(first_run, catalogue, settings):
 
 
 def test_every_picture_finds_its_item(store, settings, catalogue):
-    from deployments.embedder.encoder import Embedder
+    from pardus.deployments.embedder.encoder import Embedder
 
     embedder = Embedder(settings.embedder)
     picks = [(0, 0), (77, 1), (149, 1), (149, 2)]  # (item, picture)
@@ -173,7 +173,7 @@ def test_killed_run_resumes_to_the_exact_count(first_run, catalogue, settings, t
            "PARDUS_MILVUS__URI": settings.milvus.uri,
            "PARDUS_MILVUS__COLLECTION": "resumed", "PARDUS_INGEST__BATCH_SIZE": "4",
            "PARDUS_INGEST__REPORT": settings.ingest.report + ".killed"}
-    cmd = [sys.executable, "-m", "cli.main", "ingest", str(catalogue / "items.jsonl")]
+    cmd = [sys.executable, "-m", "pardus.cli.main", "ingest", str(catalogue / "items.jsonl")]
     log = tmp_path / "killed-run.log"
     with open(log, "w") as out:
         process = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out,

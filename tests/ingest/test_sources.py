@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from deployments.catalogue.references import resolve_reference
-from ingest.sources import (Source, SourceError, folder_rows, manifest_row, parent_uri,
+from pardus.deployments.catalogue.references import resolve_reference
+from pardus.ingest.sources import (Source, SourceError, folder_rows, manifest_row, parent_uri,
                             parse_jsonl_line, pick_images)
 
 

@@ -41,8 +41,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float =
 
 def app_settings(work: Path) -> dict[str, Any]:
     """The app's `args.settings`: tiny random models, Milvus Lite under `work`."""
-    from deployments.tiny.embedder import write_tiny_model
-    from deployments.tiny.phi3v import write_tiny_phi3v
+    from pardus.deployments.tiny.embedder import write_tiny_model
+    from pardus.deployments.tiny.phi3v import write_tiny_phi3v
 
     model = write_tiny_model(work / "embedder", seed=0)
     return {
@@ -62,7 +62,7 @@ def app_settings(work: Path) -> dict[str, Any]:
 def placed_config(settings: dict[str, Any], port: int) -> dict[str, Any]:
     """The profile's serveConfigV2 (cli.serve_config), changed only where this machine differs: HTTP
     on loopback, no GPUs (each deployment keeps its group's custom resource), test settings."""
-    from cli.serve_config import serve_config
+    from pardus.cli.serve_config import serve_config
 
     config = serve_config(PROFILE)
     config["http_options"] = {**config["http_options"], "host": "127.0.0.1", "port": port}
@@ -80,7 +80,7 @@ def deployments_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def group_nodes(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per worker group (placement.yaml): the Ray node arguments of a node of that group, with
     the logical CPUs its deployments need at their max replicas."""
-    from cli.serve_config import load_placement
+    from pardus.cli.serve_config import load_placement
 
     groups = load_placement()["groups"]
     cpus = {group: 0.0 for group in groups}
@@ -98,7 +98,7 @@ def group_nodes(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def group_of(config: dict[str, Any], name: str) -> str:
     """The worker group whose custom resource the deployment asks for."""
-    from cli.serve_config import load_placement
+    from pardus.cli.serve_config import load_placement
 
     asked = deployments_of(config)[name]["ray_actor_options"].get("resources", {})
     return next(group for group, resource in load_placement()["groups"].items()
@@ -164,7 +164,7 @@ def burst(count: int = 12) -> dict[int, int]:
 
     from ray import serve
 
-    from deployments.embedder.queries import EmbedQuery
+    from pardus.deployments.embedder.queries import EmbedQuery
 
     handle = serve.get_deployment_handle("Embedder", APP)
     before = handle.batch_size_histogram.remote().result()
@@ -262,7 +262,7 @@ def run(work: Path, port: int, facts: dict[str, Any]) -> None:
     from ray import serve
     from ray.cluster_utils import Cluster
 
-    from deployments.catalogue import lite_server
+    from pardus.deployments.catalogue import lite_server
 
     started = time.monotonic()
     facts["profile"] = PROFILE

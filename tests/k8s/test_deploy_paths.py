@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cli.serve_config import load_placement, serve_config
+from pardus.cli.serve_config import load_placement, serve_config
 from tests.k8s.manifests import one
 from tests.k8s.netpol import selects
 from tests.k8s.workloads import Pod, by_where, pods

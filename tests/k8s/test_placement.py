@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cli.serve_config import load_placement, render, serve_config
+from pardus.cli.serve_config import load_placement, render, serve_config
 from tests.k8s.manifests import (
     K8S,
     RAY_KINDS,
@@ -126,7 +126,7 @@ def test_pack_is_first_fit_decreasing() -> None:
 def test_ingest_stages_fit_the_job_cluster(profile: str, rendered) -> None:
     """The ingest settings of the RayJob (PARDUS_INGEST__*) fit its worker groups: Ray Data's
     actors would otherwise wait forever for a GPU or CPU that never comes."""
-    from deployments.settings import IngestSettings
+    from pardus.deployments.settings import IngestSettings
 
     job = one(rendered(f"{profile}/ingest"), "RayJob", "pardus-ingest")
     env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
@@ -147,14 +147,14 @@ def test_ingest_stages_fit_the_job_cluster(profile: str, rendered) -> None:
 
 
 def _is_setting(section: str, name: str) -> bool:
-    from deployments.settings import Settings
+    from pardus.deployments.settings import Settings
 
     return name in Settings.model_fields[section].annotation.model_fields
 
 
 def test_configmap_keys_are_settings(monkeypatch: pytest.MonkeyPatch, rendered) -> None:
     """Every PARDUS_* key names a real setting (pydantic ignores unknown ones) and parses."""
-    from deployments.settings import Settings
+    from pardus.deployments.settings import Settings
 
     for profile in PROFILES:
         data = one(rendered(profile), "ConfigMap", "pardus-config")["data"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import tomllib
 
 import pytest
 
@@ -96,15 +97,20 @@ def test_readme_is_current() -> None:
     assert "Not proven here" in README
 
 
-@pytest.mark.parametrize("package", ["cli", "deployments", "ingest", "serve"])
-def test_dockerfile_copies_every_package(package: str) -> None:
-    """`pardus` (cli.main) runs the ingest entrypoint: every package of pyproject.toml must be in
-    the image; the build context is k8s/Dockerfile.dockerignore (the root one leaves out cli/)."""
-    include = re.search(r'include = \[(.*?)\]', (REPO / "pyproject.toml").read_text()).group(1)
-    assert f'"{package}*"' in include
-    assert f"COPY --chown=ray:users {package} ./{package}" in DOCKERFILE
+def _package_folders() -> list[str]:
+    """The folders pyproject.toml maps into the `pardus` import package."""
+    mapping = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return sorted(mapping["package-dir"].values())
+
+
+@pytest.mark.parametrize("folder", _package_folders())
+def test_dockerfile_copies_every_package(folder: str) -> None:
+    """`pardus` (pardus.cli.main) runs the ingest entrypoint: every folder of the package must
+    be in the image; the build context is k8s/Dockerfile.dockerignore (the root one leaves the
+    code out)."""
+    assert f"COPY --chown=ray:users {folder} ./{folder}" in DOCKERFILE
     ignore = (K8S / "Dockerfile.dockerignore").read_text().split()
-    assert "*" in ignore and f"!{package}/" in ignore
+    assert "*" in ignore and f"!{folder}/" in ignore
 
 
 def test_dockerfile_pins_cuda_and_constrains_serve() -> None:

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.k8s import k8s_app
-from cli.serve_config import (
+from pardus.cli.k8s import k8s_app
+from pardus.cli.serve_config import (
     K8S_DIR, PLACEMENT, SERVE_CONFIG, PlacementError, apply_placement, embedded_serve_config,
     load_placement, load_yaml, render, replace_serve_config, serve_config, sync,
 )
@@ -43,7 +43,7 @@ def test_placement_is_applied_on_top_of_serve_config() -> None:
     ingress = deployments["Ingress"]
     assert "num_replicas" not in ingress and ingress["autoscaling_config"]["max_replicas"] == 8
     assert deployments["Reranker"]["ray_actor_options"]["resources"] == {"pardus_reranker": 1}
-    assert config["applications"][0]["import_path"] == "serve.app:build_app"
+    assert config["applications"][0]["import_path"] == "pardus.serve.app:build_app"
 
 
 def test_render_is_yaml_with_a_header_and_deterministic() -> None:

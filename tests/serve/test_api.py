@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ingest.samples import draw_product
+from pardus.ingest.samples import draw_product
 from tests.support.service import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -8,10 +8,10 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from deployments.embedder.deployment import EmbedderDeployment
-from deployments.reranker.deployment import RerankerDeployment
-from serve.app import AppArgs, build_app, deployment_options
-from serve.ingress import Ingress
+from pardus.deployments.embedder.deployment import EmbedderDeployment
+from pardus.deployments.reranker.deployment import RerankerDeployment
+from pardus.serve.app import AppArgs, build_app, deployment_options
+from pardus.serve.ingress import Ingress
 
 CONFIG = Path(__file__).parents[2] / "serve" / "config.yaml"
 
@@ -19,7 +19,7 @@ CONFIG = Path(__file__).parents[2] / "serve" / "config.yaml"
 def test_config_is_a_serve_deploy_schema_for_our_deployments():
     config = ServeDeploySchema.model_validate(yaml.safe_load(CONFIG.read_text()))
     (app,) = config.applications
-    assert app.import_path == "serve.app:build_app"
+    assert app.import_path == "pardus.serve.app:build_app"
     AppArgs.model_validate(app.args)  # the builder's typed arguments
     names = {d.name for d in app.deployments}
     assert names == {Ingress.name, EmbedderDeployment.name, RerankerDeployment.name}

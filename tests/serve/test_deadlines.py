@@ -11,7 +11,7 @@ import httpx
 import pytest
 from ray import serve
 
-from serve.search import within
+from pardus.serve.search import within
 
 RERANK_TIMEOUT = 3.0
 SEARCH_BOUND = RERANK_TIMEOUT + 7.0  # plus embedding and retrieval of tiny models, 2 cores
@@ -47,8 +47,8 @@ class Stuck:
 
 @pytest.fixture(scope="module")
 def app_url(serve_local, service_settings, service_url):
-    from deployments.embedder.deployment import EmbedderDeployment
-    from serve.ingress import Ingress
+    from pardus.deployments.embedder.deployment import EmbedderDeployment
+    from pardus.serve.ingress import Ingress
 
     settings = {**service_settings, "reranker": {**service_settings["reranker"],
                                                  "timeout_s": RERANK_TIMEOUT}}

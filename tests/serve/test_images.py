@@ -7,9 +7,9 @@ import io
 import pytest
 from PIL import Image
 
-from deployments.embedder.images import ImageError, ImageLimits
-from deployments.settings import EmbedderSettings
-from serve.images import ImageLibrary, image_format
+from pardus.deployments.embedder.images import ImageError, ImageLimits
+from pardus.deployments.settings import EmbedderSettings
+from pardus.serve.images import ImageLibrary, image_format
 
 LIMITS = ImageLimits.of(EmbedderSettings())
 

@@ -16,7 +16,7 @@ PREFIX = f"http://127.0.0.1:{SERVICE_PORT}/on-server"
 
 @pytest.fixture(scope="module")
 def server_app(serve_local, milvus_server, embedder_settings, sample_catalogue, tmp_path_factory):
-    from serve.app import build_app
+    from pardus.serve.app import build_app
 
     settings = {
         "embedder": embedder_settings.model_dump(),

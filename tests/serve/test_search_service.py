@@ -11,17 +11,17 @@ import pytest
 
 from fastapi.testclient import TestClient
 
-from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.store import CatalogueStore, Picture
-from deployments.embedder.images import ImageError
-from deployments.embedder.queries import Embedding, PictureVectors
-from deployments.reranker.policy import RerankOutcome, RerankRequest, RerankResult
-from deployments.settings import Settings
-from serve.api import create_api
-from serve.errors import ApiError
-from serve.factory import build_search_service
-from serve.search import Models, Query, SearchService
-from deployments.catalogue.plans import Mode
+from pardus.deployments.catalogue.items import CatalogueItem
+from pardus.deployments.catalogue.store import CatalogueStore, Picture
+from pardus.deployments.embedder.images import ImageError
+from pardus.deployments.embedder.queries import Embedding, PictureVectors
+from pardus.deployments.reranker.policy import RerankOutcome, RerankRequest, RerankResult
+from pardus.deployments.settings import Settings
+from pardus.serve.api import create_api
+from pardus.serve.errors import ApiError
+from pardus.serve.factory import build_search_service
+from pardus.serve.search import Models, Query, SearchService
+from pardus.deployments.catalogue.plans import Mode
 
 DIM = 8
 
@@ -281,7 +281,7 @@ def test_a_killed_shared_lite_server_is_restarted_without_an_error(tmp_path):
     import os
     import signal
 
-    from deployments.catalogue import lite_server
+    from pardus.deployments.catalogue import lite_server
 
     path = tmp_path / "shared.db"
     settings = Settings(embedder={"dim": DIM}, search={"mode": "dense"},

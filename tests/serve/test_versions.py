@@ -8,9 +8,9 @@ import time
 
 import httpx
 
-from deployments.catalogue.store import CatalogueStore
-from deployments.settings import Settings
-from ingest.pipeline import run_ingest
+from pardus.deployments.catalogue.store import CatalogueStore
+from pardus.deployments.settings import Settings
+from pardus.ingest.pipeline import run_ingest
 
 
 def test_promote_under_concurrent_searches(service_url, service_settings, sample_catalogue):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from cli.main import app
+from pardus.cli.main import app
 
 runner = CliRunner()
 
 
 def invoke(args: list[str], env: dict[str, str], monkeypatch):
     """`pardus ARGS` with `env` set (settings are read afresh before and cleared after)."""
-    from deployments.settings import get_settings
+    from pardus.deployments.settings import get_settings
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)

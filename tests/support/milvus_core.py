@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from deployments.catalogue.lite_server import core_binary
+from pardus.deployments.catalogue.lite_server import core_binary
 
 
 def free_port() -> int:
@@ -75,7 +75,7 @@ class MilvusCore(ServerProcess):
 
     def start(self) -> str:
         self.data_file.parent.mkdir(parents=True, exist_ok=True)
-        return self._launch([sys.executable, "-m", "deployments.catalogue.lite_server",
+        return self._launch([sys.executable, "-m", "pardus.deployments.catalogue.lite_server",
                              str(self.data_file), str(self.port), str(core_binary())],
                             self.data_file.with_suffix(".log"))
 

@@ -15,7 +15,7 @@ API_KEY = "test-key-1-0123456789"  # 16 characters or more
 
 @pytest.fixture(scope="session")
 def sample_catalogue(tmp_path_factory):
-    from ingest.samples import write_sample_catalogue
+    from pardus.ingest.samples import write_sample_catalogue
 
     folder = tmp_path_factory.mktemp("catalogue")
     write_sample_catalogue(folder, count=24)
@@ -24,7 +24,7 @@ def sample_catalogue(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_reranker_path(tmp_path_factory):
-    from deployments.tiny.phi3v import write_tiny_phi3v
+    from pardus.deployments.tiny.phi3v import write_tiny_phi3v
 
     return str(write_tiny_phi3v(tmp_path_factory.mktemp("phi3v") / "phi3v-tiny"))
 
@@ -63,10 +63,10 @@ def _wait_ready(url: str, timeout: float = 180.0) -> None:
 @pytest.fixture(scope="session")
 def service_url(serve_local, service_settings, sample_catalogue):
     """Base URL of the running app; the catalogue is ingested before it starts."""
-    from deployments.catalogue import lite_server
-    from deployments.settings import Settings
-    from ingest.pipeline import run_ingest
-    from serve.app import build_app
+    from pardus.deployments.catalogue import lite_server
+    from pardus.deployments.settings import Settings
+    from pardus.ingest.pipeline import run_ingest
+    from pardus.serve.app import build_app
 
     settings = Settings(**service_settings)
     summary = run_ingest(str(sample_catalogue / "items.jsonl"), settings)

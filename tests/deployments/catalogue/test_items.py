@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from deployments.catalogue.items import (MAX_TITLE_BYTES, UNKNOWN, CatalogueItem, ItemInvalid,
+from pardus.deployments.catalogue.items import (MAX_TITLE_BYTES, UNKNOWN, CatalogueItem, ItemInvalid,
                                          check_id, clip_utf8, parse_number, utf8_len)
-from ingest.sources import manifest_row
-from serve.schemas import ItemIn
+from pardus.ingest.sources import manifest_row
+from pardus.serve.schemas import ItemIn
 
 PIC = ("a.jpg",)
 

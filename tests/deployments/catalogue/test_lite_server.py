@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from deployments.catalogue import lite_server
+from pardus.deployments.catalogue import lite_server
 from tests.support.lite_holder import foreign_holder
 
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deployments.catalogue import references
-from deployments.catalogue.references import read_image_bytes, resolve_reference
-from deployments.embedder.images import ImageError
+from pardus.deployments.catalogue import references
+from pardus.deployments.catalogue.references import read_image_bytes, resolve_reference
+from pardus.deployments.embedder.images import ImageError
 
 
 def test_references_stay_under_the_root(tmp_path):

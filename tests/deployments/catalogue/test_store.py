@@ -8,13 +8,13 @@ import uuid
 import numpy as np
 import pytest
 
-from deployments.catalogue import lite_server
-from deployments.catalogue.connection import fuses_weights_correctly
-from deployments.catalogue.filters import SearchFilters
-from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.plans import Mode, QueryKind, make_plan, weighted_share
-from deployments.catalogue.store import CatalogueStore, Picture, StoreError, StoreUnavailable
-from deployments.settings import MilvusSettings, SearchSettings, Weights
+from pardus.deployments.catalogue import lite_server
+from pardus.deployments.catalogue.connection import fuses_weights_correctly
+from pardus.deployments.catalogue.filters import SearchFilters
+from pardus.deployments.catalogue.items import CatalogueItem
+from pardus.deployments.catalogue.plans import Mode, QueryKind, make_plan, weighted_share
+from pardus.deployments.catalogue.store import CatalogueStore, Picture, StoreError, StoreUnavailable
+from pardus.deployments.settings import MilvusSettings, SearchSettings, Weights
 from tests.support.lite_holder import foreign_holder
 
 DIM = 16

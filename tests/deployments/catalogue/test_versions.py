@@ -10,14 +10,14 @@ import uuid
 import numpy as np
 import pytest
 
-from deployments.catalogue.connection import fuses_weights_correctly
-from deployments.catalogue.items import CatalogueItem
-from deployments.catalogue.plans import QueryKind, make_plan
-from deployments.catalogue.schema import LegacyCollection
-from deployments.catalogue.store import CatalogueStore, Picture
-from deployments.catalogue.versions import (NativeAliases, PointerAliases, VersionError,
+from pardus.deployments.catalogue.connection import fuses_weights_correctly
+from pardus.deployments.catalogue.items import CatalogueItem
+from pardus.deployments.catalogue.plans import QueryKind, make_plan
+from pardus.deployments.catalogue.schema import LegacyCollection
+from pardus.deployments.catalogue.store import CatalogueStore, Picture
+from pardus.deployments.catalogue.versions import (NativeAliases, PointerAliases, VersionError,
                                             alias_book)
-from deployments.settings import MilvusSettings, SearchSettings
+from pardus.deployments.settings import MilvusSettings, SearchSettings
 
 DIM = 8
 

@@ -7,8 +7,8 @@ import sys
 path, cap = sys.argv[1], int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
-from deployments.embedder.images import ImageError, ImageLimits, preprocess  # noqa: E402
-from deployments.settings import EmbedderSettings  # noqa: E402
+from pardus.deployments.embedder.images import ImageError, ImageLimits, preprocess  # noqa: E402
+from pardus.deployments.settings import EmbedderSettings  # noqa: E402
 
 try:
     crop = preprocess(open(path, "rb").read(), 224, ImageLimits.of(EmbedderSettings()))

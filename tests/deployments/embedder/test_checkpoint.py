@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from deployments.embedder import checkpoint as ckpt
-from deployments.embedder.eva import EVA02_CLIP_B_16, EVA02_CLIP_L_14, EvaVisionConfig
-from deployments.tiny.embedder import TINY_VISION, random_official_state, state_digest, write_tiny_model
-from deployments.settings import EmbedderSettings
+from pardus.deployments.embedder import checkpoint as ckpt
+from pardus.deployments.embedder.eva import EVA02_CLIP_B_16, EVA02_CLIP_L_14, EvaVisionConfig
+from pardus.deployments.tiny.embedder import TINY_VISION, random_official_state, state_digest, write_tiny_model
+from pardus.deployments.settings import EmbedderSettings
 
 
 def test_tiny_writer_is_deterministic_per_seed(tmp_path):
@@ -113,8 +113,8 @@ def test_builtin_towers_have_the_published_shapes():
 def test_random_state_covers_every_model_weight():
     from transformers import BertConfig
 
-    from deployments.embedder.model import VisualizedBGE
-    from deployments.tiny.embedder import _text_config
+    from pardus.deployments.embedder.model import VisualizedBGE
+    from pardus.deployments.tiny.embedder import _text_config
 
     config = _text_config(50)
     state = random_official_state(config, TINY_VISION, seed=0)

@@ -8,9 +8,9 @@ import io
 import numpy as np
 import pytest
 
-from ingest.samples import draw_product
-from deployments.embedder.deployment import EmbedderDeployment
-from deployments.embedder.queries import EmbedQuery
+from pardus.ingest.samples import draw_product
+from pardus.deployments.embedder.deployment import EmbedderDeployment
+from pardus.deployments.embedder.queries import EmbedQuery
 
 
 def jpeg(code: int) -> bytes:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deployments.embedder.images import ImageError
+from pardus.deployments.embedder.images import ImageError
 
 
 def jpeg(seed: int, size=(90, 70)) -> bytes:
@@ -97,7 +97,7 @@ def test_mismatched_lengths_are_refused(embedder):
 
 
 def test_bfloat16_runs_close_to_float32(embedder_settings):
-    from deployments.embedder.encoder import Embedder
+    from pardus.deployments.embedder.encoder import Embedder
 
     fp32 = Embedder(embedder_settings)
     bf16 = Embedder(embedder_settings.model_copy(update={"dtype": "bfloat16"}))

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deployments.embedder.images import (
+from pardus.deployments.embedder.images import (
     ImageError,
     ImageLimits,
     decode_image,
     preprocess,
     resize_center_crop,
 )
-from deployments.settings import EmbedderSettings
+from pardus.deployments.settings import EmbedderSettings
 
 LIMITS = ImageLimits.of(EmbedderSettings())
 

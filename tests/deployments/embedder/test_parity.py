@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deployments.embedder.encoder import Embedder
-from deployments.tiny.embedder import state_digest, write_tiny_model
-from deployments.settings import EmbedderSettings
+from pardus.deployments.embedder.encoder import Embedder
+from pardus.deployments.tiny.embedder import state_digest, write_tiny_model
+from pardus.deployments.settings import EmbedderSettings
 from tests.deployments.embedder.parity_inputs import IMAGE_TEXTS, TEXTS, parity_images
 
 FIXTURES = Path(__file__).parent / "fixtures"

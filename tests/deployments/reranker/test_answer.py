@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deployments.reranker.answer import UnusableAnswer, parse_answer, response_schema
+from pardus.deployments.reranker.answer import UnusableAnswer, parse_answer, response_schema
 
 
 def answer(scores, reason="fits", **extra) -> str:

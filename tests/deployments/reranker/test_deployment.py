@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e '.[cpu]')")
 
-from deployments.reranker.policy import RerankRequest, RerankResult  # noqa: E402
-from deployments.tiny.phi3v import write_tiny_phi3v  # noqa: E402
-from ingest.samples import draw_product  # noqa: E402
+from pardus.deployments.reranker.policy import RerankRequest, RerankResult  # noqa: E402
+from pardus.deployments.tiny.phi3v import write_tiny_phi3v  # noqa: E402
+from pardus.ingest.samples import draw_product  # noqa: E402
 
 
 def jpeg(seed: int) -> bytes:
@@ -25,7 +25,7 @@ def jpeg(seed: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def reranker_handle(serve_local, tmp_path_factory):
-    from deployments.reranker.deployment import RerankerDeployment
+    from pardus.deployments.reranker.deployment import RerankerDeployment
 
     serve = serve_local
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deployments.reranker.grid import QUERY_COLOR, compose, layout
+from pardus.deployments.reranker.grid import QUERY_COLOR, compose, layout
 
 
 @pytest.mark.parametrize("k", range(1, 17))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deployments.reranker.prompts import RerankPrompt, phi3_vision, prompt_format, qwen2_vl
+from pardus.deployments.reranker.prompts import RerankPrompt, phi3_vision, prompt_format, qwen2_vl
 
 
 @pytest.mark.parametrize("model", ["microsoft/Phi-3-vision-128k-instruct",

@@ -9,9 +9,9 @@ import json
 import pytest
 from PIL import Image
 
-from deployments.reranker.policy import RerankOutcome
-from deployments.reranker.service import Candidate, Reranker
-from deployments.settings import RerankerSettings
+from pardus.deployments.reranker.policy import RerankOutcome
+from pardus.deployments.reranker.service import Candidate, Reranker
+from pardus.deployments.settings import RerankerSettings
 
 SETTINGS = RerankerSettings(model="phi3v-test", timeout_s=1.0, grid_cell=64)
 

@@ -14,11 +14,11 @@ from PIL import Image
 
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e '.[cpu]')")
 
-from deployments.reranker.policy import RerankOutcome  # noqa: E402
-from deployments.reranker.service import Candidate, Reranker  # noqa: E402
-from deployments.tiny.phi3v import write_tiny_phi3v  # noqa: E402
-from deployments.settings import RerankerSettings  # noqa: E402
-from ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
+from pardus.deployments.reranker.policy import RerankOutcome  # noqa: E402
+from pardus.deployments.reranker.service import Candidate, Reranker  # noqa: E402
+from pardus.deployments.tiny.phi3v import write_tiny_phi3v  # noqa: E402
+from pardus.deployments.settings import RerankerSettings  # noqa: E402
+from pardus.ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def loop():
 
 @pytest.fixture(scope="module")
 def generator(engine_settings, loop):
-    from deployments.reranker.engine import VLLMGenerator
+    from pardus.deployments.reranker.engine import VLLMGenerator
 
     async def start():
         return VLLMGenerator(engine_settings)
