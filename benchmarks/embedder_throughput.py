@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pardus.deployments.embedder.encoder import Embedder  # noqa: E402
-from pardus.deployments.tiny.embedder import CHECKPOINT_NAME, TEXT_DIR, write_tiny_model  # noqa: E402
 from pardus.deployments.settings import EmbedderSettings  # noqa: E402
+from pardus.deployments.tiny.embedder import CHECKPOINT_NAME, TEXT_DIR, write_tiny_model  # noqa: E402
 from pardus.ingest.samples import COLORS, PATTERNS, SHAPES, draw_product  # noqa: E402
 
 KINDS = ("image", "text", "mm")

@@ -40,8 +40,9 @@ from rich.table import Table  # noqa: E402
 
 from pardus.deployments.catalogue.filters import SearchFilters  # noqa: E402
 from pardus.deployments.catalogue.items import CatalogueItem  # noqa: E402
-from pardus.deployments.catalogue.plans import Mode, QueryKind, make_plan  # noqa: E402
+from pardus.deployments.catalogue.plans import make_plan  # noqa: E402
 from pardus.deployments.catalogue.store import CatalogueStore, Picture  # noqa: E402
+from pardus.deployments.names import Mode, QueryKind
 from pardus.deployments.settings import MilvusSettings, SearchSettings  # noqa: E402
 from tests.support.milvus_core import MilvusCore  # noqa: E402
 

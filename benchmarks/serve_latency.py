@@ -299,9 +299,9 @@ def model_alone(overrides: dict, label: str, table: Table, rounds: int = 4) -> d
 # -- set-up and report --------------------------------------------------------------------------
 def prepare(work: Path) -> dict:
     """Tiny models, the sample catalogue ingested into Milvus Lite; the app's settings."""
+    from pardus.deployments.settings import Settings
     from pardus.deployments.tiny.embedder import write_tiny_model
     from pardus.deployments.tiny.phi3v import write_tiny_phi3v
-    from pardus.deployments.settings import Settings
     from pardus.ingest.pipeline import run_ingest
     from pardus.ingest.samples import write_sample_catalogue
 

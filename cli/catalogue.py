@@ -183,11 +183,11 @@ def ingest(
              "serves it. Default: the live version (v1, made live, on the first ingest).")] = None,
 ) -> None:
     """Index a catalogue into Milvus (idempotent: re-running adds nothing twice)."""
-    from pardus.deployments.embedder.checkpoint import WeightsNotFound
     from pardus.deployments.catalogue.lite_server import LiteServerError
-    from pardus.deployments.settings import get_settings
     from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
     from pardus.deployments.catalogue.versions import VersionError
+    from pardus.deployments.embedder.checkpoint import WeightsNotFound
+    from pardus.deployments.settings import get_settings
     from pardus.ingest.sources import Source, SourceError
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)

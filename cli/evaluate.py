@@ -233,7 +233,7 @@ def evaluate(
              "(only lexical rows mean anything then).")] = False,
 ) -> None:
     """Measure relevance (recall@k, nDCG@10, MRR, latency, rerank lift) per query kind and mode."""
-    from pardus.deployments.catalogue.plans import Mode, QueryKind
+    from pardus.deployments.names import Mode, QueryKind
 
     if (queries is None) == (generate is None):
         raise typer.BadParameter("give a query set (QUERIES) or --generate DIR, not both")

@@ -9,7 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pardus.cli.serve_config import K8S_DIR, SERVE_CONFIG, PlacementError, load_placement, render, sync
+from pardus.cli.serve_config import (
+    K8S_DIR,
+    SERVE_CONFIG,
+    PlacementError,
+    load_placement,
+    render,
+    sync,
+)
 
 k8s_app = typer.Typer(
     help="Kubernetes manifests: the RayService's serveConfigV2 from serve/config.yaml.",

@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from pardus.cli.k8s import k8s_app
 from pardus.cli.catalogue import console, err_console, ingest, print_summary, store_app
 from pardus.cli.evaluate import evaluate
+from pardus.cli.k8s import k8s_app
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
 
@@ -152,8 +152,13 @@ def serve_command(
 ) -> None:
     """Start a local Ray and the Pardus app (ingress, embedder, reranker) on the configured store."""
     from pardus.cli.logs import library_logs, stop_on_sigterm
-    from pardus.cli.service import (embedder_overrides, reranker_overrides, start_service,
-                             stop_service, wait_for_interrupt)
+    from pardus.cli.service import (
+        embedder_overrides,
+        reranker_overrides,
+        start_service,
+        stop_service,
+        wait_for_interrupt,
+    )
     from pardus.deployments.settings import get_settings
 
     settings = get_settings()
@@ -243,12 +248,21 @@ def demo(
     """Draw a sample catalogue, ingest it into Milvus Lite, start the service, run a composed query."""
     from pardus.cli.catalogue import ingest_with_progress
     from pardus.cli.logs import library_logs, stop_on_sigterm
+    from pardus.cli.service import (
+        SearchArgs,
+        embedder_overrides,
+        ensure_ray,
+        free_port,
+        print_results,
+        reranker_overrides,
+        search_over_http,
+        start_service,
+        stop_service,
+        wait_for_interrupt,
+    )
     from pardus.deployments.catalogue import lite_server
     from pardus.deployments.settings import Settings
     from pardus.ingest.samples import draw_product, write_sample_catalogue
-    from pardus.cli.service import (SearchArgs, embedder_overrides, ensure_ray, free_port,
-                             print_results, reranker_overrides, search_over_http, start_service,
-                             stop_service, wait_for_interrupt)
 
     catalogue = workdir / "catalogue"
     overrides = {

@@ -26,8 +26,8 @@ def embedder_overrides(workdir: Path, allow_tiny: bool) -> dict[str, Any]:
     """{} when the configured Visualized BGE weights are at hand; else a tiny model (if
     allowed, said loudly) or a clear exit."""
     from pardus.deployments.embedder.checkpoint import WeightsNotFound, resolve
-    from pardus.deployments.tiny.embedder import write_tiny_model
     from pardus.deployments.settings import get_settings
+    from pardus.deployments.tiny.embedder import write_tiny_model
 
     try:
         resolve(get_settings().embedder)
@@ -66,8 +66,8 @@ def reranker_missing(model: str) -> str | None:
 
 
 def reranker_overrides(workdir: Path, enabled: bool, allow_tiny: bool) -> dict[str, Any]:
-    from pardus.deployments.tiny.phi3v import write_tiny_phi3v
     from pardus.deployments.settings import get_settings
+    from pardus.deployments.tiny.phi3v import write_tiny_phi3v
 
     configured = get_settings().reranker
     if not enabled or not configured.enabled:
@@ -217,7 +217,7 @@ def search_over_http(url: str, args: SearchArgs, api_key: str | None) -> dict:
 def search_in_process(args: SearchArgs) -> dict:
     """The same SearchService without Ray Serve: a local embedder and store, no reranker."""
     from pardus.deployments.catalogue.filters import parse_filters
-    from pardus.deployments.catalogue.plans import Mode
+    from pardus.deployments.names import Mode
     from pardus.deployments.settings import Weights, get_settings
     from pardus.serve.factory import build_search_service, local_models
     from pardus.serve.search import Query

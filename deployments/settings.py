@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pardus.deployments.names import Fusion, Mode
 from pardus.deployments.uris import is_uri
 
 
@@ -109,10 +110,10 @@ class SearchSettings(BaseModel):
     plans.py). RRF needs no calibration between cosine and BM25 scores; weighted fusion lets a
     route count less, as BM25 does beside a picture in composed queries."""
 
-    mode: Literal["auto", "dense", "lexical", "hybrid"] = "auto"
-    text_fusion: Literal["rrf", "weighted"] = "rrf"
+    mode: Mode = Mode.AUTO
+    text_fusion: Fusion = Fusion.RRF
     text_weights: Weights = Weights()
-    composed_fusion: Literal["rrf", "weighted"] = "weighted"
+    composed_fusion: Fusion = Fusion.WEIGHTED
     composed_weights: Weights = Weights(dense=1.0, lexical=0.3)
     rrf_k: int = Field(60, ge=1)
     candidates: int = Field(100, ge=1, le=2000)  # hits per route before fusion and grouping

@@ -19,8 +19,16 @@ from pathlib import Path
 
 from PIL import Image
 
-from pardus.ingest.samples import (CATEGORIES, COLORS, PATTERNS, SHAPES, SampleItem, draw_product,
-                            product_view, write_manifest)
+from pardus.ingest.samples import (
+    CATEGORIES,
+    COLORS,
+    PATTERNS,
+    SHAPES,
+    SampleItem,
+    draw_product,
+    product_view,
+    write_manifest,
+)
 
 BRANDS = ("Korvex", "Almira", "Tessly", "Brondal", "Quenza", "Velmo", "Ostrik", "Zandor")
 KINDS = tuple(SHAPES)

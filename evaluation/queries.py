@@ -19,8 +19,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pardus.deployments.catalogue.items import ItemId
-from pardus.deployments.catalogue.plans import QueryKind, query_kind
+from pardus.deployments.catalogue.plans import query_kind
 from pardus.deployments.embedder.images import ImageError, ImageLimits, decode_image, read_file
+from pardus.deployments.names import QueryKind
 from pardus.deployments.settings import EmbedderSettings
 from pardus.serve.schemas import MAX_TEXT_CHARS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from pardus.deployments.catalogue.plans import Mode, QueryKind
+from pardus.deployments.names import Mode, QueryKind
 from pardus.deployments.settings import Weights
 from pardus.evaluation.metrics import DEPTH, Scores, chance, percentile
 from pardus.evaluation.queries import QuerySet

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from pardus.deployments.catalogue.plans import Mode, QueryKind
+from pardus.deployments.names import Mode, QueryKind
 from pardus.deployments.settings import Weights
 from pardus.evaluation.metrics import DEPTH, Scores, score
 from pardus.evaluation.queries import EvalQuery, QuerySet

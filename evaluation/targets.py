@@ -15,8 +15,8 @@ from typing import Protocol
 import httpx
 from pydantic import ValidationError
 
-from pardus.deployments.catalogue.plans import Mode
 from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
+from pardus.deployments.names import Mode
 from pardus.deployments.settings import Settings, Weights
 from pardus.evaluation.queries import EvalQuery
 from pardus.serve.errors import ApiError

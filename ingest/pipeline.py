@@ -14,8 +14,16 @@ from pathlib import Path
 
 from pardus.deployments.settings import Settings
 from pardus.ingest.progress import Report, Watch, count_items, counter
-from pardus.ingest.sources import (ROW_COLUMNS, Source, SourceError, folder_rows, manifest_row,
-                            open_filesystem, parse_jsonl_line, to_batch)
+from pardus.ingest.sources import (
+    ROW_COLUMNS,
+    Source,
+    SourceError,
+    folder_rows,
+    manifest_row,
+    open_filesystem,
+    parse_jsonl_line,
+    to_batch,
+)
 
 log = logging.getLogger(__name__)
 

@@ -111,7 +111,7 @@ class FetchDecode:
     @staticmethod
     def _failed_picture(row: dict, ref: str, error: ImageError) -> dict:
         return {**row, "image": ref, "image_index": -1, "scope": "picture",
-                "error": error.code, "message": error.message}
+                "error": error.reason, "message": error.message}
 
 
 def _columns(rows: list[dict], pixels: list[tuple[int, np.ndarray]], size: int) -> dict:

@@ -11,22 +11,40 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Path as PathParam, Query as QueryParam, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Path as PathParam
+from fastapi import Query as QueryParam
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from pardus.deployments.catalogue.items import ID_PATTERN
-from pardus.deployments.catalogue.plans import Mode
 from pardus.deployments.metrics import count_requests
+from pardus.deployments.names import Mode
 from pardus.deployments.settings import Settings
-from pardus.serve.bodies import (FORM_TYPES, content_type, form_fields, inline_image, parse_fields,
-                          parse_json, read_body)
+from pardus.serve.bodies import (
+    FORM_TYPES,
+    content_type,
+    form_fields,
+    inline_image,
+    parse_fields,
+    parse_json,
+    read_body,
+)
 from pardus.serve.errors import ApiError, bad_request, install_handlers
 from pardus.serve.image_urls import fetch_allowed
 from pardus.serve.openapi import document
-from pardus.serve.schemas import (ERROR_RESPONSES, ErrorResponse, Health, Item, ItemsRequest,
-                           ItemsResponse, Readiness, SearchRequest, SearchResponse)
+from pardus.serve.schemas import (
+    ERROR_RESPONSES,
+    ErrorResponse,
+    Health,
+    Item,
+    ItemsRequest,
+    ItemsResponse,
+    Readiness,
+    SearchRequest,
+    SearchResponse,
+)
 from pardus.serve.search import Query, SearchService
 from pardus.serve.views import item_view
 

@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 from fastapi import Request
-from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 
 from pardus.deployments.streams import CappedBuffer, TooManyBytes
 from pardus.serve.errors import ApiError, bad_request, validation_error

@@ -8,8 +8,14 @@ import asyncio
 from pardus.deployments.catalogue.gateway import StoreGateway
 from pardus.deployments.embedder.checkpoint import embedding_dim
 from pardus.deployments.embedder.images import ImageLimits
-from pardus.deployments.embedder.queries import (EmbedQuery, Embedding, PictureQuery, PictureVectors,
-                                          encode_pictures, encode_queries)
+from pardus.deployments.embedder.queries import (
+    Embedding,
+    EmbedQuery,
+    PictureQuery,
+    PictureVectors,
+    encode_pictures,
+    encode_queries,
+)
 from pardus.deployments.settings import Settings
 from pardus.serve.images import ImageLibrary
 from pardus.serve.search import Models, SearchService

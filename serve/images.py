@@ -15,7 +15,6 @@ from pardus.deployments.catalogue.references import read_image_bytes
 from pardus.deployments.embedder.images import ImageLimits, decode_image, open_image
 from pardus.deployments.uris import is_uri
 
-
 THUMBNAIL_SIZES = (64, 128, 256, 512, 1024)  # any asked size is served at the next step up
 
 

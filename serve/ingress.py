@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from pardus.deployments.embedder.queries import EmbedQuery, Embedding, PictureQuery, PictureVectors
+from pardus.deployments.embedder.queries import Embedding, EmbedQuery, PictureQuery, PictureVectors
 from pardus.deployments.reranker.policy import RerankRequest, RerankResult
 from pardus.deployments.settings import Settings
 from pardus.serve.api import create_api

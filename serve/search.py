@@ -14,18 +14,26 @@ from pardus.deployments.caches import LruCache
 from pardus.deployments.catalogue.filters import SearchFilters
 from pardus.deployments.catalogue.gateway import StoreGateway
 from pardus.deployments.catalogue.items import CatalogueItem
-from pardus.deployments.catalogue.plans import Mode, PlanError, make_plan, query_kind
+from pardus.deployments.catalogue.plans import PlanError, make_plan, query_kind
 from pardus.deployments.catalogue.store import Hit, Picture, StoreError, StoreUnavailable
 from pardus.deployments.embedder.images import ImageError
-from pardus.deployments.embedder.queries import EmbedQuery, Embedding, PictureQuery, PictureVectors
+from pardus.deployments.embedder.queries import Embedding, EmbedQuery, PictureQuery, PictureVectors
 from pardus.deployments.metrics import metrics
-from pardus.deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankRequest, RerankResult
+from pardus.deployments.names import RERANK_NOTES, Mode, RerankOutcome
+from pardus.deployments.reranker.policy import RerankPolicy, RerankRequest, RerankResult
 from pardus.deployments.settings import Settings, Weights
 from pardus.serve.errors import ApiError, bad_request
 from pardus.serve.images import ImageLibrary, image_format, snap_size
+from pardus.serve.schemas import (
+    ItemFailure,
+    ItemIn,
+    ItemsResponse,
+    Readiness,
+    RerankInfo,
+    SearchResponse,
+    SearchResult,
+)
 from pardus.serve.views import image_error, image_url
-from pardus.serve.schemas import (ItemFailure, ItemIn, ItemsResponse, Readiness, RerankInfo,
-                           SearchResponse, SearchResult)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -195,7 +203,8 @@ class SearchService:
         return SearchResponse(
             results=results, kind=plan.kind.value, mode=plan.mode.value,
             fusion=plan.fusion if plan.dense_field and plan.lexical else None,
-            reranked=outcome.reranked, rerank_note=outcome.note,
+            reranked=outcome.reranked,
+            rerank_note=None if outcome.reranked else RERANK_NOTES[outcome.outcome],
             reason=outcome.reason, caption=outcome.caption, truncated=embedding.truncated,
             rerank=RerankInfo(outcome=outcome.outcome.value, model_calls=outcome.model_calls,
                               caption_cached=outcome.caption_cached, repairs=outcome.repairs),

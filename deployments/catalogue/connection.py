@@ -10,15 +10,20 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pardus.deployments.catalogue import lite_server
+from pardus.deployments.errors import Refused, Unavailable
 from pardus.deployments.settings import MilvusSettings
 
 
-class StoreUnavailable(RuntimeError):
-    """Milvus cannot be reached (the caller may retry: a 503)."""
+class StoreUnavailable(Unavailable):
+    """Milvus cannot be reached or did not answer in time (a retry may succeed)."""
+
+    code = "store_unavailable"
 
 
-class StoreError(RuntimeError):
+class StoreError(Refused):
     """Milvus refused a request, or the collection does not fit this model."""
+
+    code = "store_refused"
 
 
 COLLECTION_NOT_FOUND = 100  # Milvus's error code

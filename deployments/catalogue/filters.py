@@ -12,12 +12,16 @@ import unicodedata
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pardus.deployments.errors import BadQuery
+
 MAX_CATEGORIES = 50
 MAX_CATEGORY_LENGTH = 256
 
 
-class FilterError(ValueError):
-    """A filter the caller must fix (becomes a 400)."""
+class FilterError(BadQuery):
+    """A filter the caller must fix."""
+
+    code = "invalid_filters"
 
 
 class SearchFilters(BaseModel):
@@ -98,4 +102,4 @@ def parse_filters(data: dict | None) -> SearchFilters | None:
             f"{'.'.join(str(p) for p in err['loc']) or 'filters'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise FilterError(f"invalid filters: {problems}") from None
+        raise FilterError(f"invalid filters: {problems}", field="filters") from None

@@ -12,9 +12,18 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      StringConstraints, ValidationError)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
+
+from pardus.deployments.errors import BadQuery
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 MAX_ID_BYTES = 128  # the pattern's length, in ASCII
@@ -80,12 +89,11 @@ ImageRef = Annotated[str, Field(min_length=1), _fits_bytes(MAX_IMAGE_REF_BYTES)]
 Number = Annotated[float, BeforeValidator(parse_number)]
 
 
-class ItemInvalid(ValueError):
+class ItemInvalid(BadQuery):
     """An item breaks a rule; `code` names which (bad_id, bad_title, ...), for skip reports."""
 
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
+        super().__init__(message, code)
 
 
 class CatalogueItem(BaseModel):

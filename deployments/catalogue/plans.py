@@ -6,27 +6,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
 from pardus.deployments.catalogue.schema import IMAGE_VECTOR, PAIR_VECTOR
+from pardus.deployments.errors import BadQuery
+from pardus.deployments.names import Fusion, Mode, QueryKind
 from pardus.deployments.settings import SearchSettings, Weights
 
 
-class Mode(str, Enum):
-    AUTO = "auto"  # hybrid where the query has words, dense otherwise
-    DENSE = "dense"
-    LEXICAL = "lexical"
-    HYBRID = "hybrid"
+class PlanError(BadQuery):
+    """The request asks for a search its query cannot make."""
 
-
-class QueryKind(str, Enum):
-    TEXT = "text"  # words only: against the image + title vectors
-    IMAGE = "image"  # a picture only: against the image vectors
-    COMPOSED = "composed"  # a picture and words ("a phone case with this")
-
-
-class PlanError(ValueError):
-    """The request asks for a search its query cannot make (a 400)."""
+    code = "invalid_mode"
 
 
 @dataclass(frozen=True)
@@ -35,7 +25,7 @@ class SearchPlan:
     mode: Mode  # as resolved: never AUTO
     dense_field: str | None  # the vector field the query vector searches; None: no dense route
     lexical: bool  # BM25 over the item's words
-    fusion: str  # "rrf" or "weighted" (only when both routes run)
+    fusion: Fusion  # how the routes are fused (when both run)
     weights: Weights
     rrf_k: int
     candidates: int  # hits each route hands to the fusion (and to grouping by item)
@@ -55,10 +45,10 @@ def make_plan(kind: QueryKind, settings: SearchSettings, mode: Mode | None = Non
         mode = Mode.DENSE if kind is QueryKind.IMAGE else Mode.HYBRID
     if kind is QueryKind.IMAGE and mode in (Mode.LEXICAL, Mode.HYBRID):
         raise PlanError(f"mode {mode.value!r} searches words: give a text with the image, or "
-                        "use mode 'dense' or 'auto'")
+                        "use mode 'dense' or 'auto'", field="mode")
     dense = PAIR_VECTOR if kind is QueryKind.TEXT else IMAGE_VECTOR
     composed = kind is QueryKind.COMPOSED
-    fusion = "weighted" if weights is not None else (
+    fusion = Fusion.WEIGHTED if weights is not None else (
         settings.composed_fusion if composed else settings.text_fusion)
     weights = weights or (settings.composed_weights if composed else settings.text_weights)
     return SearchPlan(kind=kind, mode=mode,

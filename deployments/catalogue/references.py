@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
-from pardus.deployments.embedder.images import ImageError, read_file
+from pardus.deployments.embedder.images import ImageError, ImageTooLarge, read_file
 from pardus.deployments.streams import CappedBuffer, TooManyBytes
 from pardus.deployments.uris import is_uri
 
@@ -43,7 +43,7 @@ def _read_from(filesystem, path: str, uri: str, max_bytes: int) -> bytes:
     try:
         with filesystem.open_input_file(path) as handle:
             if handle.size() > max_bytes:
-                raise ImageError("too_large", f"{uri} is {handle.size()} bytes, over {max_bytes}")
+                raise ImageTooLarge(f"{uri} is {handle.size()} bytes, over {max_bytes}")
             return handle.read()
     except ImageError:
         raise
@@ -152,7 +152,7 @@ def _read_http(url: str, max_bytes: int, timeout: float) -> bytes:
     except ImageError:
         raise
     except TooManyBytes:
-        raise ImageError("too_large", f"{url} is over the limit of {max_bytes} bytes") from None
+        raise ImageTooLarge(f"{url} is over the limit of {max_bytes} bytes") from None
     except httpx.HTTPError as exc:
         raise ImageError("http_error", f"cannot fetch {url}: {exc}") from None
 

@@ -12,8 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from pardus.deployments.catalogue.connection import StoreError
-from pardus.deployments.catalogue.items import (MAX_CATEGORY_BYTES, MAX_ID_BYTES, MAX_IMAGE_REF_BYTES,
-                                         MAX_IMAGES, MAX_TITLE_BYTES)
+from pardus.deployments.catalogue.items import (
+    MAX_CATEGORY_BYTES,
+    MAX_ID_BYTES,
+    MAX_IMAGE_REF_BYTES,
+    MAX_IMAGES,
+    MAX_TITLE_BYTES,
+)
 from pardus.deployments.settings import MilvusSettings
 
 SCHEMA_VERSION = 2

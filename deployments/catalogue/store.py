@@ -18,15 +18,27 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pardus.deployments.catalogue import schema
-from pardus.deployments.catalogue.connection import (COLLECTION_NOT_FOUND, StoreError, StoreUnavailable,
-                                              connect, fuses_weights_correctly, guard,
-                                              resolve_uri)
+from pardus.deployments.catalogue.connection import (
+    COLLECTION_NOT_FOUND,
+    StoreError,
+    StoreUnavailable,
+    connect,
+    fuses_weights_correctly,
+    guard,
+    resolve_uri,
+)
 from pardus.deployments.catalogue.filters import SearchFilters, string_literal, to_expression
 from pardus.deployments.catalogue.items import CatalogueItem
 from pardus.deployments.catalogue.plans import SearchPlan, merge_routes, weighted_share
-from pardus.deployments.catalogue.versions import (Version, alias_book, drop_version,
-                                            legacy_collection, list_versions, promote,
-                                            version_name)
+from pardus.deployments.catalogue.versions import (
+    Version,
+    alias_book,
+    drop_version,
+    legacy_collection,
+    list_versions,
+    promote,
+    version_name,
+)
 from pardus.deployments.settings import MilvusSettings
 
 __all__ = ["CatalogueStore", "Hit", "Picture", "StoreError", "StoreUnavailable"]

@@ -16,14 +16,17 @@ from dataclasses import dataclass
 
 from pardus.deployments.catalogue.connection import quiet_pymilvus, unimplemented
 from pardus.deployments.catalogue.filters import string_literal
+from pardus.deployments.errors import BadQuery
 
 SEPARATOR = "__"
 LABEL = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
 POINTERS = "pardus_aliases"
 
 
-class VersionError(ValueError):
+class VersionError(BadQuery):
     """A version request that cannot be done as asked; the message says why."""
+
+    code = "invalid_version"
 
 
 def version_name(alias: str, label: str) -> str:

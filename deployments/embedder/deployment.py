@@ -13,8 +13,14 @@ from typing import Any
 
 from ray import serve
 
-from pardus.deployments.embedder.queries import (EmbedQuery, Embedding, PictureQuery, PictureVectors,
-                                          encode_pictures, encode_queries)
+from pardus.deployments.embedder.queries import (
+    Embedding,
+    EmbedQuery,
+    PictureQuery,
+    PictureVectors,
+    encode_pictures,
+    encode_queries,
+)
 from pardus.deployments.metrics import metrics
 from pardus.deployments.settings import Settings
 

@@ -12,6 +12,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pardus.deployments.errors import BadQuery, TooLarge
 from pardus.deployments.settings import EmbedderSettings
 
 ImageInput = Union[bytes, bytearray, memoryview, str, PathLike, Image.Image]
@@ -23,16 +24,21 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _BACKGROUND = (255, 255, 255)
 
 
-class ImageError(ValueError):
-    """One image could not be used; `code` is machine-readable, the message says what to fix."""
+class ImageError(BadQuery):
+    """One image could not be used. `reason` names why (not_an_image, truncated, ...: what
+    ingest reports), `code` is the same as the API shows it (image_not_an_image); the message
+    says what to fix."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, reason: str, message: str, field: str | None = "image"):
+        super().__init__(message, f"image_{reason}", field)
+        self.reason = reason
 
-    def __reduce__(self):  # keeps code and message when pickled across processes (Ray)
-        return (type(self), (self.code, self.message))
+
+class ImageTooLarge(ImageError, TooLarge):
+    """Over a byte or pixel limit."""
+
+    def __init__(self, message: str, field: str | None = "image"):
+        super().__init__("too_large", message, field)
 
 
 # What Pillow may open: the formats catalogues and shoppers use. Not every format Pillow knows
@@ -61,8 +67,7 @@ def read_file(path: Path, max_bytes: int) -> bytes:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise ImageError("too_large", f"image file {path} is {size} bytes, over the limit "
-                                          f"of {max_bytes}")
+            raise ImageTooLarge(f"image file {path} is {size} bytes, over the limit of {max_bytes}")
         return path.read_bytes()
     except FileNotFoundError:
         raise ImageError("not_found", f"image file not found: {path}") from None
@@ -83,9 +88,7 @@ def _read_bytes(item: ImageInput, limits: ImageLimits) -> bytes:
     if not data:
         raise ImageError("empty", "the image is empty (zero bytes)")
     if len(data) > limits.max_bytes:
-        raise ImageError(
-            "too_large", f"image is {len(data)} bytes, over the limit of {limits.max_bytes}"
-        )
+        raise ImageTooLarge(f"image is {len(data)} bytes, over the limit of {limits.max_bytes}")
     return data
 
 
@@ -94,8 +97,7 @@ def _check_pixels(image: Image.Image, limits: ImageLimits) -> None:
     if width < 1 or height < 1:
         raise ImageError("corrupt", f"image has no pixels ({width}x{height})")
     if width * height > limits.max_pixels:
-        raise ImageError(
-            "too_large",
+        raise ImageTooLarge(
             f"image is {width}x{height} = {width * height} pixels, over the limit of "
             f"{limits.max_pixels}: downscale it first",
         )
@@ -173,7 +175,7 @@ def open_image(item: ImageInput, limits: ImageLimits) -> Image.Image:
         raise ImageError("not_an_image", "not an image in a supported format "
                          f"({', '.join(FORMATS)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("too_large", "image declares too many pixels (decompression bomb)") from None
+        raise ImageTooLarge("image declares too many pixels (decompression bomb)") from None
     except Exception as exc:  # Pillow raises many types for hostile headers
         raise _damaged(exc, "header") from None
     _check_pixels(image, limits)

@@ -7,6 +7,7 @@ concurrency come from the Serve config. The rerank logic stays plain code, testa
 from __future__ import annotations
 
 import asyncio
+import time
 
 from PIL import Image
 from ray import serve
@@ -51,9 +52,13 @@ class RerankerDeployment:
         """Every candidate, best first (RerankResult.outcome says whether the model ranked)."""
         if self.reranker is None:
             raise RuntimeError("the reranker is disabled (PARDUS_RERANKER__ENABLED=false)")
+        start = time.monotonic()
         # decoding is CPU work: off the event loop that drives the engine
         query, candidates = await asyncio.to_thread(self._decode, request)
-        return await self.reranker.rerank(request.text, query, candidates)
+        budget = request.budget_s
+        if budget is not None:  # what decoding left of it
+            budget = max(0.0, budget - (time.monotonic() - start))
+        return await self.reranker.rerank(request.text, query, candidates, budget)
 
     def stats(self) -> dict[str, int]:
         return dict(self.reranker.stats) if self.reranker is not None else {}

@@ -1,39 +1,15 @@
 """What reranking a search means, decided in one place: when to rerank, which candidates the
-model sees, the deadline, and one name for each outcome (response, metrics and logs alike)."""
+model sees, and the deadline (outcomes are named in deployments/names.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Sequence, TypeVar
 
+from pardus.deployments.names import RerankOutcome
 from pardus.deployments.settings import RerankerSettings
 
 T = TypeVar("T")
-
-
-class RerankOutcome(str, Enum):
-    RERANKED = "reranked"
-    OFF = "off"  # the request asked for no reranking
-    DISABLED = "disabled"  # this server runs without a reranker
-    TOO_FEW = "too_few"  # fewer than two results
-    TIMEOUT = "timeout"  # no answer within reranker.timeout_s
-    UNUSABLE = "unusable"  # the model's answer could not be turned into an order
-    ERROR = "error"  # the engine failed
-    UNAVAILABLE = "unavailable"  # no reranker replica answered (down, restarting)
-
-
-# What the shopper's client is told; stable texts (details go to the server log only).
-NOTES: dict[RerankOutcome, str | None] = {
-    RerankOutcome.RERANKED: None,
-    RerankOutcome.OFF: "not asked for (rerank=false)",
-    RerankOutcome.DISABLED: "the reranker is disabled on this server",
-    RerankOutcome.TOO_FEW: "fewer than two results: nothing to rerank",
-    RerankOutcome.TIMEOUT: "the reranker did not answer in time: retrieval order",
-    RerankOutcome.UNUSABLE: "the reranker's answer was unusable: retrieval order",
-    RerankOutcome.ERROR: "the reranker failed: retrieval order",
-    RerankOutcome.UNAVAILABLE: "the reranker is unavailable: retrieval order",
-}
 
 
 @dataclass
@@ -43,6 +19,9 @@ class RerankRequest:
     text: str
     image: bytes | None  # the query picture, encoded; None for a text query
     candidates: list[tuple[str, bytes | None]]  # (item id, encoded picture or None: a grey cell)
+    # What is left of the search's rerank deadline when sent (RerankPolicy owns the deadline;
+    # the reranker stops its model call when it runs out). None: no deadline.
+    budget_s: float | None = None
 
 
 @dataclass
@@ -60,10 +39,6 @@ class RerankResult:
     def reranked(self) -> bool:
         return self.outcome is RerankOutcome.RERANKED
 
-    @property
-    def note(self) -> str | None:
-        return NOTES[self.outcome]
-
     @classmethod
     def kept(cls, ids: Sequence[str], outcome: RerankOutcome) -> "RerankResult":
         """The retrieval order, with the reason it was kept."""
@@ -78,6 +53,8 @@ class RerankPolicy:
 
     @property
     def deadline_s(self) -> float:
+        """The rerank stage's deadline as the search sees it (reading the pictures, queueing
+        for a replica and the model call); the one owner of reranker.timeout_s."""
         return self.settings.timeout_s
 
     def skip(self, asked: bool, available: bool, count: int) -> RerankOutcome | None:

@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-
 # Anything shaped like a chat-template or image token of the formats below (<|end|>,
 # <|image_1|>, <|im_start|>, <image>, </s>): shopper text must not steer the template.
 _SPECIAL = re.compile(r"<\|[^<>|]{0,40}\|>|</?s>|<image>|<\|?/?(?:vision|im)_[a-z]+\|?>",

@@ -2,7 +2,8 @@
 
 Plain asyncio code: the Serve deployment (and the tests) hand it a `generate` coroutine. Any
 timeout, engine error or unusable answer gives the retrieval order back, with the outcome
-(policy.RerankOutcome) that says why.
+(names.RerankOutcome) that says why. The deadline is the caller's (RerankPolicy): a call gets
+the time left of it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ from typing import Awaitable, Callable, Sequence
 from PIL import Image
 
 from pardus.deployments.caches import LruCache
-from pardus.deployments.reranker.answer import UnusableAnswer, parse_answer, parse_caption, response_schema
+from pardus.deployments.names import RerankOutcome
+from pardus.deployments.reranker.answer import (
+    UnusableAnswer,
+    parse_answer,
+    parse_caption,
+    response_schema,
+)
 from pardus.deployments.reranker.grid import compose
-from pardus.deployments.reranker.policy import RerankOutcome, RerankPolicy, RerankResult
+from pardus.deployments.reranker.policy import RerankPolicy, RerankResult
 from pardus.deployments.reranker.prompts import RerankPrompt, plain_text, prompt_format
 from pardus.deployments.settings import RerankerSettings
 
@@ -105,16 +112,18 @@ class Reranker:
         self.stats["answers_valid" if parsed.valid else "answers_repaired"] += 1
 
     async def rerank(self, query_text: str, query_image: Image.Image | None,
-                     candidates: Sequence[Candidate]) -> RerankResult:
+                     candidates: Sequence[Candidate],
+                     budget_s: float | None = None) -> RerankResult:
         """All candidates (2 to max_candidates: the policy picks them), best first; the
-        retrieval order with the outcome that says why, when anything fails."""
+        retrieval order with the outcome that says why, when anything fails. budget_s: the time
+        left of the caller's deadline (None: none)."""
         self.policy.check_head(len(candidates))
         start = time.perf_counter()
         ids = [c.id for c in candidates]
         result = RerankResult(order=ids, outcome=RerankOutcome.RERANKED)
         try:
             await asyncio.wait_for(self._rank(query_text, query_image, candidates, result),
-                                   timeout=self.settings.timeout_s)
+                                   timeout=budget_s)
         except asyncio.TimeoutError:
             result.outcome = RerankOutcome.TIMEOUT
         except UnusableAnswer as exc:

@@ -8,15 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from pardus.deployments.catalogue import lite_server
 from pardus.cli.main import app
+from pardus.deployments.catalogue import lite_server
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 from PIL import Image
 
-from pardus.deployments.catalogue.plans import QueryKind
+from pardus.deployments.names import QueryKind
 from pardus.evaluation.generate import make_benchmark, write_benchmark
 from pardus.evaluation.queries import parse_queries
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pardus.deployments.catalogue.plans import QueryKind
+from pardus.deployments.names import QueryKind
 from pardus.evaluation.queries import QuerySetError, parse_queries
 from pardus.ingest.samples import draw_product
 

@@ -10,7 +10,7 @@ import math
 import pytest
 from rich.console import Console
 
-from pardus.deployments.catalogue.plans import Mode, QueryKind
+from pardus.deployments.names import Mode, QueryKind
 from pardus.deployments.settings import Weights
 from pardus.evaluation.chart import write_chart
 from pardus.evaluation.pipeline import evaluate

@@ -16,10 +16,16 @@ import pytest
 
 from pardus.deployments.catalogue import lite_server
 from pardus.deployments.catalogue.filters import SearchFilters
-from pardus.deployments.catalogue.plans import QueryKind, make_plan
+from pardus.deployments.catalogue.plans import make_plan
 from pardus.deployments.catalogue.store import CatalogueStore
-from pardus.deployments.settings import (EmbedderSettings, IngestSettings, MilvusSettings,
-                                  SearchSettings, Settings)
+from pardus.deployments.names import QueryKind
+from pardus.deployments.settings import (
+    EmbedderSettings,
+    IngestSettings,
+    MilvusSettings,
+    SearchSettings,
+    Settings,
+)
 from pardus.ingest.pipeline import run_ingest
 from pardus.ingest.samples import write_sample_catalogue
 from tests.deployments.embedder.test_images import png_header_only

@@ -7,8 +7,15 @@ import json
 import pytest
 
 from pardus.deployments.catalogue.references import resolve_reference
-from pardus.ingest.sources import (Source, SourceError, folder_rows, manifest_row, parent_uri,
-                            parse_jsonl_line, pick_images)
+from pardus.ingest.sources import (
+    Source,
+    SourceError,
+    folder_rows,
+    manifest_row,
+    parent_uri,
+    parse_jsonl_line,
+    pick_images,
+)
 
 
 def test_amazon_record_becomes_a_row_with_its_pictures_main_first():

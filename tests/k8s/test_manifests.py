@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from tests.k8s.manifests import (
-    K8S, is_custom, load_docs, one, strict_schema, validate_core, validate_custom,
+    K8S,
+    is_custom,
+    load_docs,
+    one,
+    strict_schema,
+    validate_core,
+    validate_custom,
 )
 
 KUSTOMIZATIONS = sorted(K8S.rglob("kustomization.yaml"))

@@ -19,8 +19,8 @@ import tempfile
 
 import pytest
 
-from pardus.deployments.catalogue import lite_server
 from pardus.cli.serve_config import REPO_ROOT, load_placement
+from pardus.deployments.catalogue import lite_server
 
 pytestmark = pytest.mark.slow  # ~2-3.5 min on 2 cores: a cluster of four nodes and a vLLM engine
 PORT = 8141  # Serve's HTTP port (loopback): outside Ray's worker ports and the session's 8127

@@ -11,8 +11,18 @@ from typer.testing import CliRunner
 
 from pardus.cli.k8s import k8s_app
 from pardus.cli.serve_config import (
-    K8S_DIR, PLACEMENT, SERVE_CONFIG, PlacementError, apply_placement, embedded_serve_config,
-    load_placement, load_yaml, render, replace_serve_config, serve_config, sync,
+    K8S_DIR,
+    PLACEMENT,
+    SERVE_CONFIG,
+    PlacementError,
+    apply_placement,
+    embedded_serve_config,
+    load_placement,
+    load_yaml,
+    render,
+    replace_serve_config,
+    serve_config,
+    sync,
 )
 
 runner = CliRunner()

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.support.service import API_KEY, SERVICE_PORT
 from tests.serve.test_api import data_url, jpeg
+from tests.support.service import API_KEY, SERVICE_PORT
 
 PREFIX = f"http://127.0.0.1:{SERVICE_PORT}/on-server"
 

@@ -8,20 +8,19 @@ import hashlib
 
 import numpy as np
 import pytest
-
 from fastapi.testclient import TestClient
 
 from pardus.deployments.catalogue.items import CatalogueItem
 from pardus.deployments.catalogue.store import CatalogueStore, Picture
 from pardus.deployments.embedder.images import ImageError
 from pardus.deployments.embedder.queries import Embedding, PictureVectors
-from pardus.deployments.reranker.policy import RerankOutcome, RerankRequest, RerankResult
+from pardus.deployments.names import Mode, RerankOutcome
+from pardus.deployments.reranker.policy import RerankRequest, RerankResult
 from pardus.deployments.settings import Settings
 from pardus.serve.api import create_api
 from pardus.serve.errors import ApiError
 from pardus.serve.factory import build_search_service
 from pardus.serve.search import Models, Query, SearchService
-from pardus.deployments.catalogue.plans import Mode
 
 DIM = 8
 

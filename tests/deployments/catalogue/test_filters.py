@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pardus.deployments.catalogue.filters import FilterError, SearchFilters, parse_filters, string_literal, to_expression
+from pardus.deployments.catalogue.filters import (
+    FilterError,
+    SearchFilters,
+    parse_filters,
+    string_literal,
+    to_expression,
+)
 
 
 def test_empty_filters_match_everything():

@@ -7,8 +7,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pardus.deployments.catalogue.items import (MAX_TITLE_BYTES, UNKNOWN, CatalogueItem, ItemInvalid,
-                                         check_id, clip_utf8, parse_number, utf8_len)
+from pardus.deployments.catalogue.items import (
+    MAX_TITLE_BYTES,
+    UNKNOWN,
+    CatalogueItem,
+    ItemInvalid,
+    check_id,
+    clip_utf8,
+    parse_number,
+    utf8_len,
+)
 from pardus.ingest.sources import manifest_row
 from pardus.serve.schemas import ItemIn
 

@@ -26,7 +26,7 @@ def test_references_stay_under_the_root(tmp_path):
                    "img/../../secret.jpg"):
         with pytest.raises(ImageError) as info:
             read_image_bytes(escape, root, 100)
-        assert info.value.code == "path_escape"
+        assert info.value.reason == "path_escape"
     (root / "link.jpg").symlink_to(tmp_path / "secret.jpg")
     with pytest.raises(ImageError, match="leaves the source folder"):
         read_image_bytes("link.jpg", root, 100)
@@ -39,7 +39,7 @@ def test_missing_large_and_unknown_scheme(tmp_path):
     for reference, code in cases.items():
         with pytest.raises(ImageError) as info:
             read_image_bytes(reference, tmp_path, 100)
-        assert info.value.code == code, reference
+        assert info.value.reason == code, reference
 
 
 def test_http_only_when_allowed_and_within_limits(tmp_path):
@@ -61,7 +61,7 @@ def test_http_only_when_allowed_and_within_limits(tmp_path):
         for path, code in (("/big.jpg", "too_large"), ("/missing.jpg", "http_error")):
             with pytest.raises(ImageError) as info:
                 read_image_bytes(base + path, tmp_path, 1000, allow_http=True)
-            assert info.value.code == code
+            assert info.value.reason == code
     finally:
         server.shutdown()
 
@@ -71,7 +71,7 @@ def test_http_only_when_allowed_and_within_limits(tmp_path):
 def test_remote_references_never_leave_the_manifest_folder(reference):
     with pytest.raises(ImageError) as info:
         resolve_reference("s3://bucket/cat", reference)
-    assert info.value.code == "path_escape" and "s3://bucket/cat" in info.value.message
+    assert info.value.reason == "path_escape" and "s3://bucket/cat" in info.value.message
 
 
 @settings(deadline=None)  # pure string logic; a loaded CI box must not fail it
@@ -81,7 +81,7 @@ def test_resolved_references_stay_under_the_root(segments):
     try:
         uri = resolve_reference("s3://bucket/cat", reference)
     except ImageError as exc:
-        assert exc.code == "path_escape"
+        assert exc.reason == "path_escape"
         return
     assert uri.startswith("s3://bucket/cat/") and ".." not in uri.split("/")
 
@@ -113,7 +113,7 @@ def test_references_under_a_file_uri_root(tmp_path, no_local_reads):
     for reference, code in cases.items():
         with pytest.raises(ImageError) as info:
             read_image_bytes(reference, root, 100)
-        assert info.value.code == code, reference
+        assert info.value.reason == code, reference
     with pytest.raises(ImageError, match=f"image not found: file://{root_path}/img/nope.jpg"):
         read_image_bytes("img/nope.jpg", root, 100)
 
@@ -123,7 +123,7 @@ def test_local_paths_refused_beside_a_remote_root(tmp_path):
     for reference in (str(tmp_path / "a.jpg"), f"file://{tmp_path}/a.jpg"):
         with pytest.raises(ImageError) as info:
             read_image_bytes(reference, "s3://bucket/cat", 100)
-        assert info.value.code == "path_escape"
+        assert info.value.reason == "path_escape"
 
 
 @pytest.mark.parametrize(("reference", "code"), [
@@ -137,16 +137,16 @@ def test_local_paths_refused_beside_a_remote_root(tmp_path):
 def test_references_that_would_leave_the_source_are_refused(reference, code):
     with pytest.raises(ImageError) as info:
         read_image_bytes(reference, "s3://bucket/cat", 100)
-    assert info.value.code == code, info.value.message
+    assert info.value.reason == code, info.value.message
 
 
 def test_other_buckets_only_when_allowed(tmp_path):
     with pytest.raises(ImageError) as info:
         read_image_bytes("s3://images/a.jpg", tmp_path, 100)  # a local source names no bucket
-    assert info.value.code == "bucket_not_allowed" and "ALLOW_BUCKETS" in info.value.message
+    assert info.value.reason == "bucket_not_allowed" and "ALLOW_BUCKETS" in info.value.message
     with pytest.raises(ImageError) as info:  # allowed: it is read (and there is no S3 here)
         read_image_bytes("s3://images/a.jpg", tmp_path, 100, allow_buckets=["s3://images"])
-    assert info.value.code != "bucket_not_allowed"
+    assert info.value.reason != "bucket_not_allowed"
 
 
 def test_refusals_for_lack_of_rights_are_told_apart(monkeypatch):
@@ -156,7 +156,7 @@ def test_refusals_for_lack_of_rights_are_told_apart(monkeypatch):
 
     with pytest.raises(ImageError) as info:
         references._read_from(Denied(), "b/a.jpg", "s3://b/a.jpg", 100)
-    assert info.value.code == "access_denied"
+    assert info.value.reason == "access_denied"
 
 
 def test_http_follows_no_redirect_and_refuses_link_local(tmp_path):
@@ -175,10 +175,10 @@ def test_http_follows_no_redirect_and_refuses_link_local(tmp_path):
         with pytest.raises(ImageError) as info:
             read_image_bytes(f"http://127.0.0.1:{server.server_address[1]}/a.jpg", tmp_path, 100,
                              allow_http=True)
-        assert info.value.code == "http_redirect" and "169.254.169.254" in info.value.message
+        assert info.value.reason == "http_redirect" and "169.254.169.254" in info.value.message
     finally:
         server.shutdown()
     with pytest.raises(ImageError) as info:
         read_image_bytes("http://169.254.169.254/latest/meta-data/", tmp_path, 100,
                          allow_http=True, timeout=2)
-    assert info.value.code == "http_refused"
+    assert info.value.reason == "http_refused"

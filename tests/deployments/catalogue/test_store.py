@@ -12,8 +12,9 @@ from pardus.deployments.catalogue import lite_server
 from pardus.deployments.catalogue.connection import fuses_weights_correctly
 from pardus.deployments.catalogue.filters import SearchFilters
 from pardus.deployments.catalogue.items import CatalogueItem
-from pardus.deployments.catalogue.plans import Mode, QueryKind, make_plan, weighted_share
+from pardus.deployments.catalogue.plans import make_plan, weighted_share
 from pardus.deployments.catalogue.store import CatalogueStore, Picture, StoreError, StoreUnavailable
+from pardus.deployments.names import Mode, QueryKind
 from pardus.deployments.settings import MilvusSettings, SearchSettings, Weights
 from tests.support.lite_holder import foreign_holder
 

@@ -12,11 +12,16 @@ import pytest
 
 from pardus.deployments.catalogue.connection import fuses_weights_correctly
 from pardus.deployments.catalogue.items import CatalogueItem
-from pardus.deployments.catalogue.plans import QueryKind, make_plan
+from pardus.deployments.catalogue.plans import make_plan
 from pardus.deployments.catalogue.schema import LegacyCollection
 from pardus.deployments.catalogue.store import CatalogueStore, Picture
-from pardus.deployments.catalogue.versions import (NativeAliases, PointerAliases, VersionError,
-                                            alias_book)
+from pardus.deployments.catalogue.versions import (
+    NativeAliases,
+    PointerAliases,
+    VersionError,
+    alias_book,
+)
+from pardus.deployments.names import QueryKind
 from pardus.deployments.settings import MilvusSettings, SearchSettings
 
 DIM = 8

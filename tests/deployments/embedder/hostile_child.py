@@ -14,4 +14,4 @@ try:
     crop = preprocess(open(path, "rb").read(), 224, ImageLimits.of(EmbedderSettings()))
     print(json.dumps({"code": "ok", "shape": list(crop.shape)}))
 except ImageError as exc:
-    print(json.dumps({"code": exc.code, "message": exc.message}))
+    print(json.dumps({"code": exc.reason, "message": exc.message}))

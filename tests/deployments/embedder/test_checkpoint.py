@@ -9,8 +9,13 @@ import torch
 
 from pardus.deployments.embedder import checkpoint as ckpt
 from pardus.deployments.embedder.eva import EVA02_CLIP_B_16, EVA02_CLIP_L_14, EvaVisionConfig
-from pardus.deployments.tiny.embedder import TINY_VISION, random_official_state, state_digest, write_tiny_model
 from pardus.deployments.settings import EmbedderSettings
+from pardus.deployments.tiny.embedder import (
+    TINY_VISION,
+    random_official_state,
+    state_digest,
+    write_tiny_model,
+)
 
 
 def test_tiny_writer_is_deterministic_per_seed(tmp_path):

@@ -8,9 +8,9 @@ import io
 import numpy as np
 import pytest
 
-from pardus.ingest.samples import draw_product
 from pardus.deployments.embedder.deployment import EmbedderDeployment
 from pardus.deployments.embedder.queries import EmbedQuery
+from pardus.ingest.samples import draw_product
 
 
 def jpeg(code: int) -> bytes:
@@ -52,7 +52,7 @@ def test_concurrent_queries_are_batched_and_match_direct_encoding(embedder_app, 
 
 def test_a_bad_image_fails_alone(embedder_app):
     rows = gather(embedder_app, [EmbedQuery("x", b"not an image"), EmbedQuery("y", jpeg(3))])
-    assert rows[0].vector is None and rows[0].error.code == "not_an_image"
+    assert rows[0].vector is None and rows[0].error.reason == "not_an_image"
     assert rows[1].error is None and rows[1].vector.shape == (768,)
 
 

@@ -54,7 +54,7 @@ def test_bad_images_fail_alone(embedder):
     good = [jpeg(3), jpeg(4)]
     items = [good[0], b"", b"not an image", good[1], jpeg(5)[:200]]
     result = embedder.encode_images(items)
-    assert [e.code if e else None for e in result.errors] == [
+    assert [e.reason if e else None for e in result.errors] == [
         None, "empty", "not_an_image", None, "truncated",
     ]
     assert list(result.ok) == [True, False, False, True, False]

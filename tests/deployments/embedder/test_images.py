@@ -58,7 +58,7 @@ def photo(width: int = 60, height: int = 40, seed: int = 0) -> Image.Image:
 def test_bad_bytes_get_a_coded_error(data, code):
     with pytest.raises(ImageError) as info:
         decode_image(data, LIMITS)
-    assert info.value.code == code
+    assert info.value.reason == code
     assert info.value.message
 
 
@@ -66,7 +66,7 @@ def test_truncated_jpeg_is_reported_as_truncated():
     data = encode(photo(200, 200), "JPEG", quality=95)
     with pytest.raises(ImageError) as info:
         decode_image(data[: len(data) // 2], LIMITS)
-    assert info.value.code == "truncated"
+    assert info.value.reason == "truncated"
 
 
 def test_garbage_after_a_valid_header_is_refused():
@@ -74,7 +74,7 @@ def test_garbage_after_a_valid_header_is_refused():
     damaged = data[:60] + bytes(reversed(data[60:200])) + data[200:]
     with pytest.raises(ImageError) as info:
         decode_image(damaged, LIMITS)
-    assert info.value.code in {"corrupt", "truncated"}
+    assert info.value.reason in {"corrupt", "truncated"}
 
 
 def test_pixel_limit_is_configurable():
@@ -82,7 +82,7 @@ def test_pixel_limit_is_configurable():
     assert decode_image(data, ImageLimits(40_000, LIMITS.max_bytes)).size == (200, 200)
     with pytest.raises(ImageError, match="over the limit of 39999") as info:
         decode_image(data, ImageLimits(39_999, LIMITS.max_bytes))
-    assert info.value.code == "too_large"
+    assert info.value.reason == "too_large"
 
 
 def test_byte_limit_applies_to_bytes_and_files(tmp_path):
@@ -92,16 +92,16 @@ def test_byte_limit_applies_to_bytes_and_files(tmp_path):
     for item in (data, path, str(path)):
         with pytest.raises(ImageError) as info:
             decode_image(item, ImageLimits(LIMITS.max_pixels, len(data) - 1))
-        assert info.value.code == "too_large"
+        assert info.value.reason == "too_large"
 
 
 def test_missing_file_and_wrong_type(tmp_path):
     with pytest.raises(ImageError) as info:
         decode_image(tmp_path / "nope.jpg", LIMITS)
-    assert info.value.code == "not_found"
+    assert info.value.reason == "not_found"
     with pytest.raises(ImageError) as info:
         decode_image(12345, LIMITS)  # type: ignore[arg-type]
-    assert info.value.code == "wrong_type"
+    assert info.value.reason == "wrong_type"
 
 
 def test_exif_rotation_is_applied():

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from pardus.deployments.embedder.encoder import Embedder
-from pardus.deployments.tiny.embedder import state_digest, write_tiny_model
 from pardus.deployments.settings import EmbedderSettings
+from pardus.deployments.tiny.embedder import state_digest, write_tiny_model
 from tests.deployments.embedder.parity_inputs import IMAGE_TEXTS, TEXTS, parity_images
 
 FIXTURES = Path(__file__).parent / "fixtures"
