@@ -204,6 +204,13 @@ async def interleave(sides: dict, batches: list[list], clients: int) -> dict[str
     return tallies
 
 
+def _reranked(answers: list[dict]) -> str:
+    """How many answers the reranker ordered, of all."""
+    if not answers:
+        return "-"
+    return f"{sum(a['rerank']['outcome'] == 'reranked' for a in answers)}/{len(answers)}"
+
+
 def add_row(table: Table, label: str, clients: int | str, tally: Tally) -> None:
     ms = np.array(tally.latencies) * 1000
     answers = [a for a in tally.answers if isinstance(a, dict)]
@@ -214,7 +221,7 @@ def add_row(table: Table, label: str, clients: int | str, tally: Tally) -> None:
     figure = "-" if total is None else f"{total:.1f}", "-" if embed is None else f"{embed:.1f}"
     table.add_row(label, str(clients), str(len(ms) * tally.items), f"{np.percentile(ms, 50):.1f}",
                   f"{np.percentile(ms, 99):.1f}", f"{tally.rate:.1f}", *figure, mean, biggest,
-                  f"{sum(a['reranked'] for a in answers)}/{len(answers)}" if answers else "-")
+                  _reranked(answers))
 
 
 async def serve_levels(client, local: InProcess, args, table: Table) -> dict[str, Tally]:

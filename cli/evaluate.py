@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,24 +12,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from pardus.cli.catalogue import console, err_console, print_summary, with_overrides
 from pardus.cli.logs import library_logs
+from pardus.deployments.names import Mode, QueryKind
 
 DEFAULT_COLLECTION = "eval"
 DENSE_NOTE = ("its dense and hybrid rows measure pixel and token overlap at best, not a model; "
               "only the lexical rows mean something")
 
 
-# The choices as local enums: importing deployments/ here would load pydantic and the
-# catalogue for every pardus command, --help included (the values are plans.QueryKind/Mode's).
-class EvalKind(str, Enum):
-    text = "text"
-    image = "image"
-    composed = "composed"
-
-
-class EvalMode(str, Enum):
-    dense = "dense"
-    lexical = "lexical"
-    hybrid = "hybrid"
+# The modes an evaluation row can run: every mode but auto (which picks one of them).
+EvalMode = StrEnum("EvalMode", {mode.name: mode.value for mode in Mode if mode is not Mode.AUTO})
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -58,7 +49,7 @@ def run_generate(folder: Path, items: int, queries: int, seed: int, collection: 
                  milvus_uri: str | None) -> None:
     """Draw the benchmark into folder, ingest it into its own catalogue, say what to run."""
     from pardus.cli.service import embedder_overrides, ensure_ray
-    from pardus.deployments.catalogue.connection import StoreError, StoreUnavailable
+    from pardus.deployments.errors import PardusError
     from pardus.deployments.settings import get_settings
     from pardus.evaluation.benchmark import foreign_items, generate, ingest_benchmark, write_note
 
@@ -68,8 +59,8 @@ def run_generate(folder: Path, items: int, queries: int, seed: int, collection: 
     settings = with_overrides(settings, "ingest", report=str(folder / "ingest-report.jsonl"))
     try:
         theirs = foreign_items(settings)
-    except (StoreError, StoreUnavailable) as exc:
-        raise _fail(str(exc)) from None
+    except PardusError as exc:
+        raise _fail(exc.message) from None
     if theirs:
         raise _fail(f"the catalogue {collection!r} at {settings.milvus.uri} holds {theirs} "
                     "items that are not a generated benchmark: give --collection another name")
@@ -139,7 +130,7 @@ def _measure(target, queries, rows, catalogue: str, size: int | None):
 
 
 def run_eval(queries_path: Path, *, in_process: bool, url: str | None, api_key: str | None,
-             rerank: bool, kinds: list, modes: list, tags: list[str],
+             rerank: bool, kinds: list[QueryKind], modes: list[Mode], tags: list[str],
              weights: list, size: int | None, collection: str | None,
              milvus_uri: str | None, report_path: Path | None, tiny: bool) -> None:
     from pardus.cli.service import embedder_overrides
@@ -210,7 +201,7 @@ def evaluate(
     api_key: Annotated[Optional[str], typer.Option(envvar="PARDUS_API_KEY")] = None,
     rerank: Annotated[bool, typer.Option(
         help="Every row also reranked, for the rerank lift (through the service).")] = False,
-    kind: Annotated[Optional[list[EvalKind]], typer.Option(
+    kind: Annotated[Optional[list[QueryKind]], typer.Option(
         help="Only queries of this kind (repeatable).")] = None,
     mode: Annotated[Optional[list[EvalMode]], typer.Option(
         help="Only this mode (repeatable).")] = None,
@@ -233,8 +224,6 @@ def evaluate(
              "(only lexical rows mean anything then).")] = False,
 ) -> None:
     """Measure relevance (recall@k, nDCG@10, MRR, latency, rerank lift) per query kind and mode."""
-    from pardus.deployments.names import Mode, QueryKind
-
     if (queries is None) == (generate is None):
         raise typer.BadParameter("give a query set (QUERIES) or --generate DIR, not both")
     if generate is not None:
@@ -245,7 +234,7 @@ def evaluate(
         raise typer.BadParameter("in process there is no reranker and no URL: run the rerank "
                                  "rows through the service (--url, without --in-process)")
     run_eval(queries, in_process=in_process, url=url, api_key=api_key, rerank=rerank,
-             kinds=[QueryKind(k.value) for k in kind or []],
+             kinds=list(kind or []),
              modes=[Mode(m.value) for m in mode or []],
              tags=list(tag or []), weights=_weights(weights or []), size=catalogue_size,
              collection=collection, milvus_uri=milvus_uri, report_path=report, tiny=tiny)

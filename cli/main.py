@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from enum import Enum
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,15 +13,11 @@ from rich.table import Table
 from pardus.cli.catalogue import console, err_console, ingest, print_summary, store_app
 from pardus.cli.evaluate import evaluate
 from pardus.cli.k8s import k8s_app
+from pardus.deployments.names import Mode
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
 
 
-class SearchMode(str, Enum):
-    auto = "auto"
-    dense = "dense"
-    lexical = "lexical"
-    hybrid = "hybrid"
 
 models_app = typer.Typer(help="Model files: tiny random-weight models for tests and demos.")
 app.add_typer(models_app, name="models")
@@ -191,7 +186,7 @@ def search(
     api_key: Annotated[Optional[str], typer.Option(envvar="PARDUS_API_KEY")] = None,
     in_process: Annotated[bool, typer.Option(
         help="No service: embed and search in this process (no reranking).")] = False,
-    mode: Annotated[Optional[SearchMode], typer.Option(
+    mode: Annotated[Optional[Mode], typer.Option(
         help="auto, dense (vectors), lexical (BM25 over words) or hybrid (both, fused); "
              "default: the server's.")] = None,
     dense_weight: Annotated[Optional[float], typer.Option(
@@ -200,40 +195,38 @@ def search(
         min=0, max=1, help="Weighted fusion: BM25's weight (with --dense-weight).")] = None,
 ) -> None:
     """Search a running Pardus service (or, with --in-process, the configured store directly)."""
-    import httpx
-
+    # Here, not at the top: `pardus --help` and the other commands need none of it.
     from pardus.cli.logs import library_logs
     from pardus.cli.service import SearchArgs, print_results, search_in_process, search_over_http
-    from pardus.deployments.catalogue.filters import FilterError
-    from pardus.deployments.settings import get_settings
-    from pardus.serve.errors import ApiError
+    from pardus.deployments.catalogue.filters import parse_filters
+    from pardus.deployments.errors import PardusError
+    from pardus.deployments.settings import Weights, get_settings
+    from pardus.serve.client import ServiceUnreachable
 
     if not text.strip() and image is None:
         raise typer.BadParameter("give --text, --image, or both")
     if (dense_weight is None) != (lexical_weight is None):
         raise typer.BadParameter("give --dense-weight and --lexical-weight together")
-    weights = None if dense_weight is None else {"dense": dense_weight,
-                                                 "lexical": lexical_weight}
-    args = SearchArgs(text, image, k, rerank, _filters(category, price_min, price_max),
-                      mode.value if mode else None, weights)
+    weights = None if dense_weight is None else Weights(dense=dense_weight,
+                                                        lexical=lexical_weight)
     title = f"query: {text!r}" + (f" + {image}" if image else "")
     try:
+        args = SearchArgs(text, image, k, rerank,
+                          parse_filters(_filters(category, price_min, price_max)), mode, weights)
         if in_process:
             with library_logs(get_settings().log_dir, "search", (console, err_console)):
-                body = search_in_process(args)
+                response = search_in_process(args)
         else:
             serving = get_settings().serving
-            body = search_over_http(url or f"http://{serving.host}:{serving.port}", args,
-                                    api_key)
-    except httpx.ConnectError:
-        err_console.print(f"[red]no Pardus service answers at {url or 'the configured address'}: "
-                          "start one with `pardus serve`, or search with --in-process[/]",
-                          soft_wrap=True)
+            response = search_over_http(url or f"http://{serving.host}:{serving.port}", args,
+                                        api_key)
+    except ServiceUnreachable as exc:
+        err_console.print(f"[red]{exc.message}; or search with --in-process[/]", soft_wrap=True)
         raise typer.Exit(2) from None
-    except (ApiError, FilterError) as exc:
-        err_console.print(f"[red]{getattr(exc, 'message', exc)}[/]", soft_wrap=True)
+    except PardusError as exc:
+        err_console.print(f"[red]{exc.message}[/]", soft_wrap=True)
         raise typer.Exit(1) from None
-    print_results(body, title)
+    print_results(response, title)
 
 
 @app.command()
@@ -284,8 +277,9 @@ def demo(
             print_summary(ingest_with_progress(str(catalogue / "items.jsonl"), settings))
             url = start_service(overrides, "127.0.0.1", free_port("127.0.0.1", port))
             try:
-                body = search_over_http(url, SearchArgs(query_text, query_image, k, rerank), None)
-                print_results(body, f"query: {query_text!r} + {query_image}")
+                response = search_over_http(url, SearchArgs(query_text, query_image, k, rerank),
+                                            None)
+                print_results(response, f"query: {query_text!r} + {query_image}")
                 if overrides["embedder"] or "model" in overrides["reranker"]:
                     err_console.print("[yellow]Tiny random-weight models answered: the ranking "
                                       "and the reason above are meaningless.[/]", soft_wrap=True)

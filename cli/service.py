@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import base64
 import os
 import socket
 import time
@@ -16,6 +16,11 @@ import typer
 from rich.table import Table
 
 from pardus.cli.catalogue import console, err_console
+from pardus.deployments.catalogue.filters import SearchFilters
+from pardus.deployments.names import RERANK_NOTES, Mode, RerankOutcome
+from pardus.deployments.settings import Weights, get_settings
+from pardus.serve.client import PardusClient
+from pardus.serve.schemas import SearchRequest, SearchResponse
 
 TINY_NOTE = ("random weights: every stage runs for real, but rankings and reasons are "
              "meaningless")
@@ -150,7 +155,7 @@ def wait_for_interrupt(url: str, log_path: Path) -> None:
 
 
 # -- searching ---------------------------------------------------------------------------
-def print_results(body: dict, title: str) -> None:
+def print_results(response: SearchResponse, title: str) -> None:
     table = Table(title=title)
     table.add_column("rank")
     table.add_column("retr.")
@@ -160,19 +165,20 @@ def print_results(body: dict, title: str) -> None:
     table.add_column("category", ratio=1)
     table.add_column("price", justify="right")
     table.add_column("pic.")  # which of the item's pictures matched
-    for r in body["results"]:
-        table.add_row(str(r["rank"]), str(r["retrieval_rank"]), f"{r['score']:.3f}", r["id"],
-                      r["title"], r["category"], "-" if r["price"] is None else f"{r['price']:.2f}",
-                      f"{r['image_index'] + 1}/{r['image_count']}")
+    for r in response.results:
+        table.add_row(str(r.rank), str(r.retrieval_rank), f"{r.score:.3f}", r.id, r.title,
+                      r.category, "-" if r.price is None else f"{r.price:.2f}",
+                      f"{r.image_index + 1}/{r.image_count}")
     console.print(table)
-    fused = f", {body['fusion']} fusion" if body.get("fusion") else ""
-    console.print(f"{body['kind']} query, {body['mode']} search{fused}")
-    if body["reranked"]:
-        console.print(f"reranked; why #1 fits: {body['reason'] or '(no reason given)'}",
+    fused = f", {response.fusion} fusion" if response.fusion else ""
+    console.print(f"{response.kind} query, {response.mode} search{fused}")
+    outcome = response.rerank.outcome
+    if outcome is RerankOutcome.RERANKED:
+        console.print(f"reranked; why #1 fits: {response.reason or '(no reason given)'}",
                       soft_wrap=True)
     else:
-        console.print(f"[yellow]not reranked: {body['rerank_note']}[/]", soft_wrap=True)
-    stages = ", ".join(f"{k} {v:.0f} ms" for k, v in body["timings_ms"].items())
+        console.print(f"[yellow]{RERANK_NOTES[outcome]}[/]", soft_wrap=True)
+    stages = ", ".join(f"{k} {v:.0f} ms" for k, v in response.timings_ms.items())
     console.print(f"timings: {stages}")
 
 
@@ -184,54 +190,43 @@ class SearchArgs:
     image: Path | None = None
     k: int = 10
     rerank: bool = True
-    filters: dict | None = None
-    mode: str | None = None
-    weights: dict | None = None  # {"dense": .., "lexical": ..}
+    filters: SearchFilters | None = None
+    mode: Mode | None = None
+    weights: Weights | None = None
 
-    def form(self) -> dict[str, str]:
-        """The multipart fields (the image goes as a file part)."""
-        data = {"text": self.text, "k": str(self.k), "rerank": str(self.rerank).lower()}
-        if self.mode:
-            data["mode"] = self.mode
-        for name in ("filters", "weights"):
-            if getattr(self, name):
-                data[name] = json.dumps(getattr(self, name))
-        return data
+    def picture(self) -> bytes | None:
+        return self.image.read_bytes() if self.image else None
 
 
-def search_over_http(url: str, args: SearchArgs, api_key: str | None) -> dict:
-    files = {"image": (args.image.name, args.image.read_bytes())} if args.image else None
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    response = httpx.post(f"{url}/v1/search", data=args.form(), files=files, headers=headers,
-                          timeout=300)
-    if response.status_code != 200:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:500]
-        err_console.print(f"[red]HTTP {response.status_code}: {message}[/]", soft_wrap=True)
-        raise typer.Exit(1)
-    return response.json()
+def search_over_http(url: str, args: SearchArgs, api_key: str | None) -> SearchResponse:
+    """POST /v1/search of the service at url; its failures as domain errors."""
+    image = args.picture()
+    request = SearchRequest(text=args.text, k=args.k, rerank=args.rerank, filters=args.filters,
+                            mode=args.mode, weights=args.weights,
+                            image=base64.b64encode(image).decode() if image else None)
+
+    async def run() -> SearchResponse:
+        async with PardusClient(url, api_key) as client:
+            return await client.search(request)
+
+    return asyncio.run(run())
 
 
-def search_in_process(args: SearchArgs) -> dict:
+def search_in_process(args: SearchArgs) -> SearchResponse:
     """The same SearchService without Ray Serve: a local embedder and store, no reranker."""
-    from pardus.deployments.catalogue.filters import parse_filters
-    from pardus.deployments.names import Mode
-    from pardus.deployments.settings import Weights, get_settings
+    # Here, not at the top: the model code costs seconds to import, which a search over HTTP
+    # does not need.
     from pardus.serve.factory import build_search_service, local_models
     from pardus.serve.search import Query
 
     settings = get_settings()
     service = build_search_service(settings, local_models(settings))
-    query = Query(args.text, args.image.read_bytes() if args.image else None, args.k,
-                  parse_filters(args.filters), rerank=False,
-                  mode=Mode(args.mode) if args.mode else None,
-                  weights=Weights(**args.weights) if args.weights else None)
+    query = Query(args.text, args.picture(), args.k, args.filters, rerank=False,
+                  mode=args.mode, weights=args.weights)
 
-    async def run() -> dict:
+    async def run() -> SearchResponse:
         try:
-            return (await service.search(query)).model_dump()
+            return await service.search(query)
         finally:
             await service.store.close()
 

@@ -4,10 +4,10 @@ what the API and the metrics show)."""
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """Which routes a search takes."""
 
     AUTO = "auto"  # hybrid where the query has words, dense otherwise
@@ -16,20 +16,20 @@ class Mode(str, Enum):
     HYBRID = "hybrid"  # both, fused
 
 
-class QueryKind(str, Enum):
+class QueryKind(StrEnum):
     TEXT = "text"  # words only: against the image + title vectors
     IMAGE = "image"  # a picture only: against the image vectors
     COMPOSED = "composed"  # a picture and words ("a phone case with this")
 
 
-class Fusion(str, Enum):
+class Fusion(StrEnum):
     """How the routes of a hybrid search become one ranking."""
 
     RRF = "rrf"  # reciprocal rank fusion: ranks only, no calibration between scores
     WEIGHTED = "weighted"  # each route's score normalised to [0, 1], then weighted
 
 
-class RerankOutcome(str, Enum):
+class RerankOutcome(StrEnum):
     """Whether a search was reranked, and why not when it was not."""
 
     RERANKED = "reranked"

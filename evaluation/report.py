@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from pardus.deployments.names import Mode, QueryKind
+from pardus.deployments.names import Fusion, Mode, QueryKind, RerankOutcome
 from pardus.deployments.settings import Weights
 from pardus.evaluation.metrics import DEPTH, Scores, chance, percentile
 from pardus.evaluation.queries import QuerySet
@@ -33,16 +33,16 @@ class Lift(BaseModel):
     unchanged: float
     reranked: float = Field(description="Share of answers the reranker ordered (outcome "
                                         "'reranked'); the rest kept the retrieval order.")
-    not_reranked: dict[str, int] = Field(description="Answers left in retrieval order, by "
-                                                     "outcome (timeout, too_few, ...).")
+    not_reranked: dict[RerankOutcome, int] = Field(
+        description="Answers left in retrieval order, by outcome (timeout, too_few, ...).")
     repaired: float = Field(description="Share of reranked answers whose model output needed "
                                         "repairs (ids missing, invented or repeated).")
 
 
 class RowReport(BaseModel):
-    kind: str
-    mode: str
-    fusion: str | None = Field(None, description="rrf or weighted, when both routes ran.")
+    kind: QueryKind
+    mode: Mode
+    fusion: Fusion | None = Field(None, description="rrf or weighted, when both routes ran.")
     weights: Weights | None = Field(None, description="Given weights; None: the server's.")
     rerank: bool
     applicable: bool = Field(description="False: the query kind cannot search this way.")
@@ -63,14 +63,14 @@ class QueryReport(BaseModel):
     id: str
     line: int
     tag: str
-    kind: str
-    mode: str
+    kind: QueryKind
+    mode: Mode
     weights: Weights | None
     rerank: bool
     ids: list[str]
     scores: Scores
     latency_ms: float
-    outcome: str
+    outcome: RerankOutcome
 
 
 class EvalReport(BaseModel):
@@ -91,7 +91,7 @@ class EvalReport(BaseModel):
         return path
 
 
-def _fusion(run: RowRun) -> str | None:
+def _fusion(run: RowRun) -> Fusion | None:
     found = Counter(r.answer.fusion for r in run.results if r.answer.fusion)
     return found.most_common(1)[0][0] if found else None
 
@@ -111,7 +111,7 @@ def _lift(run: RowRun, off: RowRun) -> Lift:
 
 def row_report(run: RowRun, runs: dict) -> RowReport:
     row = run.row
-    report = RowReport(kind=row.kind.value, mode=row.mode.value, weights=row.fusion_weights,
+    report = RowReport(kind=row.kind, mode=row.mode, weights=row.fusion_weights,
                        rerank=row.rerank, applicable=row.applicable, queries=len(run.results),
                        fusion=_fusion(run))
     if not run.results:
@@ -127,7 +127,7 @@ def row_report(run: RowRun, runs: dict) -> RowReport:
 
 def _query_reports(runs: Sequence[RowRun]) -> list[QueryReport]:
     return [QueryReport(id=r.query.id, line=r.query.line, tag=r.query.tag,
-                        kind=run.row.kind.value, mode=run.row.mode.value,
+                        kind=run.row.kind, mode=run.row.mode,
                         weights=run.row.fusion_weights, rerank=run.row.rerank,
                         ids=r.answer.ids,
                         scores=r.scores, latency_ms=r.answer.seconds * 1000,

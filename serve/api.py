@@ -1,4 +1,4 @@
-"""The HTTP API: routes that check the caller and the input, then hand off to SearchService.
+"""The HTTP API: routes that hand work to SearchService; the caller checks are dependencies.
 
 `create_api` builds one FastAPI app per service (a Serve replica, a test), so per-replica
 settings such as CORS never touch a module-level object.
@@ -11,29 +11,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi import Query as QueryParam
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from pardus.deployments.catalogue.items import ID_PATTERN
+from pardus.deployments.catalogue.items import ID_PATTERN, MAX_IMAGES
+from pardus.deployments.errors import BadQuery, Forbidden, NotFound, Unauthorized
 from pardus.deployments.metrics import count_requests
-from pardus.deployments.names import Mode
-from pardus.deployments.settings import Settings
-from pardus.serve.bodies import (
-    FORM_TYPES,
-    content_type,
-    form_fields,
-    inline_image,
-    parse_fields,
-    parse_json,
-    read_body,
-)
-from pardus.serve.errors import ApiError, bad_request, install_handlers
+from pardus.serve.bodies import BodyLimit, SearchBody, inline_image, json_only, search_body
+from pardus.serve.errors import install_handlers
 from pardus.serve.image_urls import fetch_allowed
-from pardus.serve.openapi import document
+from pardus.serve.images import THUMBNAIL_SIZES
+from pardus.serve.openapi import search_request_body
 from pardus.serve.schemas import (
     ERROR_RESPONSES,
     ErrorResponse,
@@ -42,7 +35,6 @@ from pardus.serve.schemas import (
     ItemsRequest,
     ItemsResponse,
     Readiness,
-    SearchRequest,
     SearchResponse,
 )
 from pardus.serve.search import Query, SearchService
@@ -66,47 +58,60 @@ ITEMS_FAILED = {"description": "Every item failed (each listed), or a field fail
 ITEMS_RESPONSES = ERROR_RESPONSES | WRITES_OFF | {422: ITEMS_FAILED}
 
 
+# -- dependencies -----------------------------------------------------------------------------
 def _service(request: Request) -> SearchService:
     return request.app.state.service
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.service.settings
-
-
 Service = Annotated[SearchService, Depends(_service)]
-Config = Annotated[Settings, Depends(_settings)]
 ItemIdPath = Annotated[str, PathParam(pattern=ID_PATTERN, description="The item id.")]
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(
+    auto_error=False, description="An API key as a bearer token."))]
+KeyHeader = Annotated[str | None, Depends(APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key."))]
 
 
-def check_key(request: Request, settings: Settings, required: bool) -> None:
-    """401 unless the request carries one of the configured keys (when keys are configured
-    and this route needs one). Keys are compared in constant time."""
+def _check_key(request: Request, bearer: Bearer, header: KeyHeader, required: bool) -> None:
+    """Unauthorized unless the request carries one of the configured keys (when keys are
+    configured and the route needs one). Keys are compared in constant time."""
     keys = request.app.state.keys
     if not keys or not required:
         return
-    header = request.headers.get("authorization", "")
-    given = header[7:].strip() if header.lower().startswith("bearer ") else (
-        request.headers.get("x-api-key") or "")
-    if not any(hmac.compare_digest(given.encode(), key) for key in keys):
-        raise ApiError(401, "unauthorized", "a valid API key is required: send "
-                       "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    given = (bearer.credentials if bearer else header or "").strip().encode()
+    if not any(hmac.compare_digest(given, key) for key in keys):
+        raise Unauthorized("a valid API key is required: send 'Authorization: Bearer <key>' or "
+                           "'X-API-Key: <key>'")
 
 
-def check_writes(settings: Settings) -> None:
-    if not settings.serving.item_writes:
-        raise ApiError(403, "writes_disabled", "this service only reads the catalogue "
-                       "(PARDUS_SERVING__ITEM_WRITES=false): add items with `pardus ingest`")
+async def reader(request: Request, service: Service, bearer: Bearer, header: KeyHeader) -> None:
+    """Searches and item reads: a key when the service says so (search_requires_key)."""
+    _check_key(request, bearer, header, service.settings.serving.search_requires_key)
 
 
+async def writer(request: Request, bearer: Bearer, header: KeyHeader) -> None:
+    """Item writes: a key whenever keys are configured."""
+    _check_key(request, bearer, header, True)
+
+
+async def writes_on(service: Service) -> None:
+    if not service.settings.serving.item_writes:
+        raise Forbidden("this service only reads the catalogue (PARDUS_SERVING__ITEM_WRITES="
+                        "false): add items with `pardus ingest`", code="writes_disabled")
+
+
+READ = [Depends(reader)]
+WRITE = [Depends(writer), Depends(writes_on)]
+
+
+# -- routes -----------------------------------------------------------------------------------
 router = APIRouter()
 
 
 @router.get("/", include_in_schema=False)
-async def page(settings: Config):
-    if not settings.serving.web_page or not (STATIC / "index.html").exists():
-        raise ApiError(404, "not_found", "the web page is off (PARDUS_SERVING__WEB_PAGE); "
-                       "the API is under /v1 (see /docs)")
+async def page(service: Service):
+    if not service.settings.serving.web_page or not (STATIC / "index.html").exists():
+        raise NotFound("the web page is off (PARDUS_SERVING__WEB_PAGE); the API is under /v1 "
+                       "(see /docs)")
     return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
 
@@ -128,76 +133,59 @@ async def readyz(service: Service):
 
 
 @router.post("/v1/search", response_model=SearchResponse, tags=["search"],
-             responses=ERROR_RESPONSES)
-async def search(request: Request, service: Service, settings: Config) -> SearchResponse:
+             responses=ERROR_RESPONSES, dependencies=READ,
+             openapi_extra=search_request_body())
+async def search(service: Service,
+                 body: Annotated[SearchBody, Depends(search_body)]) -> SearchResponse:
     """Search by text, image or both: JSON (image as base64 or a data URL) or
     multipart/form-data (the image as a file part named `image`)."""
-    check_key(request, settings, settings.serving.search_requires_key)
-    body = await read_body(request, settings.serving.max_request_bytes)
-    kind, image = content_type(request), None
-    if kind == "application/json":
-        parsed = parse_json(SearchRequest, body)
-    elif kind in FORM_TYPES:
-        fields, image = await form_fields(request)
-        parsed = parse_fields(SearchRequest, fields)
-    else:
-        raise ApiError(415, "unsupported_media_type", "send application/json or "
-                       "multipart/form-data")
-    if parsed.image is not None:
-        image = inline_image(parsed.image)
-    if parsed.image_url is not None:
-        image = await fetch_allowed(parsed.image_url, settings.serving,
+    asked, image = body.request, body.image
+    if asked.image_url is not None:
+        settings = service.settings
+        image = await fetch_allowed(asked.image_url, settings.serving,
                                     settings.embedder.max_image_bytes)
-    if image is None and not parsed.text.strip():
-        raise bad_request("empty_query", "give a text, an image, or both", "text")
-    mode = Mode(parsed.mode) if parsed.mode else None
-    return await service.search(Query(parsed.text, image, parsed.k, parsed.filters,
-                                      parsed.rerank, mode, parsed.weights))
+    if image is None and not asked.text.strip():
+        raise BadQuery("give a text, an image, or both", code="empty_query", field="text")
+    return await service.search(Query(asked.text, image, asked.k, asked.filters, asked.rerank,
+                                      asked.mode, asked.weights))
 
 
-@router.post("/v1/items", response_model=ItemsResponse, tags=["items"], responses=ITEMS_RESPONSES)
-async def add_items(request: Request, service: Service, settings: Config):
+@router.post("/v1/items", response_model=ItemsResponse, tags=["items"], responses=ITEMS_RESPONSES,
+             dependencies=[*WRITE, Depends(json_only)])
+async def add_items(service: Service, body: Annotated[ItemsRequest, Body()]):
     """Add or replace items (by id) with their images; each bad image fails alone. An id given
     twice in one request: the last one is stored."""
-    check_key(request, settings, True)
-    check_writes(settings)
-    raw = await read_body(request, settings.serving.max_request_bytes)
-    if content_type(request) != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the items as application/json")
-    body = parse_json(ItemsRequest, raw)
     images = [inline_image(item.image, f"items[{i}].image") for i, item in enumerate(body.items)]
     result = await service.upsert(body.items, images)
     return JSONResponse(result.model_dump(), 200 if result.upserted else 422)
 
 
-@router.get("/v1/items/{item_id}", response_model=Item, tags=["items"], responses=NOT_FOUND)
-async def get_item(request: Request, item_id: ItemIdPath, service: Service,
-                   settings: Config) -> Item:
-    check_key(request, settings, settings.serving.search_requires_key)
+@router.get("/v1/items/{item_id}", response_model=Item, tags=["items"], responses=NOT_FOUND,
+            dependencies=READ)
+async def get_item(item_id: ItemIdPath, service: Service) -> Item:
     return item_view(await service.get(item_id))
 
 
 @router.delete("/v1/items/{item_id}", status_code=204, tags=["items"],
-               responses=NOT_FOUND | WRITES_OFF)
-async def delete_item(request: Request, item_id: ItemIdPath, service: Service,
-                      settings: Config) -> Response:
-    check_key(request, settings, True)
-    check_writes(settings)
+               responses=NOT_FOUND | WRITES_OFF, dependencies=WRITE)
+async def delete_item(item_id: ItemIdPath, service: Service) -> Response:
     await service.delete(item_id)
     return Response(status_code=204)
 
 
 @router.get("/v1/items/{item_id}/image", tags=["items"], response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}}} | NOT_FOUND)
-async def item_image(request: Request, item_id: ItemIdPath, service: Service, settings: Config,
-                     size: Annotated[int | None, QueryParam(ge=32, le=1024)] = None,
-                     index: Annotated[int, QueryParam(ge=0, le=7)] = 0):
+            responses={200: {"content": {"image/jpeg": {}}}} | NOT_FOUND, dependencies=READ)
+async def item_image(
+    item_id: ItemIdPath, service: Service,
+    size: Annotated[int | None, QueryParam(ge=32, le=THUMBNAIL_SIZES[-1])] = None,
+    index: Annotated[int, QueryParam(ge=0, le=MAX_IMAGES - 1)] = 0,
+):
     """One of the item's pictures (index 0: the main one) as a JPEG thumbnail at most
     size x size pixels (sizes are served in steps: 64, 128, 256, 512, 1024)."""
-    check_key(request, settings, settings.serving.search_requires_key)
-    data = await service.thumbnail(item_id, size or settings.serving.thumbnail_px, index)
+    serving = service.settings.serving
+    data = await service.thumbnail(item_id, size or serving.thumbnail_px, index)
     return Response(data, media_type="image/jpeg", headers={
-        "Cache-Control": f"public, max-age={settings.serving.thumbnail_max_age_s}"})
+        "Cache-Control": f"public, max-age={serving.thumbnail_max_age_s}"})
 
 
 def create_api(service: SearchService) -> FastAPI:
@@ -214,8 +202,9 @@ def create_api(service: SearchService) -> FastAPI:
                               "Milvus + a vision-language reranker.")
     api.state.service = service
     api.state.keys = [key.get_secret_value().encode() for key in serving.api_keys]
-    install_handlers(api)
+    install_handlers(api, serving.retry_after_s)
     count_requests(api)
+    api.add_middleware(BodyLimit, limit=serving.max_request_bytes)
     if serving.cors_origins:  # off unless origins are named
         api.add_middleware(CORSMiddleware, allow_origins=serving.cors_origins,
                            allow_methods=["GET", "POST", "DELETE"],
@@ -223,5 +212,4 @@ def create_api(service: SearchService) -> FastAPI:
     if STATIC.is_dir():
         api.mount("/static", StaticFiles(directory=STATIC), name="static")
     api.include_router(router)
-    document(api)
     return api

@@ -1,39 +1,85 @@
-"""Request bodies: read under the byte limit, parsed as JSON or multipart, inline images decoded."""
+"""Request bodies: every one under the byte limit, /v1/search's as JSON or as a form, inline
+images decoded.
+
+FastAPI parses a JSON body or a form, not either on one route, so /v1/search reads its body in
+a dependency (search_body) through Starlette's public calls, and serve/openapi.py documents
+both shapes from the same model.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pardus.deployments.streams import CappedBuffer, TooManyBytes
-from pardus.serve.errors import ApiError, bad_request, validation_error
+from pardus.deployments.errors import BadQuery, TooLarge
+from pardus.serve.errors import UnsupportedMediaType, error_response, validation_error
+from pardus.serve.schemas import SearchRequest
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-JSON_PARTS = {"filters": '{"categories": ["bag"], "price_max": 50}',  # a form's objects
+MAX_FORM_FIELDS = 16
+# What a form carries as JSON text (JSON requests carry these as objects), with an example.
+JSON_PARTS = {"filters": '{"categories": ["bag"], "price_max": 50}',
               "weights": '{"dense": 1.0, "lexical": 0.5}'}
+IMAGE_PART = "image"  # the one file part of a search form
+
+
+def too_large(limit: int) -> TooLarge:
+    return TooLarge(f"the request is over the limit of {limit} bytes "
+                    "(PARDUS_SERVING__MAX_REQUEST_BYTES)", code="payload_too_large")
+
+
+class BodyLimit:
+    """ASGI middleware: a body over `limit` bytes is refused with 413 as soon as it shows, by
+    its Content-Length or while it streams in, before it is held in memory. Written by hand:
+    Starlette has no body limit, and a route that counts its own bytes must read the body
+    before FastAPI could parse it."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await error_response(too_large(self.limit))(scope, receive, send)
+            return
+        seen, state = 0, {"started": False, "refused": False}
+
+        async def counted() -> Message:
+            nonlocal seen
+            if state["refused"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    if state["started"]:  # too late to answer 413: the app has answered
+                        raise too_large(self.limit)
+                    state["refused"] = True
+                    await error_response(too_large(self.limit))(scope, receive, send)
+                    return {"type": "http.disconnect"}  # the app stops reading
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not state["refused"]:  # after our 413 the app's answer goes nowhere
+                state["started"] = True
+                await send(message)
+
+        await self.app(scope, counted, guarded)
 
 
 def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    body = CappedBuffer(limit)
-    try:
-        async for chunk in request.stream():
-            body.add(chunk)
-    except TooManyBytes:
-        raise ApiError(413, "payload_too_large", f"the request is over the limit of {limit} "
-                       "bytes (PARDUS_SERVING__MAX_REQUEST_BYTES)") from None
-    request._body = body.value()  # starlette's form parser reads the cached body
-    return request._body
 
 
 def parse_json(model: type[BaseModel], body: bytes) -> Any:
@@ -51,28 +97,30 @@ def parse_fields(model: type[BaseModel], fields: dict[str, Any]) -> Any:
 
 
 async def form_fields(request: Request) -> tuple[dict[str, Any], bytes | None]:
-    """A multipart (or urlencoded) search: its text fields, filters and weights parsed from
-    JSON, and the file part named `image`."""
+    """A form's text fields (filters and weights parsed from JSON) and its file part named
+    `image`."""
     try:
-        form = await request.form(max_files=1, max_fields=16)
+        form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
     except HTTPException as exc:  # Starlette's refusal of a malformed or oversized form
-        raise bad_request("invalid_form", f"the form cannot be read: {exc.detail} Send at "
-                          "most 16 fields and one file, each field under 1 MB.") from None
+        raise BadQuery(f"the form cannot be read: {exc.detail} Send at most "
+                       f"{MAX_FORM_FIELDS} fields and one file, each field under 1 MB.",
+                       code="invalid_form") from None
     fields: dict[str, Any] = {}
     image = None
     for key, value in form.multi_items():
-        if key == "image" and hasattr(value, "read"):
+        if key == IMAGE_PART and hasattr(value, "read"):
             image = await value.read()
         elif key in JSON_PARTS and isinstance(value, str):
             try:
                 fields[key] = json.loads(value) if value else None
             except (json.JSONDecodeError, RecursionError):
-                raise bad_request(f"invalid_{key}", f"{key} must be a JSON object, e.g. "
-                                  f"{JSON_PARTS[key]}", key) from None
+                raise BadQuery(f"{key} must be a JSON object, e.g. {JSON_PARTS[key]}",
+                               code=f"invalid_{key}", field=key) from None
         elif isinstance(value, str):
             fields[key] = value
         else:
-            raise bad_request("unexpected_file", f"only the image may be a file, not {key!r}", key)
+            raise BadQuery(f"only the image may be a file, not {key!r}", code="unexpected_file",
+                           field=key)
     return fields, image
 
 
@@ -82,13 +130,41 @@ def inline_image(value: str, field: str = "image") -> bytes:
     if payload.startswith("data:"):
         header, _, payload = payload.partition(",")
         if not header.endswith(";base64"):
-            raise bad_request("image_not_base64", "a data URL image must be base64 "
-                              "(data:image/...;base64,...)", field)
+            raise BadQuery("a data URL image must be base64 (data:image/...;base64,...)",
+                           code="image_not_base64", field=field)
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise bad_request("image_not_base64", "the image is not valid base64; send base64 or a "
-                          "data URL, or upload the file as multipart/form-data", field) from None
+        raise BadQuery("the image is not valid base64; send base64 or a data URL, or upload the "
+                       "file as multipart/form-data", code="image_not_base64",
+                       field=field) from None
     if not data:
-        raise bad_request("image_empty", "the image is empty", field)
+        raise BadQuery("the image is empty", code="image_empty", field=field)
     return data
+
+
+@dataclass
+class SearchBody:
+    request: SearchRequest
+    image: bytes | None  # the query picture, from the JSON (base64) or the form's file part
+
+
+async def search_body(request: Request) -> SearchBody:
+    """The dependency that reads POST /v1/search: JSON or a form, validated by SearchRequest."""
+    kind, image = content_type(request), None
+    if kind == "application/json":
+        parsed = parse_json(SearchRequest, await request.body())
+    elif kind in FORM_TYPES:
+        fields, image = await form_fields(request)
+        parsed = parse_fields(SearchRequest, fields)
+    else:
+        raise UnsupportedMediaType("send application/json or multipart/form-data")
+    if parsed.image is not None:
+        image = inline_image(parsed.image)
+    return SearchBody(parsed, image)
+
+
+async def json_only(request: Request) -> None:
+    """The dependency of JSON-only routes: another content type is a 415, not a 422."""
+    if content_type(request) != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")

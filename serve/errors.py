@@ -1,4 +1,9 @@
-"""The one error type of the API and the handlers that turn every failure into ErrorResponse."""
+"""Domain errors as HTTP answers: the one table of statuses, the one error format, the handlers.
+
+The services raise deployments/errors.py's kinds; only this module knows HTTP statuses. The
+HTTP client (serve/client.py) reads the table the other way, so a caller gets the same kind
+of error over HTTP as in process.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +14,70 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pardus.deployments.errors import (
+    BadQuery,
+    Forbidden,
+    NotFound,
+    PardusError,
+    Refused,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
 from pardus.serve.schemas import ErrorBody, ErrorResponse
 
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """A failure with its HTTP status, a stable code and a message that says what to fix."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 retry_after: int | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.field, self.retry_after = field, retry_after
-
-    def response(self) -> JSONResponse:
-        body = ErrorResponse(error=ErrorBody(code=self.code, message=self.message,
-                                             field=self.field))
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
-        return JSONResponse(body.model_dump(), status_code=self.status, headers=headers)
+class UnsupportedMediaType(BadQuery):
+    code = "unsupported_media_type"
 
 
-def bad_request(code: str, message: str, field: str | None = None) -> ApiError:
-    return ApiError(400, code, message, field)
+class InvalidRequest(BadQuery):
+    """A field failed validation (pydantic's errors, named field by field)."""
+
+    code = "invalid_request"
+
+
+# The one table: each kind of failure and its status (the most specific kind wins).
+STATUS: dict[type[PardusError], int] = {
+    BadQuery: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    TooLarge: 413,
+    UnsupportedMediaType: 415,
+    InvalidRequest: 422,
+    Refused: 500,
+    Unavailable: 503,
+}
+INTERNAL = 500
+
+
+def status_of(error: PardusError) -> int:
+    return next((STATUS[kind] for kind in type(error).__mro__ if kind in STATUS), INTERNAL)
+
+
+def kind_of(status: int) -> type[PardusError]:
+    """The kind of error an HTTP status stands for (the client's side of the table)."""
+    exact = {code: kind for kind, code in STATUS.items()
+             if kind not in (UnsupportedMediaType, InvalidRequest)}
+    if status in exact:
+        return exact[status]
+    if 400 <= status < 500:
+        return BadQuery
+    return Unavailable if status in (502, 504) else Refused
+
+
+def error_response(error: PardusError, retry_after_s: int | None = None) -> JSONResponse:
+    """The answer to a failure: its status, the one error format, Retry-After when a retry
+    may succeed (the error's own hint, else the service's default)."""
+    body = ErrorResponse(error=ErrorBody(code=error.code, message=error.message,
+                                         field=error.field))
+    headers = None
+    if isinstance(error, Unavailable):
+        headers = {"Retry-After": str(error.retry_after_s or retry_after_s or 1)}
+    return JSONResponse(body.model_dump(), status_code=status_of(error), headers=headers)
 
 
 def _location(loc: tuple) -> str | None:
@@ -39,39 +85,43 @@ def _location(loc: tuple) -> str | None:
     return ".".join(parts) or None
 
 
-def validation_error(errors: list[dict]) -> ApiError:
-    """Pydantic's errors as one 422 that names every field and what it wants."""
+def validation_error(errors: list[dict]) -> InvalidRequest:
+    """Pydantic's errors as one error that names every field and what it wants."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     messages = []
     for error in errors[:5]:
         where = _location(tuple(error.get("loc", ())))
         messages.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
-    return ApiError(422, "invalid_request", "; ".join(messages),
-                    _location(tuple(first.get("loc", ()))))
+    return InvalidRequest("; ".join(messages), field=_location(tuple(first.get("loc", ()))))
 
 
-_STATUS_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-                 413: "payload_too_large", 415: "unsupported_media_type"}
+# Starlette's own refusals (an unknown route, a wrong method) in the same format.
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Route every exception through ApiError so clients see one format, never an HTML page."""
+def install_handlers(app: FastAPI, retry_after_s: int) -> None:
+    """Every exception through the table, so clients see one format, never an HTML page."""
 
-    @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return exc.response()
+    @app.exception_handler(PardusError)
+    async def _domain(request: Request, exc: PardusError) -> JSONResponse:
+        if status_of(exc) >= 500:
+            log.warning("%s %s: %s (%s)", request.method, request.url.path, exc.message,
+                        exc.code)
+        return error_response(exc, retry_after_s)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return validation_error(list(exc.errors())).response()
+        return error_response(validation_error(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "http_error")
-        return ApiError(exc.status_code, code, str(exc.detail)).response()
+        body = ErrorResponse(error=ErrorBody(
+            code=_HTTP_CODES.get(exc.status_code, "http_error"), message=str(exc.detail)))
+        return JSONResponse(body.model_dump(), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return ApiError(500, "internal_error", "internal error; the server log has the "
-                        "details").response()
+        body = ErrorResponse(error=ErrorBody(
+            code="internal_error", message="internal error; the server log has the details"))
+        return JSONResponse(body.model_dump(), status_code=INTERNAL)

@@ -1,28 +1,45 @@
-"""OpenAPI details FastAPI cannot infer: the bodies routes read themselves (to count their
-bytes), and /v1/search taking JSON or multipart on one route (the form derived from the JSON
-model, so the two never drift apart)."""
+"""The one hand-written piece of the OpenAPI: POST /v1/search's request body, which is JSON or a
+form on one route (FastAPI documents one or the other). Both shapes come from SearchRequest, so
+they never drift from what the route accepts (tests/serve/test_openapi.py checks it)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
-from pardus.serve.schemas import ItemsRequest, SearchRequest
+from pardus.serve.bodies import IMAGE_PART, JSON_PARTS
+from pardus.serve.schemas import SearchRequest
 
-REF = "#/components/schemas/{model}"
-FORM_PARTS = {  # how a form carries what JSON carries otherwise
-    "image": {"type": "string", "format": "binary", "description": "The query image file."},
-    "filters": {"type": "string", "description": 'SearchFilters as JSON text, e.g. '
-                                                 '{"categories": ["bag"], "price_max": 50}.'},
-    "weights": {"type": "string", "description": 'Weights as JSON text, e.g. '
-                                                 '{"dense": 1.0, "lexical": 0.5}.'},
-}
+DEFS = "#/$defs/"
 
 
-def _form_field(schema: dict[str, Any]) -> dict[str, Any]:
-    """A form field is never null: an optional field is simply left out."""
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """The schema with its local $refs replaced by the definitions (the models nested in a
+    request are not recursive), so it stands alone inside an operation."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref.startswith(DEFS):
+            return _inline(defs[ref.removeprefix(DEFS)], defs)
+        return {key: _inline(value, defs) for key, value in schema.items() if key != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(value, defs) for value in schema]
+    return schema
+
+
+def standalone_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    return _inline(schema, schema.get("$defs", {}))
+
+
+def _form_part(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A field of the form: the image is a file, filters and weights are JSON text, the rest
+    as in JSON but never null (an optional field is simply left out)."""
+    if name == IMAGE_PART:
+        return {"type": "string", "format": "binary", "description": "The query image file."}
+    if name in JSON_PARTS:
+        return {"type": "string", "description": f"As in JSON, written as JSON text, e.g. "
+                                                 f"{JSON_PARTS[name]}."}
     options = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
     if len(options) == 1:
         return {**{k: v for k, v in schema.items() if k not in ("anyOf", "default")},
@@ -30,38 +47,12 @@ def _form_field(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def multipart_search_schema() -> dict[str, Any]:
-    """SearchRequest as multipart/form-data."""
-    properties = SearchRequest.model_json_schema(ref_template=REF)["properties"]
-    return {"type": "object", "properties": {
-        name: FORM_PARTS.get(name) or _form_field(schema) for name, schema in properties.items()}}
-
-
-def document(app: FastAPI) -> None:
-    """Install an openapi() that adds the two request bodies of /v1/search and /v1/items."""
-
-    def openapi() -> dict:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version,
-                             description=app.description, routes=app.routes)
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (SearchRequest, ItemsRequest):  # bodies the routes read themselves
-            body = model.model_json_schema(ref_template=REF)
-            components.update(body.pop("$defs", {}))
-            components[model.__name__] = body
-        schema["paths"]["/v1/items"]["post"]["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": REF.format(model="ItemsRequest")}}},
-        }
-        schema["paths"]["/v1/search"]["post"]["requestBody"] = {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": REF.format(model="SearchRequest")}},
-                "multipart/form-data": {"schema": multipart_search_schema()},
-            },
-        }
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi
+def search_request_body() -> dict[str, Any]:
+    """openapi_extra of POST /v1/search: its body as JSON and as multipart/form-data."""
+    schema = standalone_schema(SearchRequest)
+    form = {"type": "object", "properties": {
+        name: _form_part(name, part) for name, part in schema["properties"].items()}}
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": schema},
+        "multipart/form-data": {"schema": form},
+    }}}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pardus.deployments.catalogue.filters import SearchFilters
 from pardus.deployments.catalogue.items import Category, ItemId, Title
+from pardus.deployments.names import Fusion, Mode, QueryKind, RerankOutcome
 from pardus.deployments.settings import Weights
 
 MAX_K = 100
@@ -35,7 +36,7 @@ class SearchRequest(_Strict):
     k: int = Field(10, ge=1, le=MAX_K, description="How many results.")
     filters: SearchFilters | None = None
     rerank: bool = Field(True, description="Rerank the results with the vision-language model.")
-    mode: Literal["auto", "dense", "lexical", "hybrid"] | None = Field(
+    mode: Mode | None = Field(
         None, description="auto: words and vectors where the query has words, vectors for a "
                           "picture alone; dense: vectors only; lexical: BM25 over titles, "
                           "categories and brands only; hybrid: both, fused. Default: the "
@@ -64,8 +65,11 @@ class SearchResult(BaseModel):
 
 
 class RerankInfo(BaseModel):
-    outcome: str = Field(description="reranked, or why not: off (not asked), disabled, too_few, "
-                                     "timeout, unusable, error, unavailable.")
+    outcome: RerankOutcome = Field(
+        description="Whether the order comes from the reranker: reranked, or why not: off (not "
+                    "asked), disabled, too_few (under two results), timeout, unusable (the "
+                    "model's answer), error (the engine), unavailable (no replica); then the "
+                    "results are in retrieval order.")
     model_calls: int = Field(0, description="Calls made to the vision-language model.")
     caption_cached: bool = Field(False, description="The query image's caption came from cache.")
     repairs: list[str] = Field([], description="What was fixed in the model's answer.")
@@ -73,17 +77,15 @@ class RerankInfo(BaseModel):
 
 class SearchResponse(BaseModel):
     results: list[SearchResult] = Field(description="One per item (its best picture).")
-    kind: str = Field(description="text, image or composed (a picture and words).")
-    mode: str = Field(description="The mode the search ran in: dense, lexical or hybrid.")
-    fusion: str | None = Field(None, description="rrf or weighted, when two routes were fused.")
-    reranked: bool = Field(description="True when the order comes from the reranker.")
-    rerank_note: str | None = Field(
-        None, description="Why the results were not reranked (asked off, disabled, timed out, "
-                          "unusable answer, reranker down).")
+    kind: QueryKind = Field(description="text, image or composed (a picture and words).")
+    mode: Mode = Field(description="The mode the search ran in: dense, lexical or hybrid.")
+    fusion: Fusion | None = Field(None, description="How two routes were fused (None: one "
+                                                    "route ran).")
     reason: str = Field("", description="The reranker's reason why the first result fits.")
     caption: str | None = Field(None, description="The reranker's caption of the query image.")
     truncated: bool = Field(False, description="The text was cut to the model's token budget.")
-    rerank: RerankInfo = Field(description="How the rerank stage went.")
+    rerank: RerankInfo = Field(description="Whether and why the results were reranked, and how "
+                                            "the rerank stage went.")
     timings_ms: dict[str, float] = Field(
         description="Milliseconds per stage: embed, search, load_images, rerank (the call, "
                     "queueing included), rerank_model (inside the reranker), total.")

@@ -1,5 +1,6 @@
 """The service behind the API: query -> embed -> search -> rerank, and item writes; no Serve,
-no HTTP (the models arrive as plain async callables, the store as a typed gateway)."""
+no HTTP (the models arrive as plain async callables, the store as a typed gateway). Failures
+are domain errors (deployments/errors.py); serve/errors.py turns them into HTTP answers."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from pardus.deployments.caches import LruCache
 from pardus.deployments.catalogue.filters import SearchFilters
 from pardus.deployments.catalogue.gateway import StoreGateway
 from pardus.deployments.catalogue.items import CatalogueItem
-from pardus.deployments.catalogue.plans import PlanError, make_plan, query_kind
-from pardus.deployments.catalogue.store import Hit, Picture, StoreError, StoreUnavailable
+from pardus.deployments.catalogue.plans import make_plan, query_kind
+from pardus.deployments.catalogue.store import Hit, Picture
 from pardus.deployments.embedder.images import ImageError
 from pardus.deployments.embedder.queries import Embedding, EmbedQuery, PictureQuery, PictureVectors
+from pardus.deployments.errors import NotFound, Unavailable
 from pardus.deployments.metrics import metrics
-from pardus.deployments.names import RERANK_NOTES, Mode, RerankOutcome
+from pardus.deployments.names import Mode, RerankOutcome
 from pardus.deployments.reranker.policy import RerankPolicy, RerankRequest, RerankResult
 from pardus.deployments.settings import Settings, Weights
-from pardus.serve.errors import ApiError, bad_request
 from pardus.serve.images import ImageLibrary, image_format, snap_size
 from pardus.serve.schemas import (
     ItemFailure,
@@ -33,7 +34,7 @@ from pardus.serve.schemas import (
     SearchResponse,
     SearchResult,
 )
-from pardus.serve.views import image_error, image_url
+from pardus.serve.views import image_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,8 +66,8 @@ class Query:
     weights: Weights | None = None  # given: weighted fusion with these weights
 
 
-def _not_found(item_id: str) -> ApiError:
-    return ApiError(404, "item_not_found", f"no item with id {item_id!r} in the catalogue")
+def _not_found(item_id: str) -> NotFound:
+    return NotFound(f"no item with id {item_id!r} in the catalogue", code="item_not_found")
 
 
 def _ms(start: float) -> float:
@@ -105,31 +106,23 @@ class SearchService:
         self.decoding = asyncio.Semaphore(serving.decode_concurrency)
 
     # -- backends -----------------------------------------------------------------------------
-    async def _stored(self, call: Awaitable[T]) -> T:
-        """A store call, its failures as the API's errors."""
-        try:
-            return await call
-        except StoreUnavailable as exc:
-            raise ApiError(503, "store_unavailable", f"{exc}; retry shortly",
-                           retry_after=self.settings.serving.retry_after_s) from None
-        except StoreError as exc:  # a refusal that a retry would meet again: no Retry-After
-            log.error("the store refused: %s", exc)
-            raise ApiError(500, "store_refused", f"the catalogue store refused the request: "
-                           f"{exc}") from None
+    def _embedder_down(self, exc: BaseException) -> Unavailable:
+        retry = self.settings.serving.retry_after_s
+        if isinstance(exc, asyncio.TimeoutError):
+            return Unavailable("the embedder did not answer in time; retry",
+                               code="embedder_timeout", retry_after_s=retry)
+        log.warning("embedder failed: %r", exc)  # a dead replica or actor: Serve's own types
+        return Unavailable("the embedder is unavailable; retry", code="embedder_unavailable",
+                           retry_after_s=retry)
 
     async def _embed(self, query: EmbedQuery) -> Embedding:
-        serving = self.settings.serving
         try:
-            embedding = await within(self.models.embed(query), serving.embed_timeout_s)
-        except asyncio.TimeoutError:
-            raise ApiError(503, "embedder_timeout", "the embedder did not answer in time; retry",
-                           retry_after=serving.retry_after_s) from None
-        except Exception as exc:  # a dead replica or actor: Serve raises its own types
-            log.warning("embedder failed: %r", exc)
-            raise ApiError(503, "embedder_unavailable", "the embedder is unavailable; retry",
-                           retry_after=serving.retry_after_s) from None
+            embedding = await within(self.models.embed(query),
+                                     self.settings.serving.embed_timeout_s)
+        except Exception as exc:
+            raise self._embedder_down(exc) from None
         if embedding.error is not None:
-            raise image_error(embedding.error)
+            raise embedding.error
         return embedding
 
     def _pictures(self, hits: list[Hit]) -> list[tuple[str, bytes | None]]:
@@ -170,10 +163,7 @@ class SearchService:
     # -- search ---------------------------------------------------------------------------------
     async def search(self, query: Query) -> SearchResponse:
         kind = query_kind(bool(query.text.strip()), query.image is not None)
-        try:
-            plan = make_plan(kind, self.settings.search, query.mode, query.weights)
-        except PlanError as exc:
-            raise bad_request("invalid_mode", str(exc), "mode") from None
+        plan = make_plan(kind, self.settings.search, query.mode, query.weights)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         embedding = Embedding(None)
@@ -181,8 +171,8 @@ class SearchService:
             embedding = await self._embed(EmbedQuery(text=query.text, image=query.image))
             timings["embed"] = _ms(start)
         mark = time.perf_counter()
-        hits = await self._stored(self.store.search(plan, embedding.vector, query.text,
-                                                    query.k, query.filters))
+        hits = await self.store.search(plan, embedding.vector, query.text, query.k,
+                                       query.filters)
         timings["search"] = _ms(mark)
         outcome = await self._rerank(query, hits, timings)
         timings["total"] = _ms(start)
@@ -201,12 +191,10 @@ class SearchService:
                 image_index=hit.image_index, image_count=len(item.images),
                 image_url=image_url(item.id, hit.image_index)))
         return SearchResponse(
-            results=results, kind=plan.kind.value, mode=plan.mode.value,
+            results=results, kind=plan.kind, mode=plan.mode,
             fusion=plan.fusion if plan.dense_field and plan.lexical else None,
-            reranked=outcome.reranked,
-            rerank_note=None if outcome.reranked else RERANK_NOTES[outcome.outcome],
             reason=outcome.reason, caption=outcome.caption, truncated=embedding.truncated,
-            rerank=RerankInfo(outcome=outcome.outcome.value, model_calls=outcome.model_calls,
+            rerank=RerankInfo(outcome=outcome.outcome, model_calls=outcome.model_calls,
                               caption_cached=outcome.caption_cached, repairs=outcome.repairs),
             timings_ms={k: round(v, 2) for k, v in timings.items()})
 
@@ -217,8 +205,7 @@ class SearchService:
         failed: list[ItemFailure] = []
 
         def fail(item: ItemIn, exc: ImageError) -> None:
-            error = image_error(exc, field=f"items[{item.id}].image")
-            failed.append(ItemFailure(id=item.id, code=error.code, message=error.message))
+            failed.append(ItemFailure(id=item.id, code=exc.code, message=exc.message))
 
         todo = []  # (item, bytes, format) of the items whose picture header is fine
         for item, data in zip(items, images):
@@ -244,7 +231,7 @@ class SearchService:
                             0, found.image, found.pair)
                     for (item, _, _, found), reference in zip(embedded, references)]
         if pictures:
-            await self._stored(self.store.upsert(pictures))
+            await self.store.upsert(pictures)
         for picture in pictures:
             self.thumbnails.forget(picture.item.id)
         return ItemsResponse(upserted=[p.item.id for p in pictures], failed=failed)
@@ -252,22 +239,20 @@ class SearchService:
     async def _embed_pictures(self, pictures: list[PictureQuery]) -> list[PictureVectors]:
         if not pictures:
             return []
-        serving = self.settings.serving
         try:
-            return await within(self.models.embed_pictures(pictures), serving.embed_timeout_s)
+            return await within(self.models.embed_pictures(pictures),
+                                self.settings.serving.embed_timeout_s)
         except Exception as exc:  # a timeout, a dead replica: nothing was stored
-            log.warning("embedder failed: %r", exc)
-            raise ApiError(503, "embedder_unavailable", "the embedder is unavailable; retry",
-                           retry_after=serving.retry_after_s) from None
+            raise self._embedder_down(exc) from None
 
     async def get(self, item_id: str) -> CatalogueItem:
-        items = await self._stored(self.store.get([item_id]))
+        items = await self.store.get([item_id])
         if not items:
             raise _not_found(item_id)
         return items[0]
 
     async def delete(self, item_id: str) -> None:
-        if not await self._stored(self.store.delete([item_id])):
+        if not await self.store.delete([item_id]):
             raise _not_found(item_id)
         self.thumbnails.forget(item_id)
 
@@ -279,16 +264,16 @@ class SearchService:
             return cached
         item = await self.get(item_id)
         if not 0 <= index < len(item.images):
-            raise ApiError(404, "image_not_found", f"item {item_id!r} has {len(item.images)} "
-                           f"picture(s): index {index} does not exist", "index")
+            raise NotFound(f"item {item_id!r} has {len(item.images)} picture(s): index {index} "
+                           "does not exist", code="image_not_found", field="index")
         try:
             async with self.decoding:
                 data = await asyncio.to_thread(self.images.thumbnail, item.images[index], key[2])
             self.thumbnails.put(key, data)
             return data
         except ImageError as exc:
-            raise ApiError(404, "image_not_found",
-                           f"the image of item {item_id!r} cannot be read: {exc.message}") from None
+            raise NotFound(f"the image of item {item_id!r} cannot be read: {exc.message}",
+                           code="image_not_found") from None
 
     # -- readiness ------------------------------------------------------------------------------
     async def _probe(self, probe: Probe) -> str:

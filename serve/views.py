@@ -1,18 +1,11 @@
-"""What the API shows of catalogue items and of their failures."""
+"""What the API shows of catalogue items: their fields and picture URLs."""
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
 from pardus.deployments.catalogue.items import CatalogueItem
-from pardus.deployments.embedder.images import ImageError
-from pardus.serve.errors import ApiError
 from pardus.serve.schemas import Item
-
-
-def image_error(error: ImageError, field: str = "image") -> ApiError:
-    status = 413 if error.code == "too_large" else 400
-    return ApiError(status, f"image_{error.code}", error.message, field)
 
 
 def image_url(item_id: str, index: int = 0) -> str:

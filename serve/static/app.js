@@ -237,7 +237,7 @@ el.form.addEventListener("submit", (event) => {
 });
 
 function clearResults() {
-  render(el, { results: [], reranked: true, timings_ms: {} }, moreLikeThis);
+  render(el, { results: [], rerank: { outcome: "reranked" }, timings_ms: {} }, moreLikeThis);
   el.count.textContent = "";
 }
 

@@ -3,6 +3,24 @@
 export const sentence = (text) => (/[.!?]$/.test(text) ? text : `${text}.`);
 
 const MODE_NAMES = { dense: "pictures", lexical: "words", hybrid: "words and pictures" };
+// Why a search was not reranked (SearchResponse.rerank.outcome), in the shopper's words.
+const NOT_RERANKED = {
+  off: "not asked for",
+  disabled: "the reranker is off on this server",
+  too_few: "fewer than two results",
+  timeout: "the reranker did not answer in time, so these are in search order",
+  unusable: "the reranker's answer was unusable, so these are in search order",
+  error: "the reranker failed, so these are in search order",
+  unavailable: "the reranker is unavailable, so these are in search order",
+};
+
+/** Whether the order comes from the reranker, and the note shown when it does not. */
+export function rerankNote(data) {
+  const outcome = data.rerank && data.rerank.outcome;
+  if (outcome === "reranked") return { reranked: true, note: "" };
+  const why = NOT_RERANKED[outcome] || "no reason given";
+  return { reranked: false, note: sentence(`Not reranked: ${why}`) };
+}
 
 function showText(node, text) {
   node.textContent = text || "";
@@ -109,11 +127,11 @@ export function render(el, data, onChoose, headers = {}) {
   el.grid.replaceChildren(...results.map((result) => card(result, onChoose, headers)));
   const n = results.length;
   const how = MODE_NAMES[data.mode] ? ` Found by ${MODE_NAMES[data.mode]}.` : "";
+  const { reranked, note } = rerankNote(data);
   el.count.textContent = n
-    ? `${n} result${n === 1 ? "" : "s"}${data.reranked ? ", reranked" : ""}.${how}`
+    ? `${n} result${n === 1 ? "" : "s"}${reranked ? ", reranked" : ""}.${how}`
     : "No results. Try other words, another image, or fewer filters.";
-  const note = sentence(`Not reranked: ${data.rerank_note || "no reason given"}`);
-  showText(el.rerankNote, data.reranked ? "" : note);
+  showText(el.rerankNote, reranked ? "" : note);
   el.truncated.hidden = !data.truncated;
   showText(el.caption, data.caption ? `Your image, as the reranker sees it: ${data.caption}` : "");
   showText(el.reason, data.reason ? `Why #1: ${data.reason}` : "");

@@ -159,7 +159,7 @@ def test_serve_answers_and_stops_cleanly(tmp_path, tiny_model, stop):
                 time.sleep(1)
         body = httpx.post("http://127.0.0.1:8152/v1/search", json={"text": "a mug"},
                           timeout=60).json()
-        assert body["results"] == [] and "disabled" in body["rerank_note"]  # empty catalogue
+        assert body["results"] == [] and body["rerank"]["outcome"] == "disabled"  # empty catalogue
         started = session_processes(process.pid)
     finally:
         process.send_signal(stop)  # Ctrl-C, or what Kubernetes and process managers send

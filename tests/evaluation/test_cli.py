@@ -175,8 +175,8 @@ def test_bad_query_sets_exit_2_and_name_the_line(service_url, tmp_path, monkeypa
     Image.fromarray(noise).save(tmp_path / "huge.png")  # over the service's 2 MB requests
     refused = run([good, '{"image": "huge.png", "relevant": ["SAMPLE00003"]}'])
     assert refused.exit_code == 2 and "Traceback" not in refused.output
-    assert "bad.jsonl:2: the service refused query 'line-2': HTTP 413" in " ".join(
-        refused.output.split())
+    said = " ".join(refused.output.split())
+    assert "bad.jsonl:2: the service refused query 'line-2': the request is over the limit" in said
     assert run([good], "--in-process", "--rerank").exit_code == 2
     assert run([good], "--weights", "1:7").exit_code == 2
     gone = invoke(["eval", str(tmp_path / "bad.jsonl"), "--url", "http://127.0.0.1:8159"], {},

@@ -10,7 +10,7 @@ import math
 import pytest
 from rich.console import Console
 
-from pardus.deployments.names import Mode, QueryKind
+from pardus.deployments.names import Fusion, Mode, QueryKind, RerankOutcome
 from pardus.deployments.settings import Weights
 from pardus.evaluation.chart import write_chart
 from pardus.evaluation.pipeline import evaluate
@@ -36,9 +36,9 @@ class Scripted:
         self.calls += 1
         self.asked.append((query.id, ask))
         ids = self.script.get((query.id, ask.mode.value, ask.rerank), ["y"])
-        fusion = "rrf" if ask.mode is Mode.HYBRID else None
-        return Answer(ids, self.calls / 1000, fusion, ask.rerank,
-                      "reranked" if ask.rerank else "off",
+        fusion = Fusion.RRF if ask.mode is Mode.HYBRID else None
+        outcome = RerankOutcome.RERANKED if ask.rerank else RerankOutcome.OFF
+        return Answer(ids, self.calls / 1000, fusion, outcome,
                       repaired=ask.rerank and query.id == "t2")
 
     async def missing(self, ids):

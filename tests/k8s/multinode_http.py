@@ -55,8 +55,9 @@ def rerank(url: str) -> dict[str, Any]:
     response = httpx.post(f"{url}/v1/search", json={"text": "a red shoe", "k": 3},
                           timeout=180)
     body = response.json()
-    return {"status": response.status_code, "reranked": body.get("reranked"),
-            "note": body.get("rerank_note"), "seconds": round(time.monotonic() - started, 1)}
+    outcome = body.get("rerank", {}).get("outcome")
+    return {"status": response.status_code, "reranked": outcome == "reranked",
+            "outcome": outcome, "seconds": round(time.monotonic() - started, 1)}
 
 
 def search_ok(url: str) -> dict[str, Any] | None:

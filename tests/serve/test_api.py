@@ -42,7 +42,7 @@ def test_search_by_text_returns_k_ranked_results(client):
     assert [r["retrieval_rank"] for r in results] == [1, 2, 3, 4, 5]
     scores = [r["score"] for r in results]
     assert scores == sorted(scores, reverse=True)
-    assert body["reranked"] is False and "rerank=false" in body["rerank_note"]
+    assert body["rerank"]["outcome"] == "off"
     assert set(body["timings_ms"]) >= {"embed", "search", "total"}
     assert all(r["image_url"] == f"/v1/items/{r['id']}/image"
                + (f"?index={r['image_index']}" if r["image_index"] else "") for r in results)
@@ -69,7 +69,7 @@ def test_multipart_upload_equals_json_base64(client, sample_catalogue):
 
 def test_composed_query_is_reranked_and_keeps_every_result(client):
     body = search(client, text="a phone case with this", image=data_url(jpeg()), k=8)
-    assert body["reranked"] is True, body["rerank_note"]
+    assert body["rerank"]["outcome"] == "reranked", body["rerank"]
     results = body["results"]
     assert [r["rank"] for r in results] == list(range(1, 9))
     assert sorted(r["retrieval_rank"] for r in results) == list(range(1, 9))

@@ -96,6 +96,6 @@ def test_killing_the_reranker_replica_under_load_keeps_every_deadline(app_url):
         shopper.join()
     latencies = sorted(seconds for seconds, _, _ in answers)
     assert [status for _, status, _ in answers] == [200] * 12
-    assert all(not body["reranked"] and body["rerank"]["outcome"] in ("timeout", "unavailable")
+    assert all(body["rerank"]["outcome"] in ("timeout", "unavailable")
                and body["results"] for _, _, body in answers)
     assert latencies[-1] < SEARCH_BOUND, f"slowest answer {latencies[-1]:.1f} s: {latencies}"

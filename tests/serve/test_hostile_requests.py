@@ -122,3 +122,23 @@ def test_readiness_shows_codes_not_addresses(client):
     assert set(body["checks"].values()) <= {"ok", "unavailable", "unreachable", "no_catalogue",
                                             "needs_reindex", "refused"}
     assert "127.0.0.1" not in json.dumps(body) and "http" not in json.dumps(body)
+
+
+def chunks(total: int, size: int = 64 * 1024):
+    """A body sent in chunks with no Content-Length: the limit is found while it streams."""
+    sent = 0
+    while sent < total:
+        yield b"x" * min(size, total - sent)
+        sent += size
+
+
+@pytest.mark.parametrize("path", ["/v1/search", "/v1/items"])
+def test_a_streamed_body_over_the_limit_is_413(client, path):
+    """The service's limit is 2,000,000 bytes (tests/support/service.py); 3 MB streamed without
+    a length is refused as it arrives, on a route that reads its own body and on one that
+    FastAPI parses."""
+    response = client.post(path, content=chunks(3_000_000), headers={
+        **AUTH, "content-type": "application/json"})
+    assert response.status_code == 413, response.text[:300]
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert client.get("/healthz").status_code == 200

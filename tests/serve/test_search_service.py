@@ -12,13 +12,14 @@ from fastapi.testclient import TestClient
 
 from pardus.deployments.catalogue.items import CatalogueItem
 from pardus.deployments.catalogue.store import CatalogueStore, Picture
-from pardus.deployments.embedder.images import ImageError
+from pardus.deployments.embedder.images import ImageError, ImageTooLarge
 from pardus.deployments.embedder.queries import Embedding, PictureVectors
+from pardus.deployments.errors import BadQuery, NotFound, PardusError, Refused, Unavailable
 from pardus.deployments.names import Mode, RerankOutcome
 from pardus.deployments.reranker.policy import RerankRequest, RerankResult
 from pardus.deployments.settings import Settings
 from pardus.serve.api import create_api
-from pardus.serve.errors import ApiError
+from pardus.serve.errors import error_response, status_of
 from pardus.serve.factory import build_search_service
 from pardus.serve.search import Models, Query, SearchService
 
@@ -84,11 +85,10 @@ def test_retrieval_order_and_rerank_order(settings, catalogue):
 
     plain = run(service(settings).search(Query(text="item 2", k=4, rerank=False)))
     assert plain.results[0].id == "i2" and plain.results[0].score > 0.999
-    assert plain.reranked is False and "rerank=false" in plain.rerank_note
-    assert plain.rerank.outcome == "off"
+    assert plain.rerank.outcome is RerankOutcome.OFF
 
     body = run(service(settings, rerank=reverse).search(Query(text="item 2", k=4)))
-    assert body.reranked and body.reason == "because" and body.rerank_note is None
+    assert body.rerank.outcome is RerankOutcome.RERANKED and body.reason == "because"
     assert [r.id for r in body.results] == [r.id for r in plain.results][::-1]
     assert [r.retrieval_rank for r in body.results] == [4, 3, 2, 1]
     assert [r.rank for r in body.results] == [1, 2, 3, 4]
@@ -127,8 +127,8 @@ def test_a_failing_reranker_degrades_to_retrieval_order(settings, catalogue, beh
         return RerankResult.kept(ids, RerankOutcome.UNUSABLE)
 
     body = run(service(settings, rerank=rerank).search(Query(text="item 1", k=3)))
-    assert body.reranked is False and body.rerank.outcome == outcome
-    assert "replica died" not in body.rerank_note  # a stable note; details go to the log
+    assert body.rerank.outcome == outcome
+    assert "replica died" not in body.model_dump_json()  # a stable outcome; details: the log
     assert [r.retrieval_rank for r in body.results] == [1, 2, 3]
 
 
@@ -151,16 +151,18 @@ def test_embedder_failures_become_clear_errors(settings, catalogue):
         return Embedding(None, error=ImageError("not_an_image", "not an image"))
 
     async def bomb(query):
-        return Embedding(None, error=ImageError("too_large", "too many pixels"))
+        return Embedding(None, error=ImageTooLarge("too many pixels"))
 
     for embed, status, code in [(down, 503, "embedder_unavailable"),
                                 (slow, 503, "embedder_timeout"),
                                 (bad_image, 400, "image_not_an_image"),
                                 (bomb, 413, "image_too_large")]:
-        with pytest.raises(ApiError) as caught:
+        with pytest.raises(PardusError) as caught:
             run(service(settings, embed=embed).search(Query(text="x", image=b"..")))
-        assert (caught.value.status, caught.value.code) == (status, code)
-        assert (caught.value.retry_after is not None) == (status == 503)
+        assert (status_of(caught.value), caught.value.code) == (status, code)
+        assert isinstance(caught.value, Unavailable) == (status == 503)
+        if status == 503:
+            assert caught.value.retry_after_s == settings.serving.retry_after_s
 
 
 def test_thumbnails_come_from_the_cache_before_the_store_and_go_with_the_item(settings, tmp_path):
@@ -187,19 +189,20 @@ def test_thumbnails_come_from_the_cache_before_the_store_and_go_with_the_item(se
         assert await svc.thumbnail("red", 128) == first and len(asked) == 1
         assert len(await svc.thumbnail("red", 300)) != len(first) and len(asked) == 2
         await svc.delete("red")
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(NotFound) as info:
             await svc.thumbnail("red", 100)
-        assert info.value.status == 404
+        assert status_of(info.value) == 404
 
     run(scenario())
 
 
 def test_an_unreachable_store_is_503_with_retry_after(settings):
     settings.milvus.uri = "http://127.0.0.1:9"  # nothing listens there
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(Unavailable) as caught:
         run(service(settings).search(Query(text="x")))
-    assert caught.value.status == 503 and caught.value.code == "store_unavailable"
-    assert caught.value.retry_after == settings.serving.retry_after_s
+    assert status_of(caught.value) == 503 and caught.value.code == "store_unavailable"
+    answer = error_response(caught.value, settings.serving.retry_after_s)
+    assert answer.headers["retry-after"] == str(settings.serving.retry_after_s)
 
 
 def test_the_http_api_over_the_service(settings, catalogue):
@@ -239,9 +242,9 @@ def test_the_query_kind_picks_the_plan_and_the_mode_is_checked(settings, catalog
         Query(text="item 5", k=3, rerank=False, mode=Mode.LEXICAL)))
     assert lexical.mode == "lexical" and lexical.results[0].id == "i5"
     assert "embed" not in lexical.timings_ms
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(BadQuery) as caught:
         run(service(settings).search(Query(image=b"..", mode=Mode.LEXICAL)))
-    assert caught.value.status == 400 and caught.value.code == "invalid_mode"
+    assert status_of(caught.value) == 400 and caught.value.code == "invalid_mode"
 
 
 def test_a_read_only_service_refuses_writes_and_creates_nothing(tmp_path):
@@ -268,10 +271,11 @@ def test_a_refusal_a_retry_would_meet_again_is_no_503(settings, catalogue):
     client = MilvusClient(settings.milvus.uri)
     client.create_collection("older", dimension=DIM)  # a single-vector collection
     settings.milvus.collection = "older"
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(Refused) as caught:
         run(service(settings).search(Query(text="x")))
-    assert (caught.value.status, caught.value.code) == (500, "store_refused")
-    assert caught.value.retry_after is None and "pardus ingest" in caught.value.message
+    assert (status_of(caught.value), caught.value.code) == (500, "store_refused")
+    assert "retry-after" not in error_response(caught.value, 5).headers
+    assert "pardus ingest" in caught.value.message
 
 
 def test_a_killed_shared_lite_server_is_restarted_without_an_error(tmp_path):
