@@ -42,6 +42,7 @@ def print_summary(summary) -> None:
 
 
 def _say_lite_server(settings) -> None:
+    # Deferred, as in every command here: the catalogue code loads pymilvus, ingest Ray and torch.
     from pardus.deployments.catalogue import lite_server
 
     if settings.milvus.is_local:
@@ -58,6 +59,7 @@ store_app = typer.Typer(help="The Milvus store: versions of the catalogue (statu
 
 def _store(milvus_uri: str | None, collection: str | None):
     """The configured catalogue's store (never starts a Milvus Lite server), or exit 2."""
+    # Deferred: pymilvus.
     from pardus.deployments.catalogue.store import CatalogueStore, StoreError, StoreUnavailable
     from pardus.deployments.settings import get_settings
 
@@ -76,6 +78,7 @@ CollectionOption = Annotated[Optional[str], typer.Option(help="The catalogue's n
 @store_app.command("status")
 def store_status(milvus_uri: UriOption = None, collection: CollectionOption = None) -> None:
     """Show the catalogue's versions (items, picture rows), which one is live, and where."""
+    # Deferred: pymilvus.
     from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
 
     store = _store(milvus_uri, collection)
@@ -121,6 +124,7 @@ def store_drop(
 
 
 def _version_call(milvus_uri, collection, call, done: str) -> None:
+    # Deferred: pymilvus.
     from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
     from pardus.deployments.catalogue.versions import VersionError
 
@@ -140,6 +144,7 @@ def store_stop(
     milvus_uri: Annotated[Optional[str], typer.Option(help="The local Milvus Lite path.")] = None,
 ) -> None:
     """Stop the shared Milvus Lite server of a local path."""
+    # Deferred: the settings and the server record.
     from pardus.deployments.catalogue import lite_server
     from pardus.deployments.settings import get_settings
 
@@ -161,6 +166,7 @@ def with_overrides(settings, section: str, **values):
 
 def ingest_with_progress(source: str, settings, **options):
     """run_ingest with our progress bar (items done of the source's, when known)."""
+    # Deferred: Ray and the model code.
     from pardus.ingest.pipeline import run_ingest
 
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console,
@@ -183,6 +189,7 @@ def ingest(
              "serves it. Default: the live version (v1, made live, on the first ingest).")] = None,
 ) -> None:
     """Index a catalogue into Milvus (idempotent: re-running adds nothing twice)."""
+    # Deferred: Ray, pymilvus and the model code.
     from pardus.deployments.catalogue.lite_server import LiteServerError
     from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
     from pardus.deployments.catalogue.versions import VersionError
@@ -196,6 +203,7 @@ def ingest(
     stop_on_sigterm()
     with library_logs(settings.log_dir, "ingest", (console, err_console)) as log_path:
         try:
+            # Deferred: Ray (cli.service is imported by the commands that start services).
             from pardus.cli.service import ensure_ray
 
             Source.open(source)  # a missing source fails at once, before Ray starts

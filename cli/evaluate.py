@@ -30,6 +30,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _weights(values: list[str]):
     """--weights D:L -> Weights (BadParameter names the bad value)."""
+    # Deferred, as in every command here: pydantic and the settings.
     from pydantic import ValidationError
 
     from pardus.deployments.settings import Weights
@@ -48,6 +49,7 @@ def _weights(values: list[str]):
 def run_generate(folder: Path, items: int, queries: int, seed: int, collection: str,
                  milvus_uri: str | None) -> None:
     """Draw the benchmark into folder, ingest it into its own catalogue, say what to run."""
+    # Deferred: Ray, pymilvus and the model code.
     from pardus.cli.service import embedder_overrides, ensure_ray
     from pardus.deployments.errors import PardusError
     from pardus.deployments.settings import get_settings
@@ -101,6 +103,7 @@ def _say_next(made, collection: str, milvus_uri: str | None, tiny: bool) -> None
 
 
 def _target(in_process: bool, url: str | None, api_key: str | None, settings):
+    # Deferred: the service code (and in process the model code).
     from pardus.evaluation.targets import HttpTarget, InProcessTarget
 
     if in_process:
@@ -110,6 +113,7 @@ def _target(in_process: bool, url: str | None, api_key: str | None, settings):
 
 
 def _measure(target, queries, rows, catalogue: str, size: int | None):
+    # Deferred: the evaluation code.
     from pardus.evaluation.pipeline import evaluate
 
     columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
@@ -133,6 +137,7 @@ def run_eval(queries_path: Path, *, in_process: bool, url: str | None, api_key: 
              rerank: bool, kinds: list[QueryKind], modes: list[Mode], tags: list[str],
              weights: list, size: int | None, collection: str | None,
              milvus_uri: str | None, report_path: Path | None, tiny: bool) -> None:
+    # Deferred: the settings and the evaluation code.
     from pardus.cli.service import embedder_overrides
     from pardus.deployments.settings import get_settings
     from pardus.evaluation.queries import QuerySetError, parse_queries
@@ -169,6 +174,7 @@ def run_eval(queries_path: Path, *, in_process: bool, url: str | None, api_key: 
 
 def _show(report, report_path: Path, tiny_used: bool) -> None:
     """The table, what its numbers mean, and the JSON report and chart written."""
+    # Deferred: matplotlib, for the chart.
     from pardus.evaluation.chart import write_chart
     from pardus.evaluation.show import legend, table
 

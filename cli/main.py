@@ -49,6 +49,7 @@ def models_tiny(
     ] = False,
 ) -> None:
     """Write a tiny random-weight Visualized BGE in the official formats (rankings meaningless)."""
+    # Deferred: torch and transformers, for this command only (pardus --help stays instant).
     from pardus.deployments.tiny.embedder import write_tiny_model
 
     try:
@@ -71,6 +72,7 @@ def models_tiny_reranker(
     ] = False,
 ) -> None:
     """Write a tiny random-weight Phi-3-Vision (official format) that vLLM loads (answers meaningless)."""
+    # Deferred: torch and safetensors, for this command only.
     from pardus.deployments.tiny.phi3v import write_tiny_phi3v
 
     with console.status(f"writing Phi-3-Vision to {folder}"):
@@ -89,6 +91,7 @@ def embed(
     query: Annotated[Optional[str], typer.Option(help="Text to pair with each image.")] = None,
 ) -> None:
     """Embed texts and images with the configured model and print their cosine similarities."""
+    # Deferred: the model code (torch), for this command only.
     import numpy as np
 
     from pardus.deployments.embedder.checkpoint import WeightsNotFound
@@ -146,6 +149,7 @@ def serve_command(
     workdir: Annotated[Path, typer.Option(help="Where tiny models are written.")] = Path("data/serve"),
 ) -> None:
     """Start a local Ray and the Pardus app (ingress, embedder, reranker) on the configured store."""
+    # Deferred: Ray, Serve and the model code, for this command only.
     from pardus.cli.logs import library_logs, stop_on_sigterm
     from pardus.cli.service import (
         embedder_overrides,
@@ -239,6 +243,7 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="Keep serving after the query (Ctrl-C stops).")] = False,
 ) -> None:
     """Draw a sample catalogue, ingest it into Milvus Lite, start the service, run a composed query."""
+    # Deferred: Ray, ingest and the model code, for this command only.
     from pardus.cli.catalogue import ingest_with_progress
     from pardus.cli.logs import library_logs, stop_on_sigterm
     from pardus.cli.service import (

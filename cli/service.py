@@ -30,8 +30,8 @@ TINY_NOTE = ("random weights: every stage runs for real, but rankings and reason
 def embedder_overrides(workdir: Path, allow_tiny: bool) -> dict[str, Any]:
     """{} when the configured Visualized BGE weights are at hand; else a tiny model (if
     allowed, said loudly) or a clear exit."""
+    # Deferred: the model code (torch), which a search over HTTP does not need.
     from pardus.deployments.embedder.checkpoint import WeightsNotFound, resolve
-    from pardus.deployments.settings import get_settings
     from pardus.deployments.tiny.embedder import write_tiny_model
 
     try:
@@ -52,6 +52,7 @@ def embedder_overrides(workdir: Path, allow_tiny: bool) -> dict[str, Any]:
 def reranker_missing(model: str) -> str | None:
     """None when vLLM can load `model` (a local folder, the hub cache, or a reachable hub);
     else what is wrong and what to do."""
+    # Deferred: the model code (torch).
     from huggingface_hub import constants, try_to_load_from_cache
 
     from pardus.deployments.embedder.checkpoint import unreachable_hub
@@ -71,7 +72,7 @@ def reranker_missing(model: str) -> str | None:
 
 
 def reranker_overrides(workdir: Path, enabled: bool, allow_tiny: bool) -> dict[str, Any]:
-    from pardus.deployments.settings import get_settings
+    # Deferred: torch, for the tiny model only.
     from pardus.deployments.tiny.phi3v import write_tiny_phi3v
 
     configured = get_settings().reranker
@@ -105,6 +106,7 @@ def free_port(host: str, wanted: int) -> int:
 def ensure_ray() -> None:
     """Ray for the CLI: at least 4 logical CPUs when local, so the three deployments and an
     ingest fit on a small machine."""
+    # Deferred: Ray, which a search over HTTP does not need.
     from pardus.cli.logs import stop_on_sigterm
     from pardus.ingest.pipeline import ensure_ray as ensure
 
@@ -115,6 +117,7 @@ def ensure_ray() -> None:
 
 def start_service(overrides: dict[str, Any], host: str, port: int) -> str:
     """Start Serve on host:port and the app on this process's Ray; wait until ready."""
+    # Deferred: Ray Serve and the app (the model code).
     from ray import serve
 
     from pardus.serve.app import build_app
@@ -136,6 +139,7 @@ def start_service(overrides: dict[str, Any], host: str, port: int) -> str:
 
 
 def stop_service() -> None:
+    # Deferred: Ray.
     import ray
     from ray import serve
 

@@ -21,6 +21,7 @@ class ServiceMetrics:
     """The metrics one process records (ray.util.metrics needs a Ray worker to export)."""
 
     def __init__(self):
+        # Ray on first use: the service also runs in process without Ray (and no metrics).
         from ray.util.metrics import Counter, Histogram
 
         self.requests = Counter(
@@ -64,6 +65,7 @@ class ServiceMetrics:
 @lru_cache(maxsize=1)
 def metrics() -> ServiceMetrics | None:
     """This process's metrics, or None outside a Ray worker (plain unit tests)."""
+    # Ray on first use: the service also runs in process without Ray (and no metrics).
     import ray
 
     if not ray.is_initialized():

@@ -23,7 +23,8 @@ class EmbedderSettings(BaseModel):
     # eva_vision.json beside the checkpoint if present, else chosen by the text model's type.
     vision_config: str | None = None
     device: str = "auto"  # "auto" = cuda when available, else cpu
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    # auto: bf16 on GPU, fp32 on CPU
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     batch_size: int = Field(32, ge=1, le=1024)
     # Images whose header declares more pixels than this are refused before decoding.
     max_image_pixels: int = Field(40_000_000, ge=1)

@@ -7,10 +7,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from pardus.deployments.catalogue.store import CatalogueStore
 from pardus.deployments.settings import Settings
 from pardus.evaluation.generate import Benchmark, make_benchmark, product_id, write_benchmark
 from pardus.evaluation.metrics import chance_recall
-from pardus.ingest.pipeline import IngestSummary
+from pardus.ingest.pipeline import IngestSummary, run_ingest
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,6 @@ def foreign_items(settings: Settings) -> int:
     """How many items the live version of settings.milvus.collection holds when they are not a
     generated benchmark's (0: no live version, empty, or a benchmark): --generate refuses
     to replace a shop's catalogue."""
-    from pardus.deployments.catalogue.store import CatalogueStore
-
     store = CatalogueStore(settings.milvus, shared=True)
     try:
         if store.live() is None:
@@ -58,9 +57,6 @@ def _next_label(labels: list[str]) -> str:
 def ingest_benchmark(generated: Generated, settings: Settings) -> Ingested:
     """Ingest into a new version of settings.milvus.collection, make it live, drop the older
     ones: the catalogue then holds exactly the generated items."""
-    from pardus.deployments.catalogue.store import CatalogueStore
-    from pardus.ingest.pipeline import run_ingest
-
     store = CatalogueStore(settings.milvus, shared=True)
     try:
         older = [version.label for version in store.versions()]

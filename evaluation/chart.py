@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from pardus.evaluation.metrics import SCORE_NAMES
 from pardus.evaluation.report import EvalReport, RowReport
 from pardus.evaluation.show import HEADERS
@@ -37,9 +40,6 @@ def _panel(axes, kind: str, rows: list[RowReport], report: EvalReport) -> None:
 
 def write_chart(report: EvalReport, path: str | Path) -> Path:
     """One panel per query kind; nothing is drawn on screen (Agg canvas, no pyplot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     kinds = list(dict.fromkeys(row.kind for row in report.rows if row.scores is not None))
     figure = Figure(figsize=(6 * max(1, len(kinds)), 6), layout="constrained")
     FigureCanvasAgg(figure)

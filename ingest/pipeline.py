@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import ray
+import ray.data
+from ray.data import ActorPoolStrategy, DataContext
+
+from pardus.deployments.catalogue.store import CatalogueStore
+from pardus.deployments.catalogue.versions import label_of
+from pardus.deployments.embedder.checkpoint import embedding_dim, resolve
 from pardus.deployments.settings import Settings
 from pardus.ingest.progress import Report, Watch, count_items, counter
 from pardus.ingest.sources import (
@@ -24,6 +31,8 @@ from pardus.ingest.sources import (
     parse_jsonl_line,
     to_batch,
 )
+from pardus.ingest.stages import Embed, FetchDecode
+from pardus.ingest.writer import MilvusSink, Written
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +96,6 @@ def _ray_paths(source: Source) -> dict:
 def read_source(source: Source, read_cpus: float, max_images: int):
     """The source as a Ray Dataset of item rows (ingest.sources.ROW_COLUMNS), and how many
     items it holds when that is cheap to know."""
-    import ray.data
-
     if source.kind == "folder":
         rows = folder_rows(source)
         if not rows:
@@ -108,8 +115,6 @@ def ensure_ray(local_cpus: int | None = None) -> None:
     """Ray for this process: the cluster RAY_ADDRESS names (a RayJob's), else a new local
     instance with `local_cpus` logical CPUs (None: the machine's) - never a stray cluster
     another process left on this machine, which a bare ray.init() would join."""
-    import ray
-
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS") or "local"
         local = address == "local"
@@ -121,10 +126,6 @@ def ensure_ray(local_cpus: int | None = None) -> None:
 def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus, version: str):
     """read -> fetch/decode (actors) -> embed (actor pool): a lazy Ray Dataset of pictures, and
     the source's item count (None: unknown)."""
-    from ray.data import ActorPoolStrategy
-
-    from pardus.ingest.stages import Embed, FetchDecode
-
     opts = settings.ingest
     ds, total = read_source(source, opts.fetch_num_cpus, opts.max_images)
     ds = ds.map_batches(
@@ -144,13 +145,12 @@ def _embedded_rows(source: Source, settings: Settings, image_size: int, milvus, 
 
 def _tally(summary: IngestSummary, results: list) -> list[dict]:
     """Fold the write tasks' results into the summary; returns the report rows."""
-    from pardus.ingest.writer import Written
-
     total = Written()
     for result in results:
         total.add(result)
     items = [row for row in total.skipped if row["scope"] == "item"]
-    summary.indexed, summary.rows, summary.already = len(set(total.items)), total.rows, total.already
+    summary.indexed, summary.rows = len(set(total.items)), total.rows
+    summary.already = total.already
     summary.duplicates = len(total.items) - total.rows  # rows the writer merged (same id twice)
     summary.skipped = Counter(row["reason"] for row in items)
     summary.skipped_pictures = Counter(r["reason"] for r in total.skipped if r["scope"] != "item")
@@ -163,13 +163,6 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False,
     """Index a folder or manifest into a version of the catalogue (the live one unless
     `version` names another; the first version becomes live); idempotent and resumable.
     progress(items done, items in the source or None) is called as the run goes."""
-    from ray.data import DataContext
-
-    from pardus.deployments.catalogue.store import CatalogueStore
-    from pardus.deployments.catalogue.versions import label_of
-    from pardus.deployments.embedder.checkpoint import embedding_dim, resolve
-    from pardus.ingest.writer import make_sink
-
     source = Source.open(location)
     files = resolve(settings.embedder)  # fail early (and clearly) on missing weights
     dim = embedding_dim(settings.embedder)
@@ -186,7 +179,7 @@ def run_ingest(location: str, settings: Settings, reembed: bool = False,
     ds, total = _embedded_rows(source, settings, files.vision.image_size,
                                None if reembed else milvus, label)
     done = counter() if progress else None
-    sink = make_sink(milvus, dim, label, settings.ingest.write_batch_size, done)
+    sink = MilvusSink(milvus, dim, label, settings.ingest.write_batch_size, done)
     with Watch(done, total, progress) if progress else nullcontext():
         ds.write_datasink(sink, ray_remote_args={"num_cpus": settings.ingest.write_num_cpus})
     summary.seconds = time.perf_counter() - start

@@ -7,6 +7,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow.parquet as pq
+import ray
+
 from pardus.ingest.sources import Source
 
 Report = Callable[[int, int | None], None]  # (items done, items in the source or None)
@@ -17,7 +20,6 @@ def count_items(source: Source) -> int | None:
     if source.remote:
         return None
     if source.kind == "parquet":
-        import pyarrow.parquet as pq
 
         return pq.ParquetFile(source.location).metadata.num_rows
     with open(Path(source.location), "rb") as manifest:
@@ -26,8 +28,6 @@ def count_items(source: Source) -> int | None:
 
 def counter():
     """A counter actor (CPU-less: it never holds a core)."""
-    import ray
-
     @ray.remote(num_cpus=0)
     class Counter:
         def __init__(self):
@@ -57,8 +57,6 @@ class Watch:
         self._thread = threading.Thread(target=self._run, daemon=True, name="ingest-progress")
 
     def _run(self) -> None:
-        import ray
-
         while not self._stop.wait(self.every):
             try:
                 self.report(ray.get(self.actor.value.remote(), timeout=5), self.total)

@@ -18,6 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
+from pyarrow import fs
+
 from pardus.deployments.catalogue.items import CatalogueItem, ItemInvalid, parse_number
 from pardus.deployments.catalogue.references import first_line
 from pardus.deployments.uris import is_uri
@@ -31,8 +34,6 @@ NUMBER_COLUMNS = {"price": "float64", "rating": "float64", "image_index": "int64
 
 def to_batch(rows: list[dict], columns: tuple[str, ...]) -> dict:
     """Rows -> a numpy batch of these columns (numbers typed, the rest objects)."""
-    import numpy as np
-
     batch = {}
     for column in columns:
         values = np.empty(len(rows), dtype=NUMBER_COLUMNS.get(column, object))
@@ -79,8 +80,6 @@ def _missing(location: str) -> SourceError:
 
 def open_filesystem(uri: str):
     """(pyarrow filesystem, path inside it) of a URI; SourceError naming the URI if unusable."""
-    from pyarrow import fs
-
     try:
         return fs.FileSystem.from_uri(uri)
     except Exception as exc:  # ArrowInvalid for an unknown scheme, OSError for a missing backend
@@ -111,8 +110,6 @@ class Source:
 
     @classmethod
     def _open_uri(cls, uri: str) -> "Source":
-        from pyarrow import fs
-
         filesystem, path = open_filesystem(uri)
         try:
             info = filesystem.get_file_info(path)
@@ -130,8 +127,6 @@ def _local_files(folder: Path) -> list[str]:
 
 
 def _remote_files(uri: str) -> list[str]:
-    from pyarrow import fs
-
     filesystem, base = open_filesystem(uri)
     prefix = base.rstrip("/") + "/"
     try:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from pardus.deployments.catalogue.references import read_image_bytes
+from pardus.deployments.catalogue.store import CatalogueStore
 from pardus.deployments.embedder.images import ImageError, ImageLimits, preprocess
 from pardus.deployments.settings import EmbedderSettings, IngestSettings, MilvusSettings
 from pardus.ingest.sources import to_batch
@@ -42,7 +43,6 @@ class FetchDecode:
         self.ingest = ingest
         self.store = None
         if milvus is not None:  # skip items already whole (resume); None = re-embed everything
-            from pardus.deployments.catalogue.store import CatalogueStore
 
             self.store = CatalogueStore(milvus, shared=False, version=version)
         self.pool = ThreadPoolExecutor(max(1, embedder.decode_workers))
@@ -129,6 +129,7 @@ class Embed:
     (one vision pass for both; one model per actor)."""
 
     def __init__(self, embedder: EmbedderSettings):
+        # In the embed actors only: the read and decode workers never load torch.
         from pardus.deployments.embedder.encoder import Embedder
 
         self.embedder = Embedder(embedder)

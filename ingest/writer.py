@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ray.data import Datasink
+from ray.data.block import BlockAccessor
 
 from pardus.deployments.catalogue.items import CatalogueItem, ItemInvalid
+from pardus.deployments.catalogue.store import CatalogueStore, Picture
 from pardus.deployments.settings import MilvusSettings
 from pardus.ingest.progress import items_finished
 from pardus.ingest.stages import ALREADY
@@ -41,8 +44,6 @@ def _item(batch: dict[str, np.ndarray], i: int, now: int) -> CatalogueItem:
 
 def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> Written:
     """Upsert a batch's good picture rows; count items already whole; report the rest."""
-    from pardus.deployments.catalogue.store import Picture
-
     now, done, pictures = int(time.time()), Written(), []
     items: dict[str, CatalogueItem | ItemInvalid] = {}
 
@@ -74,37 +75,31 @@ def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> Wr
     return done
 
 
-def make_sink(milvus: MilvusSettings, dim: int, version: str, write_batch_size: int,
-              progress=None):
+class MilvusSink(Datasink):
     """A Ray Data Datasink that upserts into one catalogue version from every write task,
     counting the items it finishes on the `progress` actor (ingest/progress.py)."""
-    from ray.data import Datasink
 
-    class MilvusSink(Datasink):
-        def __init__(self):
-            self.results: list[Written] = []
+    def __init__(self, milvus: MilvusSettings, dim: int, version: str, write_batch_size: int,
+                 progress=None):
+        self.milvus, self.dim, self.version = milvus, dim, version
+        self.write_batch_size, self.progress = write_batch_size, progress
+        self.results: list[Written] = []
 
-        def write(self, blocks, ctx) -> Written:
-            from ray.data.block import BlockAccessor
+    def write(self, blocks, ctx) -> Written:
+        store = CatalogueStore(self.milvus, self.dim, shared=False, version=self.version)
+        total = Written()
+        try:
+            for block in blocks:
+                batch = BlockAccessor.for_block(block).to_batch_format("numpy")
+                total.add(write_rows(store, batch, self.write_batch_size))
+                if self.progress is not None:
+                    self.progress.add.remote(items_finished(batch))
+        finally:
+            store.close()
+        return total
 
-            from pardus.deployments.catalogue.store import CatalogueStore
+    def on_write_complete(self, write_result) -> None:
+        self.results = list(write_result.write_returns)
 
-            store = CatalogueStore(milvus, dim, shared=False, version=version)
-            total = Written()
-            try:
-                for block in blocks:
-                    batch = BlockAccessor.for_block(block).to_batch_format("numpy")
-                    total.add(write_rows(store, batch, write_batch_size))
-                    if progress is not None:
-                        progress.add.remote(items_finished(batch))
-            finally:
-                store.close()
-            return total
-
-        def on_write_complete(self, write_result) -> None:
-            self.results = list(write_result.write_returns)
-
-        def get_name(self) -> str:
-            return "Milvus"
-
-    return MilvusSink()
+    def get_name(self) -> str:
+        return "Milvus"

@@ -32,6 +32,7 @@ def build_search_service(settings: Settings, models: Models) -> SearchService:
 
 def local_models(settings: Settings) -> Models:
     """The embedder loaded in this process (no Serve, no reranker): in-process search."""
+    # Only here: the ingress builds its service through this module and holds no model.
     from pardus.deployments.embedder.encoder import Embedder
 
     embedder = Embedder(settings.embedder)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
+from pyarrow import fs
 
 from pardus.deployments.catalogue.references import read_image_bytes
 from pardus.deployments.embedder.images import ImageLimits, decode_image, open_image
@@ -51,7 +52,6 @@ class ImageLibrary:
                 tmp.write_bytes(data)
                 os.replace(tmp, path)  # atomic: a reader never sees half a file
         else:
-            from pyarrow import fs
 
             filesystem, base = fs.FileSystem.from_uri(self.root)
             path = f"{base.rstrip('/')}/{name}"

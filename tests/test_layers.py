@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -69,3 +70,56 @@ def test_a_broken_rule_fails(tmp_path, module, line, contract):
     assert result.returncode != 0
     broken = [row for row in result.stdout.splitlines() if " BROKEN" in row]
     assert any(contract in row for row in broken), result.stdout[-3000:]
+
+
+def _import_runs(statements: list[ast.stmt]):
+    """Runs of consecutive import statements in a block, and in the blocks inside it."""
+    run: list[ast.stmt] = []
+    for statement in statements:
+        if isinstance(statement, (ast.Import, ast.ImportFrom)):
+            run.append(statement)
+            continue
+        if run:
+            yield run
+            run = []
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue  # checked on its own
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            inner = getattr(statement, field, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.AST):
+                if field == "handlers":
+                    for handler in inner:
+                        yield from _import_runs(handler.body)
+                else:
+                    yield from _import_runs(inner)
+    if run:
+        yield run
+
+
+def deferred_imports_without_a_reason(root: Path) -> list[str]:
+    """Imports inside functions whose group (consecutive import statements) has no comment
+    saying why directly above it or on its first line: imports belong at the top."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for run in _import_runs(node.body):
+                first = run[0].lineno - 1
+                above = lines[first - 1].strip() if first else ""
+                if not (above.startswith("#") or "#" in lines[first]):
+                    found += [f"{path.relative_to(root)}:{s.lineno}" for s in run]
+    return found
+
+
+@pytest.mark.parametrize("folder", sorted(set(FOLDERS.values())))
+def test_imports_are_at_the_top_unless_a_comment_says_why(folder):
+    assert deferred_imports_without_a_reason(REPO / folder) == []
+
+
+def test_a_deferred_import_without_a_reason_is_found(tmp_path):
+    module = tmp_path / "late.py"
+    module.write_text("def late():\n    # why: a reason\n    import json\n\n\n"
+                      "def later():\n    import json\n    from os import path\n")
+    assert deferred_imports_without_a_reason(tmp_path) == ["late.py:7", "late.py:8"]

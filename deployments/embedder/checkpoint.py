@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
+from huggingface_hub import constants, hf_hub_download, snapshot_download
+from transformers import AutoConfig
 
 from pardus.deployments.embedder.eva import BUILTIN_CONFIGS, EvaVisionConfig
 from pardus.deployments.embedder.model import VisualizedBGE
@@ -57,11 +61,6 @@ class ModelFiles:
 def unreachable_hub() -> str | None:
     """The hub's host name when it does not resolve (checked at once: huggingface_hub would
     retry for ~25 s), else None."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
     host = urlparse(constants.ENDPOINT).hostname or ""
     try:
         socket.getaddrinfo(host, 443)
@@ -72,8 +71,6 @@ def unreachable_hub() -> str | None:
 
 def _check_hub(what: str) -> None:
     """Fail at once when the hub is unreachable."""
-    from huggingface_hub import constants
-
     if constants.HF_HUB_OFFLINE:
         return  # the hub client then answers from its local cache only
     host = unreachable_hub()
@@ -88,7 +85,6 @@ def _hub_file(repo_and_file: str) -> Path:
     parts = repo_and_file.split("/")
     if len(parts) < 3:
         raise WeightsNotFound(f"checkpoint {repo_and_file!r} not found. {HOW_TO_GET_WEIGHTS}")
-    from huggingface_hub import hf_hub_download
 
     _check_hub(f"checkpoint {repo_and_file!r}")
 
@@ -102,8 +98,6 @@ def _hub_file(repo_and_file: str) -> Path:
 
 
 def _hub_folder(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-
     _check_hub(f"text model {repo_id!r}")
     try:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.model"]))
@@ -146,15 +140,12 @@ def embedding_dim(settings: EmbedderSettings) -> int:
     size from its config.json (a local read; the hub only when the folder is not on disk)."""
     if settings.dim is not None:
         return settings.dim
-    from transformers import AutoConfig
 
     return int(AutoConfig.from_pretrained(_text_model(settings)).hidden_size)
 
 
 def resolve(settings: EmbedderSettings) -> ModelFiles:
     """Turn settings into local files, downloading from the hub only when not on disk."""
-    from transformers import AutoConfig
-
     checkpoint = Path(settings.checkpoint).expanduser()
     if not checkpoint.is_file():
         checkpoint = _hub_file(settings.checkpoint)
@@ -183,14 +174,13 @@ def official_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load_model(files: ModelFiles, device: torch.device, dtype: torch.dtype) -> VisualizedBGE:
     """Build the architecture from config and fill every weight from the .pth."""
-    from transformers import AutoConfig
-
     text_config = AutoConfig.from_pretrained(files.text_model)
     model = VisualizedBGE(text_config, files.vision)
     state = torch.load(files.checkpoint, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    misfit = f"{files.checkpoint} does not fit the model built from {files.text_model} and {files.vision}"
+    misfit = (f"{files.checkpoint} does not fit the model built from {files.text_model} and "
+              f"{files.vision}")
     hint = (
         "(pair Visualized_base_en_v1.5.pth with bge-base-en-v1.5 and EVA02-CLIP-B-16, "
         "Visualized_m3.pth with bge-m3 and EVA02-CLIP-L-14)"

@@ -29,6 +29,7 @@ from pardus.deployments.settings import Settings
 class EmbedderDeployment:
     def __init__(self, settings: dict | None = None):
         """settings: overrides on top of the PARDUS_* environment (Settings' nested shape)."""
+        # In the replica only: the driver that builds the app must not load torch for it.
         from pardus.deployments.embedder.encoder import Embedder
 
         self.embedder = Embedder(Settings(**(settings or {})).embedder)

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer
 
 from pardus.deployments.embedder.checkpoint import load_model, resolve
 from pardus.deployments.embedder.images import (
@@ -58,8 +59,6 @@ class Embedder:
     """Visualized BGE inference in batches, with per-item image errors."""
 
     def __init__(self, settings: EmbedderSettings):
-        from transformers import AutoTokenizer
-
         self.settings = settings
         self.device = pick_device(settings.device)
         self.dtype = pick_dtype(settings.dtype, self.device)
@@ -103,7 +102,8 @@ class Embedder:
                 "%d of %d texts truncated to %d tokens (the model's position budget)",
                 sum(truncated), len(ids), max_tokens,
             )
-            ids = [row[: max_tokens - 1] + row[-1:] if cut else row for row, cut in zip(ids, truncated)]
+            ids = [row[: max_tokens - 1] + row[-1:] if cut else row
+                   for row, cut in zip(ids, truncated)]
         batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         return batch, truncated
 
@@ -178,7 +178,8 @@ class Embedder:
         """Encode already-decoded crops (uint8, 3xSxS); ImageError entries are passed through."""
         n = len(decoded)
         out = np.zeros((n, self.dim), dtype=np.float32)
-        errors: list[ImageError | None] = [d if isinstance(d, ImageError) else None for d in decoded]
+        errors: list[ImageError | None] = [d if isinstance(d, ImageError) else None
+                                           for d in decoded]
         truncated = [False] * n
         good = [i for i in range(n) if errors[i] is None]
         for start in range(0, len(good), self.settings.batch_size):

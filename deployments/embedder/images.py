@@ -230,6 +230,7 @@ def preprocess(item: ImageInput, size: int, limits: ImageLimits) -> np.ndarray:
 
 def normalize_pixels(batch, dtype=None):
     """(B, 3, H, W) uint8 tensor -> CLIP-normalised float tensor, as ToTensor + Normalize do."""
+    # Only the model's side needs torch: the ingress and ingest's readers decode without it.
     import torch
 
     x = batch.to(torch.float32).div(255.0)

@@ -91,7 +91,8 @@ class VisualizedBGE(nn.Module):
         )
         sequence = torch.cat((text[:, :1], image.to(text.dtype), text[:, 1:]), dim=1)
         mask = torch.cat(
-            (torch.ones(batch, image_len, dtype=attention_mask.dtype, device=device), attention_mask),
+            (torch.ones(batch, image_len, dtype=attention_mask.dtype, device=device),
+             attention_mask),
             dim=1,
         )
         return self._encode(sequence, mask)

@@ -104,7 +104,8 @@ def _order_from_ranking(ranking: list, k: int, repairs: list[str]) -> list[int]:
         raise UnusableAnswer("the ranking names no candidate")
     missing = [i for i in range(k) if i not in order]
     if missing:
-        repairs.append(f"candidates {[i + 1 for i in missing]} missing: appended in retrieval order")
+        repairs.append(f"candidates {[i + 1 for i in missing]} missing: appended in retrieval "
+                       "order")
     return order + missing
 
 

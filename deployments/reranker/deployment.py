@@ -39,6 +39,7 @@ class RerankerDeployment:
         self.limits = ImageLimits.of(resolved.embedder)
         self.generator = self.reranker = None
         if self.settings.enabled:
+            # vLLM only where it runs: a disabled reranker is a placeholder that loads nothing.
             from pardus.deployments.reranker.engine import VLLMGenerator
 
             self.generator = VLLMGenerator(self.settings)

@@ -2,6 +2,7 @@
 
 Concurrent calls become concurrent engine requests, which vLLM batches on the fly; a call
 that is cancelled (the reranker's timeout) aborts its request so it stops using the engine.
+Only a replica that reranks imports this module (and vLLM with it).
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ import logging
 import os
 import uuid
 
+import torch
 from PIL import Image
+from vllm import AsyncEngineArgs, SamplingParams
+from vllm.sampling_params import StructuredOutputsParams
+from vllm.v1.engine.async_llm import AsyncLLM
 
 from pardus.deployments.settings import RerankerSettings
 
@@ -19,8 +24,6 @@ log = logging.getLogger(__name__)
 
 def engine_args(settings: RerankerSettings):
     """AsyncEngineArgs from settings (everything an operator tunes lives in RerankerSettings)."""
-    from vllm import AsyncEngineArgs
-
     return AsyncEngineArgs(
         model=settings.model,
         trust_remote_code=settings.trust_remote_code,
@@ -42,20 +45,13 @@ class VLLMGenerator:
     """`await generator(prompt, picture, schema, max_tokens)` -> the model's text."""
 
     def __init__(self, settings: RerankerSettings):
-        import torch
-
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available():  # vLLM reads it when the engine starts, not before
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.cpu_kv_cache_gib))
-        from vllm.v1.engine.async_llm import AsyncLLM
-
         self.settings = settings
         self.engine = AsyncLLM.from_engine_args(engine_args(settings))
 
     async def __call__(self, prompt: str, picture: Image.Image, schema: dict,
                        max_tokens: int) -> str:
-        from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
-
         params = SamplingParams(
             temperature=0.0, max_tokens=max_tokens,
             structured_outputs=StructuredOutputsParams(json=schema),

@@ -86,8 +86,8 @@ def compose(query: Image.Image | None, candidates: list[Image.Image | None], cel
         side = grid.query_side
         canvas.paste(_fit(query, side), (gap, gap))
         border = max(3, side // 60)
-        draw.rectangle((gap - border, gap - border, gap + side + border - 1, gap + side + border - 1),
-                       outline=QUERY_COLOR, width=border)
+        far = gap + side + border - 1
+        draw.rectangle((gap - border, gap - border, far, far), outline=QUERY_COLOR, width=border)
         _label(draw, (gap + border + 4, gap + border + 4), "QUERY", label_size, fill=QUERY_COLOR)
     for index, image in enumerate(candidates):
         left, top, right, bottom = grid.cell_box(index)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 # Anything shaped like a chat-template or image token of the formats below (<|end|>,
@@ -80,11 +82,9 @@ REGISTRY: dict[str, PromptFormat] = {
 
 def _architecture(model: str) -> str:
     """A local model folder's architecture name (its config.json), else ""."""
-    import json
-    from pathlib import Path
-
     try:
-        return " ".join(json.loads((Path(model) / "config.json").read_text()).get("architectures", []))
+        config = json.loads((Path(model) / "config.json").read_text())
+        return " ".join(config.get("architectures", []))
     except (OSError, ValueError):
         return ""
 

@@ -11,14 +11,18 @@ Text widths stay 768 (base) and 1024 (m3): the official code hard-codes its brid
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import string
 from pathlib import Path
 
+import sentencepiece as spm
 import torch
+from transformers import AutoConfig, AutoTokenizer
 
-from pardus.deployments.embedder.checkpoint import VISION_JSON
+from pardus.deployments.embedder.checkpoint import _PREFIXES, VISION_JSON
 from pardus.deployments.embedder.eva import EVA02_CLIP_B_16, EvaVisionConfig, rope_tables
+from pardus.deployments.embedder.model import VisualizedBGE
 
 TINY_VISION = EvaVisionConfig(
     image_size=64, patch_size=16, width=768, layers=2, head_width=64, mlp_ratio=0.5,
@@ -84,11 +88,6 @@ _MULTILINGUAL = (
 
 def _write_xlmr_model(folder: Path) -> dict:
     """XLM-R config + a sentencepiece model trained here on a few sentences (deterministic)."""
-    import io
-
-    import sentencepiece as spm
-    from transformers import AutoTokenizer
-
     folder.mkdir(parents=True, exist_ok=True)
     corpus = [" ".join(_WORDS[i : i + 8]) for i in range(0, len(_WORDS), 4)] * 3
     corpus += _MULTILINGUAL.split(" ") * 3
@@ -126,14 +125,10 @@ def _random_like(name: str, tensor: torch.Tensor, gen: torch.Generator) -> torch
 
 def random_official_state(text_config: dict, vision: EvaVisionConfig, seed: int) -> dict:
     """A seeded random state_dict with exactly the official Visualized_BGE keys."""
-    from transformers import AutoConfig
-
-    from pardus.deployments.embedder.checkpoint import _PREFIXES
-    from pardus.deployments.embedder.model import VisualizedBGE
-
     config = AutoConfig.for_model(**text_config)
     model = VisualizedBGE(config, vision)
-    ours = {k: v for k, v in model.state_dict().items() if not k.endswith(("position_ids", "token_type_ids"))}
+    ours = {k: v for k, v in model.state_dict().items()
+            if not k.endswith(("position_ids", "token_type_ids"))}
     back = {target: prefix for prefix, target in _PREFIXES.items()}
     state: dict[str, torch.Tensor] = {}
     gen = torch.Generator().manual_seed(seed)

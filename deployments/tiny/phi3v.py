@@ -7,6 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import tokenizers as tk
+import torch
+from safetensors.torch import save_file
+
 from pardus.deployments.tiny.phi3v_processor import MAX_IMAGES  # <|image_N|> are single tokens
 
 VOCAB_SIZE = 32064  # Phi-3-Vision's embedding rows
@@ -59,8 +63,6 @@ def _corpus() -> list[str]:
 
 def _tokenizer_json() -> str:
     """Byte-level BPE (no unknown text) padded to 32000 base ids, plus Phi-3's added tokens."""
-    import tokenizers as tk
-
     tokenizer = tk.Tokenizer(tk.models.BPE())
     tokenizer.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = tk.decoders.ByteLevel()
@@ -114,8 +116,6 @@ def _config(text: dict[str, int] = TEXT, layer_idx: int = CLIP_LAYERS - 1,
 
 def _state_dict(config: dict[str, Any], seed: int) -> dict[str, Any]:
     """Random weights under the parameter names of microsoft/Phi-3-vision-128k-instruct."""
-    import torch
-
     gen = torch.Generator().manual_seed(seed)
     h, inter, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
     head_dim = h // config["num_attention_heads"]
@@ -181,7 +181,6 @@ def write_tiny_phi3v(folder: str | Path, seed: int = 0, full_size: bool = False)
     if full_size:
         config = _config(FULL_TEXT, FULL_CLIP_LAYER_IDX, "bfloat16")
     else:
-        from safetensors.torch import save_file
 
         config = _config()
         weights = _state_dict(config, seed)
