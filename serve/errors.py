@@ -95,8 +95,9 @@ def validation_error(errors: list[dict]) -> InvalidRequest:
     return InvalidRequest("; ".join(messages), field=_location(tuple(first.get("loc", ()))))
 
 
-# Starlette's own refusals (an unknown route, a wrong method) in the same format.
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+# FastAPI's and Starlette's own refusals (a body it cannot parse, an unknown route, a wrong
+# method) in the same format.
+_HTTP_CODES = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed"}
 
 
 def install_handlers(app: FastAPI, retry_after_s: int) -> None:

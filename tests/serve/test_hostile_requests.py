@@ -142,3 +142,13 @@ def test_a_streamed_body_over_the_limit_is_413(client, path):
     assert response.status_code == 413, response.text[:300]
     assert response.json()["error"]["code"] == "payload_too_large"
     assert client.get("/healthz").status_code == 200
+
+
+def test_items_nested_past_the_parser_s_limit_get_a_400(client):
+    """FastAPI parses POST /v1/items: JSON too deep for Python's parser is its 400, in our
+    error format, and the service goes on."""
+    response = client.post("/v1/items", content='{"items": ' + DEEP + "}",
+                           headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["error"]["code"] == "invalid_body"
+    assert client.get("/healthz").status_code == 200
