@@ -142,8 +142,10 @@ class SearchService:
             return RerankResult.kept(ids, skip)
         head, tail = self.policy.split(hits)
         head_ids, start = [hit.item.id for hit in head], time.perf_counter()
+        deadline = time.monotonic() + self.policy.deadline_s
         try:  # one deadline for the whole stage: reading the pictures, queueing, the model
-            result = await within(self._rerank_head(query, head, timings), self.policy.deadline_s)
+            result = await within(self._rerank_head(query, head, timings, deadline),
+                                  self.policy.deadline_s)
         except asyncio.TimeoutError:
             result = RerankResult.kept(head_ids, RerankOutcome.TIMEOUT)
         except Exception as exc:  # down or restarting: degrade, flagged
@@ -154,11 +156,14 @@ class SearchService:
             timings["rerank_model"] = result.seconds * 1000
         return self.policy.finish(result, head_ids, [hit.item.id for hit in tail])
 
-    async def _rerank_head(self, query: Query, head: list[Hit], timings: dict) -> RerankResult:
+    async def _rerank_head(self, query: Query, head: list[Hit], timings: dict,
+                           deadline: float) -> RerankResult:
         start = time.perf_counter()
         candidates = await asyncio.to_thread(self._pictures, head)
         timings["load_images"] = _ms(start)
-        return await self.models.rerank(RerankRequest(query.text, query.image, candidates))
+        left = max(0.0, deadline - time.monotonic())  # the reranker stops its model there
+        return await self.models.rerank(RerankRequest(query.text, query.image, candidates,
+                                                      budget_s=left))
 
     # -- search ---------------------------------------------------------------------------------
     async def search(self, query: Query) -> SearchResponse:

@@ -79,6 +79,8 @@ def run(coro):
 def test_retrieval_order_and_rerank_order(settings, catalogue):
     async def reverse(request: RerankRequest) -> RerankResult:
         assert all(data is None for _, data in request.candidates)  # unreadable: grey cells
+        # the search owns the deadline and hands the reranker what is left of it
+        assert 0 < request.budget_s <= settings.reranker.timeout_s
         return RerankResult([cid for cid, _ in request.candidates][::-1],
                             RerankOutcome.RERANKED, reason="because", model_calls=1,
                             repairs=["no reason given"], seconds=0.01)

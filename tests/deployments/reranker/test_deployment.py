@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e '.[cpu]')")
 
+from pardus.deployments.names import RerankOutcome  # noqa: E402
 from pardus.deployments.reranker.policy import RerankRequest, RerankResult  # noqa: E402
 from pardus.deployments.tiny.phi3v import write_tiny_phi3v  # noqa: E402
 from pardus.ingest.samples import draw_product  # noqa: E402
@@ -60,3 +61,14 @@ def test_text_only_and_missing_images(reranker_handle):
     request = RerankRequest("red mug", None, [("a", jpeg(1)), ("b", None), ("c", b"not a jpeg")])
     result = reranker_handle.rerank.remote(request).result()
     assert sorted(result.order) == ["a", "b", "c"] and result.reranked  # grey cells for b, c
+
+
+def test_the_budget_a_request_carries_bounds_the_model_call(reranker_handle):
+    """The search owns the rerank deadline: a request with (almost) nothing left of it comes
+    back in its own order, flagged, and the replica answers the next one as usual."""
+    cands = [(f"b{j}", jpeg(200 + j)) for j in range(4)]
+    late = reranker_handle.rerank.remote(RerankRequest("a mug", None, cands, budget_s=0.001))
+    result = late.result()
+    assert result.outcome is RerankOutcome.TIMEOUT and result.order == [c for c, _ in cands]
+    again = reranker_handle.rerank.remote(RerankRequest("a mug", None, cands, budget_s=60))
+    assert again.result().reranked
