@@ -86,7 +86,8 @@ def test_every_picture_finds_its_item_once(store):
 
 
 def test_words_only_bm25_matches_rank_first_even_with_random_vectors(store):
-    for words, expected in (("QX7011", "item-11"), ("zebulon", "item-11"), ("qx7023 mug", "item-23")):
+    for words, expected in (("QX7011", "item-11"), ("zebulon", "item-11"),
+                            ("qx7023 mug", "item-23")):
         hybrid = store.search(plan(QueryKind.TEXT), unit(999), words, k=5)
         assert hybrid[0].item.id == expected, words
         lexical = store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, words, k=5)
@@ -138,7 +139,8 @@ def test_upsert_is_idempotent_replaces_and_drops_stale_pictures(store):
     assert store.get(["item-2"])[0].title == "renamed"
     assert store.complete_ids(["item-2"]) == {"item-2"}  # its 3 rows are 1 now
     twice = item(40, pictures=1)
-    assert store.upsert([Picture(twice, 0, unit(3), unit(3)), Picture(twice, 0, unit(4), unit(4))]) == 1
+    assert store.upsert([Picture(twice, 0, unit(3), unit(3)),
+                         Picture(twice, 0, unit(4), unit(4))]) == 1
     assert store.count_rows() == sum(1 + i % 3 for i in range(30)) - 2 + 1
 
 
@@ -154,8 +156,9 @@ def test_get_delete_and_complete_ids(store):
     assert store.count() == 30 and not store.search(plan(), unit(400), "", 1)[0].item.id == "item-4"
 
 
-@pytest.mark.parametrize("kind,mode", [(QueryKind.IMAGE, Mode.DENSE), (QueryKind.TEXT, Mode.LEXICAL),
-                                       (QueryKind.TEXT, Mode.HYBRID), (QueryKind.COMPOSED, Mode.HYBRID)])
+@pytest.mark.parametrize("kind,mode", [
+    (QueryKind.IMAGE, Mode.DENSE), (QueryKind.TEXT, Mode.LEXICAL), (QueryKind.TEXT, Mode.HYBRID),
+    (QueryKind.COMPOSED, Mode.HYBRID)])
 def test_filters_hold_on_every_route(store, kind, mode):
     query, words = unit(0), "thing acme"
     only = store.search(plan(kind, mode), query, words, 30, SearchFilters(categories=['Odd "Q"']))
