@@ -58,17 +58,14 @@ store_app = typer.Typer(help="The Milvus store: versions of the catalogue (statu
 
 
 def _store(milvus_uri: str | None, collection: str | None):
-    """The configured catalogue's store (never starts a Milvus Lite server), or exit 2."""
+    """The configured catalogue's store (never starts a Milvus Lite server); it connects on
+    first use, so its callers report a failure to connect like any other."""
     # Deferred: pymilvus.
-    from pardus.deployments.catalogue.store import CatalogueStore, StoreError, StoreUnavailable
+    from pardus.deployments.catalogue.store import CatalogueStore
     from pardus.deployments.settings import get_settings
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
-    try:
-        return CatalogueStore(settings.milvus, shared=False)
-    except (StoreError, StoreUnavailable) as exc:
-        err_console.print(f"[red]{exc}[/]", soft_wrap=True)
-        raise typer.Exit(2) from None
+    return CatalogueStore(settings.milvus, shared=False)
 
 
 UriOption = Annotated[Optional[str], typer.Option(help="Local path or http://host:port.")]

@@ -1,4 +1,5 @@
-"""Async access to the catalogue store: typed calls in threads, reconnecting, bounded by timeouts."""
+"""Async access to the catalogue store: typed calls in threads, reconnecting, bounded by
+timeouts."""
 
 from __future__ import annotations
 

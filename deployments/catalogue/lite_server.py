@@ -93,7 +93,8 @@ def core_binary() -> Path:
     try:
         import milvus_lite
     except ImportError:
-        raise LiteServerError("milvus-lite is not installed: pip install milvus-lite==2.5.1") from None
+        raise LiteServerError(
+            "milvus-lite is not installed: pip install milvus-lite==2.5.1") from None
     binary = Path(milvus_lite.__file__).with_name("lib") / "milvus"
     if not binary.is_file():
         raise LiteServerError(f"{binary} is missing: reinstall milvus-lite==2.5.1 (Linux x86-64 "
@@ -126,7 +127,8 @@ def _wait_ready(process: subprocess.Popen, port: int, log: Path, timeout: float)
             return
         time.sleep(0.1)
     process.kill()
-    raise LiteServerError(f"the Milvus Lite server did not listen on port {port} in {timeout:.0f} s")
+    raise LiteServerError(f"the Milvus Lite server did not listen on port {port} in "
+                          f"{timeout:.0f} s")
 
 
 def ensure(data_file: str | Path, timeout: float = 60.0) -> LiteServer:

@@ -1,10 +1,9 @@
 """How each kind of query searches the catalogue: which vectors, whether BM25 joins, how the
-routes are fused (inside Milvus). The defaults live in settings (`search`); a request may pick
-the mode and the weights."""
+routes are fused. The defaults live in settings (`search`); a request may pick the mode and the
+weights. A plan says what to search; the engine adapter (engines/) runs it."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from pardus.deployments.catalogue.schema import IMAGE_VECTOR, PAIR_VECTOR
@@ -55,32 +54,3 @@ def make_plan(kind: QueryKind, settings: SearchSettings, mode: Mode | None = Non
                       dense_field=None if mode is Mode.LEXICAL else dense,
                       lexical=mode in (Mode.LEXICAL, Mode.HYBRID), fusion=fusion,
                       weights=weights, rrf_k=settings.rrf_k, candidates=settings.candidates)
-
-
-def merge_routes(rows: list[tuple[dict, float]]) -> list[tuple[dict, float]]:
-    """One entry per item, best first. The Milvus 2.5 core groups each route of a hybrid
-    search by item, then fuses rows by primary key: an item whose best picture differs between
-    routes comes back twice, each row carrying one route's share. Each route gives an item at
-    most one row, so the sum of an item's fused scores is its item-level RRF or weighted score.
-    BM25 matches main rows only (the words are stored there), so a row other than the main one
-    came from the dense route: that is the picture that matched."""
-    merged: dict[str, list] = {}
-    for entity, score in rows:
-        seen = merged.get(entity["item_id"])
-        if seen is None:
-            merged[entity["item_id"]] = [entity, score]
-            continue
-        seen[1] += score
-        if entity["image_index"] != 0:
-            seen[0] = entity
-    return sorted(((e, s) for e, s in merged.values()), key=lambda pair: -pair[1])
-
-
-def weighted_share(metric: str, weight: float, score: float) -> float:
-    """A route's share of an item's weighted score, its score normalised to [0, 1] the way
-    Milvus's WeightedRanker does: cosine (1 + s) / 2, BM25 2·atan(s) / π."""
-    if metric == "COSINE":
-        return weight * (1 + score) / 2
-    if metric == "BM25":
-        return weight * 2 * math.atan(score) / math.pi
-    raise ValueError(f"no normalisation for metric {metric!r}")

@@ -1,50 +1,64 @@
-"""The catalogue store on Milvus (with connection.py, schema.py and versions.py, the only code
-that speaks to pymilvus).
+"""The catalogue store on Milvus (with schema.py and versions.py, the only code that speaks to
+pymilvus; what differs between kinds of Milvus lives in the engine adapters, engines/).
 
-The URI alone picks the engine: a local path is the embedded Milvus core (shared between
-processes through a loopback server, see lite_server.py), http(s)://host:port a Milvus server
-or cluster. Reads and writes go to one version of the catalogue: a named one, or the live one
-that the catalogue's name points at (versions.py).
+The URI picks where: a local path is the embedded Milvus core (shared between processes through
+a loopback server, see lite_server.py), http(s)://host:port a Milvus server or cluster. A store
+connects on first use, and the adapter for that Milvus is chosen then. Reads and writes go to
+one version of the catalogue: a named one, or the live one that the catalogue's name points at
+(versions.py).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
+from pymilvus import MilvusClient
 
-from pardus.deployments.catalogue import schema
-from pardus.deployments.catalogue.connection import (
-    COLLECTION_NOT_FOUND,
-    StoreError,
-    StoreUnavailable,
-    connect,
-    fuses_weights_correctly,
-    guard,
-    resolve_uri,
-)
+from pardus.deployments.catalogue import engines, schema
+from pardus.deployments.catalogue.connection import StoreError, StoreUnavailable
+from pardus.deployments.catalogue.engines import Engine
 from pardus.deployments.catalogue.filters import SearchFilters, string_literal, to_expression
 from pardus.deployments.catalogue.items import CatalogueItem
-from pardus.deployments.catalogue.plans import SearchPlan, merge_routes, weighted_share
+from pardus.deployments.catalogue.plans import SearchPlan
 from pardus.deployments.catalogue.versions import (
     Version,
-    alias_book,
     drop_version,
     legacy_collection,
     list_versions,
     promote,
     version_name,
 )
+from pardus.deployments.errors import PardusError
 from pardus.deployments.settings import MilvusSettings
 
 __all__ = ["CatalogueStore", "Hit", "Picture", "StoreError", "StoreUnavailable"]
 log = logging.getLogger(__name__)
 _QUERY_CHUNK = 512
-_NO_WORDS = "Invalid sparse row: NaN"
+
+
+def guard(method):
+    """Failures of Milvus become StoreUnavailable or StoreError, as the engine sorts them."""
+
+    @functools.wraps(method)
+    def wrapper(self: CatalogueStore, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (PardusError, ValueError):
+            raise
+        except Exception as exc:
+            engine = self._engine  # None: connecting failed, and says why itself
+            error = engine.classify(exc, method.__name__) if engine is not None else None
+            if error is None:
+                raise
+            raise error from None
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -79,30 +93,45 @@ class CatalogueStore:
     def __init__(self, settings: MilvusSettings, dim: int | None = None,
                  shared: bool | None = None, version: str | None = None):
         """dim: the embedder's vector size (needed to create or check a version, not to read);
-        version: a label to work on (ingest into a new version), None for the live one."""
-        self.settings, self.dim, self.alias = settings, dim, settings.collection
+        shared: serve a local path to other processes (None: settings.lite_server);
+        version: a label to work on (ingest into a new version), None for the live one.
+        Constructing a store does no I/O: it connects on first use."""
+        self.settings, self.dim, self.shared = settings, dim, shared
+        self.alias = settings.collection
         self.version = version_name(self.alias, version) if version else None
-        self.uri = resolve_uri(settings, shared)
-        self._client = connect(settings, self.uri)
+        self._engine: Engine | None = None
+        self._connecting = threading.Lock()
 
-    # What the engine can do, asked on first need: the stores of ingest's write tasks and
-    # fetch stage, pinned to a version, need neither.
-    @functools.cached_property
-    def _aliases(self):
-        return alias_book(self._client, self.settings.alias_refresh_s)
+    @guard
+    def connect(self) -> Engine:
+        """The adapter of the Milvus this store talks to, connected on first need."""
+        with self._connecting:
+            if self._engine is None:
+                self._engine = engines.connect(self.settings, self.shared)
+            return self._engine
 
-    @functools.cached_property
-    def _milvus_weights(self) -> bool:
-        return fuses_weights_correctly(self._client)
+    @property
+    def engine(self) -> Engine:
+        return self._engine or self.connect()
+
+    @property
+    def _client(self) -> MilvusClient:
+        return self.engine.client
+
+    @property
+    def uri(self) -> str:
+        """Where Milvus is: once connected, the URI reached (a local path's shared server)."""
+        return self._engine.uri if self._engine is not None else self.settings.uri
 
     # -- which collection -------------------------------------------------------------------
     def target(self) -> str | None:
         """The collection reads and writes go to (None: no live version yet)."""
         return self.version or self.live()
 
+    @guard
     def live(self) -> str | None:
         """The version the catalogue's name points at."""
-        return self._aliases.target(self.alias)
+        return self.engine.aliases.target(self.alias)
 
     @guard
     def ensure_collection(self, create: bool = True) -> str | None:
@@ -111,7 +140,7 @@ class CatalogueStore:
         if not self.dim:
             raise ValueError("the vector size (dim) is needed to create or check a collection")
         client = self._client
-        legacy = legacy_collection(self._client, self.alias)
+        legacy = legacy_collection(client, self.alias)
         if legacy is not None and self.version is None:  # say what to do (LegacyCollection)
             schema.check(legacy, self.alias, self.dim)
         name = self.target()
@@ -129,7 +158,7 @@ class CatalogueStore:
         else:
             schema.check(client.describe_collection(name), name, self.dim)
         if first and legacy is None:  # the first version of a catalogue goes live
-            self._aliases.point(self.alias, name)
+            self.engine.aliases.point(self.alias, name)
         client.load_collection(name)
         return name
 
@@ -148,7 +177,7 @@ class CatalogueStore:
                 "image_index": p.index, "image_count": len(item.images),
                 schema.IMAGE_VECTOR: np.asarray(p.image_vector, dtype=np.float32),
                 schema.PAIR_VECTOR: np.asarray(p.pair_vector, dtype=np.float32),
-                # BM25 reads the item's words on its main row only: see _merge_routes
+                # BM25 reads the item's words on its main row only (engines/core.py merges)
                 "words": item.words if p.index == 0 else "", "title": item.title,
                 "category": item.category,
                 "brand": item.brand, "price": item.price, "rating": item.rating,
@@ -233,84 +262,35 @@ class CatalogueStore:
     def search(self, plan: SearchPlan, vector: np.ndarray | None, text: str, k: int,
                filters: SearchFilters | None = None) -> list[Hit]:
         """The k best items for the plan, one hit per item (its best-matching picture)."""
-        for attempt in range(3):
+        engine, expr = self.engine, to_expression(filters)  # every route obeys the filters
+        for attempt in range(2):
             name = self.target()
             if name is None:
                 return []
             try:
-                return self._search(name, plan, vector, text, k, filters)
+                found = engine.search(name, plan, vector, text, k, expr)
             except Exception as exc:
-                if getattr(exc, "code", None) == COLLECTION_NOT_FOUND and attempt == 0:
-                    self._aliases.forget(self.alias)  # dropped under a cached pointer: look again
-                elif plan.lexical and _NO_WORDS in str(exc):
-                    # BM25 over a version with no words at all (empty, or titles all empty)
-                    # divides by zero in the core: nothing lexical can match there.
-                    if plan.dense_field is None:
-                        return []
-                    plan = replace(plan, lexical=False)
-                else:
+                if attempt or not engine.collection_missing(exc):
                     raise
+                engine.aliases.forget(self.alias)  # dropped under a cached pointer: look again
+                continue
+            return [Hit(CatalogueItem.stored({**m.entity, "id": m.entity["item_id"]}),
+                        int(m.entity["image_index"]), m.score) for m in found]
         raise AssertionError("unreachable")
-
-    def _search(self, name: str, plan: SearchPlan, vector, text: str, k: int,
-                filters: SearchFilters | None) -> list[Hit]:
-        from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
-
-        expr = to_expression(filters)  # every route obeys the filters
-        routes = []
-        if plan.dense_field is not None:
-            params = dict(self.settings.search_params.get(self.settings.index_type, {}))
-            if "ef" in params:
-                params["ef"] = max(params["ef"], plan.candidates)
-            routes.append(AnnSearchRequest([np.asarray(vector, dtype=np.float32).tolist()],
-                                           plan.dense_field, {"metric_type": "COSINE",
-                                                              "params": params},
-                                           limit=plan.candidates, expr=expr))
-        if plan.lexical:
-            routes.append(AnnSearchRequest([text], schema.SPARSE, {"metric_type": "BM25"},
-                                           limit=plan.candidates, expr=expr))
-        common = dict(output_fields=schema.ROW_FIELDS, group_by_field="item_id",
-                      consistency_level=self.settings.consistency_level,
-                      timeout=self.settings.timeout_s)
-
-        def search(route, limit: int) -> list[dict]:
-            return self._client.search(name, data=route.data, anns_field=route.anns_field,
-                                       search_params=route.param, filter=expr, limit=limit,
-                                       **common)[0]
-
-        if len(routes) == 1:
-            found = search(routes[0], k)
-        elif plan.fusion == "weighted" and not self._milvus_weights:
-            # the engine would weigh BM25 upside down (connection.fuses_weights_correctly):
-            # the same fusion here, from each route's grouped hits, normalised as Milvus does
-            found = [{**row, "distance": weighted_share(route.param["metric_type"], weight,
-                                                        row["distance"])}
-                     for route, weight in zip(routes, (plan.weights.dense, plan.weights.lexical))
-                     for row in search(route, plan.candidates)]
-        else:
-            ranker = (RRFRanker(plan.rrf_k) if plan.fusion == "rrf" else
-                      WeightedRanker(plan.weights.dense, plan.weights.lexical, norm_score=True))
-            # each item can come back once per route: twice k rows hold k items
-            found = self._client.hybrid_search(name, routes, ranker, limit=2 * k, **common)[0]
-        rows = [({f: row["entity"].get(f) for f in schema.ROW_FIELDS}, float(row["distance"]))
-                for row in found]
-        return [Hit(CatalogueItem.stored({**entity, "id": entity["item_id"]}),
-                    int(entity["image_index"]), score)
-                for entity, score in merge_routes(rows)[:k]]
 
     # -- versions and health ---------------------------------------------------------------------
     @guard
     def versions(self) -> list[Version]:
-        return list_versions(self._client, self._aliases, self.alias)
+        return list_versions(self.engine, self.alias)
 
     @guard
     def promote(self, label: str, replace_legacy: bool = False) -> str:
         """Point the catalogue's name at a version (atomically); returns its collection."""
-        return promote(self._client, self._aliases, self.alias, label, replace_legacy)
+        return promote(self.engine, self.alias, label, replace_legacy)
 
     @guard
     def drop_version(self, label: str) -> str:
-        return drop_version(self._client, self._aliases, self.alias, label)
+        return drop_version(self.engine, self.alias, label)
 
     @guard
     def ping(self, timeout: float) -> bool:
@@ -319,7 +299,6 @@ class CatalogueStore:
         return name is not None and bool(self._client.has_collection(name, timeout=timeout))
 
     def close(self) -> None:
-        try:
-            self._client.close()
-        except Exception:  # closing a dead connection must not raise
-            pass
+        """Close the connection, if one was made (the URI reached stays known)."""
+        if self._engine is not None:
+            self._engine.close()

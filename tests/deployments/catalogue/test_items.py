@@ -62,7 +62,8 @@ def test_clip_never_splits_a_character_or_exceeds_the_limit(text, limit):
 
 @pytest.mark.parametrize(("value", "expected"), [
     (None, UNKNOWN), ("None", UNKNOWN), (3, 3.0), ("$12.99", 12.99), ("1,299.50", 1299.5),
-    (float("nan"), UNKNOWN), (float("inf"), UNKNOWN), (-2, UNKNOWN), (True, UNKNOWN), ([], UNKNOWN)])
+    (float("nan"), UNKNOWN), (float("inf"), UNKNOWN), (-2, UNKNOWN), (True, UNKNOWN),
+    ([], UNKNOWN)])
 def test_numbers_are_parsed_or_unknown(value, expected):
     assert parse_number(value) == expected
     assert CatalogueItem(id="a", price=value, images=PIC).price == expected

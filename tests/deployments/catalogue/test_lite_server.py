@@ -21,7 +21,8 @@ def test_ensure_starts_once_and_is_reused(tmp_path):
         # another process joins the same server
         code = ("from deployments.catalogue import lite_server; "
                 f"print(lite_server.ensure({str(path)!r}).pid)")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
         assert int(out.stdout.strip()) == first.pid
     finally:
         assert lite_server.stop(path)
@@ -30,7 +31,8 @@ def test_ensure_starts_once_and_is_reused(tmp_path):
 
 def test_concurrent_starts_make_one_server(tmp_path):
     path = tmp_path / "race.db"
-    code = f"from deployments.catalogue import lite_server; print(lite_server.ensure({str(path)!r}).pid)"
+    code = ("from deployments.catalogue import lite_server; "
+            f"print(lite_server.ensure({str(path)!r}).pid)")
 
     def start(_):
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -3,16 +3,19 @@ through the shared loopback server, and as a Milvus 2.5 server over TCP."""
 
 from __future__ import annotations
 
+import sys
+import time
 import uuid
 
 import numpy as np
 import pytest
 
 from pardus.deployments.catalogue import lite_server
-from pardus.deployments.catalogue.connection import fuses_weights_correctly
+from pardus.deployments.catalogue.engines import CoreEngine
+from pardus.deployments.catalogue.engines.core import weighted_share
 from pardus.deployments.catalogue.filters import SearchFilters
 from pardus.deployments.catalogue.items import CatalogueItem
-from pardus.deployments.catalogue.plans import make_plan, weighted_share
+from pardus.deployments.catalogue.plans import make_plan
 from pardus.deployments.catalogue.store import CatalogueStore, Picture, StoreError, StoreUnavailable
 from pardus.deployments.names import Mode, QueryKind
 from pardus.deployments.settings import MilvusSettings, SearchSettings, Weights
@@ -83,7 +86,8 @@ def test_every_picture_finds_its_item_once(store):
 
 
 def test_words_only_bm25_matches_rank_first_even_with_random_vectors(store):
-    for words, expected in (("QX7011", "item-11"), ("zebulon", "item-11"), ("qx7023 mug", "item-23")):
+    for words, expected in (("QX7011", "item-11"), ("zebulon", "item-11"),
+                            ("qx7023 mug", "item-23")):
         hybrid = store.search(plan(QueryKind.TEXT), unit(999), words, k=5)
         assert hybrid[0].item.id == expected, words
         lexical = store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, words, k=5)
@@ -119,7 +123,7 @@ def test_weighted_fusion_weighs_each_route_the_right_way_up(store):
         assert hits[0].item.id == "item-3"
         assert [h.score for h in hits] == pytest.approx(
             [weighted_share(metric, 1, h.score) for h in route], rel=1e-4)
-    assert not fuses_weights_correctly(store._client)  # every engine here is the 2.5 core
+    assert isinstance(store.engine, CoreEngine)  # every engine here is the 2.5 core
     both = fused(1, 0.3)[0]
     assert both.item.id == "item-3" and both.score == pytest.approx(
         weighted_share("COSINE", 1, dense[0].score)
@@ -135,7 +139,8 @@ def test_upsert_is_idempotent_replaces_and_drops_stale_pictures(store):
     assert store.get(["item-2"])[0].title == "renamed"
     assert store.complete_ids(["item-2"]) == {"item-2"}  # its 3 rows are 1 now
     twice = item(40, pictures=1)
-    assert store.upsert([Picture(twice, 0, unit(3), unit(3)), Picture(twice, 0, unit(4), unit(4))]) == 1
+    assert store.upsert([Picture(twice, 0, unit(3), unit(3)),
+                         Picture(twice, 0, unit(4), unit(4))]) == 1
     assert store.count_rows() == sum(1 + i % 3 for i in range(30)) - 2 + 1
 
 
@@ -151,8 +156,9 @@ def test_get_delete_and_complete_ids(store):
     assert store.count() == 30 and not store.search(plan(), unit(400), "", 1)[0].item.id == "item-4"
 
 
-@pytest.mark.parametrize("kind,mode", [(QueryKind.IMAGE, Mode.DENSE), (QueryKind.TEXT, Mode.LEXICAL),
-                                       (QueryKind.TEXT, Mode.HYBRID), (QueryKind.COMPOSED, Mode.HYBRID)])
+@pytest.mark.parametrize("kind,mode", [
+    (QueryKind.IMAGE, Mode.DENSE), (QueryKind.TEXT, Mode.LEXICAL), (QueryKind.TEXT, Mode.HYBRID),
+    (QueryKind.COMPOSED, Mode.HYBRID)])
 def test_filters_hold_on_every_route(store, kind, mode):
     query, words = unit(0), "thing acme"
     only = store.search(plan(kind, mode), query, words, 30, SearchFilters(categories=['Odd "Q"']))
@@ -178,11 +184,63 @@ def test_other_dimension_is_refused(settings, store):
 
 def test_unreachable_server_is_unavailable_quickly():
     settings = MilvusSettings(uri="http://127.0.0.1:9", timeout_s=2)
-    with pytest.raises(StoreUnavailable, match="127.0.0.1:9"):
-        CatalogueStore(settings, DIM)
+    store = CatalogueStore(settings, DIM)  # no I/O yet: nothing to fail
+    for use in (store.ensure_collection, store.count, lambda: store.search(plan(), unit(0), "", 1)):
+        start = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="127.0.0.1:9"):
+            use()
+        assert time.monotonic() - start < 10
 
 
 def test_a_held_lite_file_is_a_clear_error(tmp_path):
     with foreign_holder(tmp_path / "held.db"):
+        store = CatalogueStore(MilvusSettings(uri=str(tmp_path / "held.db"), lite_server=False),
+                               DIM)
         with pytest.raises(StoreUnavailable, match="held by another process"):
-            CatalogueStore(MilvusSettings(uri=str(tmp_path / "held.db"), lite_server=False), DIM)
+            store.count()
+
+
+def test_a_search_goes_through_the_planner_once(store):
+    """The caller plans; the store and the engine adapter run the plan and never call back
+    into the planner (plans.py), whatever the routes and their fusion."""
+    from pardus.deployments.catalogue import plans
+
+    calls: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == plans.__file__:
+            calls.append(frame.f_code.co_name)
+
+    def traced(call):
+        sys.setprofile(profile)
+        try:
+            return call()
+        finally:
+            sys.setprofile(None)
+
+    weighted = traced(lambda: make_plan(QueryKind.COMPOSED, SearchSettings(), Mode.HYBRID,
+                                        Weights(dense=1, lexical=0.3)))
+    assert calls == ["make_plan"]  # the tracer sees the planner when it runs
+    calls.clear()
+    for each in (plan(), plan(QueryKind.TEXT), plan(QueryKind.TEXT, Mode.LEXICAL), weighted):
+        assert traced(lambda: store.search(each, unit(0), "thing acme", 5))
+    assert calls == []
+
+
+def test_a_version_without_words_answers_from_its_vectors(settings):
+    """BM25 over a version with no words at all fails inside the embedded core (code 2000,
+    "Invalid sparse row: NaN"): a lexical search there finds nothing, a hybrid one answers
+    from the vectors alone."""
+    store = CatalogueStore(settings, DIM)
+    store.ensure_collection()
+    try:
+        assert store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, "thing", 5) == []
+        assert store.search(plan(QueryKind.TEXT, Mode.HYBRID), unit(0), "thing", 5) == []
+        bare = CatalogueItem(id="bare", title="", images=("bare.jpg",))
+        store.upsert([Picture(bare, 0, unit(0), unit(0))])
+        store.flush()
+        assert store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, "thing", 5) == []
+        hits = store.search(plan(QueryKind.TEXT, Mode.HYBRID), unit(0), "thing", 5)
+        assert [h.item.id for h in hits] == ["bare"]
+    finally:
+        store.close()

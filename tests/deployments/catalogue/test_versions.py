@@ -10,17 +10,13 @@ import uuid
 import numpy as np
 import pytest
 
-from pardus.deployments.catalogue.connection import fuses_weights_correctly
+from pardus.deployments.catalogue import engines
+from pardus.deployments.catalogue.engines import NativeAliases, PointerAliases, ServerEngine
 from pardus.deployments.catalogue.items import CatalogueItem
 from pardus.deployments.catalogue.plans import make_plan
 from pardus.deployments.catalogue.schema import LegacyCollection
 from pardus.deployments.catalogue.store import CatalogueStore, Picture
-from pardus.deployments.catalogue.versions import (
-    NativeAliases,
-    PointerAliases,
-    VersionError,
-    alias_book,
-)
+from pardus.deployments.catalogue.versions import VersionError
 from pardus.deployments.names import QueryKind
 from pardus.deployments.settings import MilvusSettings, SearchSettings
 
@@ -43,7 +39,7 @@ def settings(milvus_server) -> MilvusSettings:
 def test_first_version_goes_live_a_new_one_waits_for_promote(settings):
     live = CatalogueStore(settings, DIM)
     assert live.ensure_collection() == f"{settings.collection}__v1" == live.live()
-    assert isinstance(live._aliases, PointerAliases)  # the embedded core has no alias calls
+    assert isinstance(live.engine.aliases, PointerAliases)  # the core has no alias calls
     live.upsert(pictures("old", 3))
     new = CatalogueStore(settings, DIM, version="v2")
     assert new.ensure_collection() == f"{settings.collection}__v2"
@@ -90,12 +86,11 @@ def test_an_older_pardus_collection_gets_the_way_forward(settings):
 def test_native_aliases_swap_under_concurrent_searches(milvus_23):
     """On a Milvus server, alter_alias moves the name atomically: searches through the alias
     during swaps always find a full collection (a 2.3 server: the 2.5 core has no aliases)."""
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(milvus_23)
-    aliases = alias_book(client, refresh_s=0)
+    engine = engines.connect(MilvusSettings(uri=milvus_23, alias_refresh_s=0))
+    assert isinstance(engine, ServerEngine)  # a server reports its version
+    client, aliases = engine.client, engine.aliases
     assert isinstance(aliases, NativeAliases)
-    assert fuses_weights_correctly(client)  # a server reports its version
+    assert aliases.target(f"missing_{uuid.uuid4().hex[:6]}") is None
     names = [f"swap_{uuid.uuid4().hex[:6]}_{i}" for i in range(2)]
     rng = np.random.default_rng(0)
     for name in names:
