@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import unicodedata
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pardus.deployments.errors import BadQuery
 
@@ -93,7 +93,6 @@ def parse_filters(data: dict | None) -> SearchFilters | None:
     """Validate a filters mapping, turning pydantic's error into a FilterError message."""
     if data is None:
         return None
-    from pydantic import ValidationError
 
     try:
         return SearchFilters.model_validate(data)

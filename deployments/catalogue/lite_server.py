@@ -91,6 +91,7 @@ def _locked(data_file: Path):
 def core_binary() -> Path:
     """The Milvus core inside the milvus-lite package."""
     try:
+        # Here: a missing milvus-lite gets the message below, not an ImportError at start.
         import milvus_lite
     except ImportError:
         raise LiteServerError(

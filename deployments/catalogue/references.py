@@ -13,6 +13,9 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
+import httpx
+from pyarrow import fs
+
 from pardus.deployments.embedder.images import ImageError, ImageTooLarge, read_file
 from pardus.deployments.streams import CappedBuffer, TooManyBytes
 from pardus.deployments.uris import is_uri
@@ -56,8 +59,6 @@ def _read_from(filesystem, path: str, uri: str, max_bytes: int) -> bytes:
 
 
 def _read_pyarrow(uri: str, max_bytes: int) -> bytes:
-    from pyarrow import fs
-
     try:
         filesystem, path = fs.FileSystem.from_uri(uri)
     except Exception as exc:
@@ -95,8 +96,6 @@ def resolve_reference(root: str, reference: str) -> str:
 @lru_cache(maxsize=32)
 def _root_filesystem(root: str):
     """(filesystem, path) of a folder URI, built once per worker (S3 may look up the region)."""
-    from pyarrow import fs
-
     try:
         return fs.FileSystem.from_uri(root)
     except Exception as exc:
@@ -105,8 +104,6 @@ def _root_filesystem(root: str):
 
 
 def _read_under_uri(reference: str, root: str, max_bytes: int) -> bytes:
-    from pyarrow import fs
-
     relative = _relative_to_root(reference, root)
     filesystem, base = _root_filesystem(root)
     path = f"{base.rstrip('/')}/{relative}"
@@ -132,8 +129,6 @@ def _refuse_link_local(url: str) -> None:
 def _read_http(url: str, max_bytes: int, timeout: float) -> bytes:
     """The bytes at url: no redirects followed (they could lead anywhere), one deadline for the
     whole download."""
-    import httpx
-
     _refuse_link_local(url)
     deadline = time.monotonic() + timeout
     try:

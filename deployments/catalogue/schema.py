@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pymilvus import DataType, Function, FunctionType, MilvusClient
+
 from pardus.deployments.catalogue.connection import StoreError
 from pardus.deployments.catalogue.items import (
     MAX_CATEGORY_BYTES,
@@ -40,8 +42,6 @@ def row_id(item_id: str, index: int) -> str:
 
 
 def collection_schema(dim: int):
-    from pymilvus import DataType, Function, FunctionType, MilvusClient
-
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
                                         description=f"pardus catalogue, schema {SCHEMA_VERSION}")
     schema.add_field("row_id", DataType.VARCHAR, is_primary=True, max_length=ROW_ID_BYTES)
