@@ -43,15 +43,14 @@ def print_summary(summary) -> None:
 
 def _say_lite_server(settings) -> None:
     # Deferred, as in every command here: the catalogue code loads pymilvus, ingest Ray and torch.
-    from pardus.deployments.catalogue import lite_server
+    from pardus.deployments.catalogue.engines import shared_server
 
-    if settings.milvus.is_local:
-        server = lite_server.running(settings.milvus.uri)
-        if server is not None:
-            console.print(
-                f"Milvus Lite serves {settings.milvus.uri} at {server.uri} (pid {server.pid}) for "
-                "other processes; `pardus store stop` stops it.", soft_wrap=True,
-            )
+    server = shared_server(settings.milvus)
+    if server is not None:
+        console.print(
+            f"Milvus Lite serves {settings.milvus.uri} at {server.uri} (pid {server.pid}) for "
+            "other processes; `pardus store stop` stops it.", soft_wrap=True,
+        )
 
 
 store_app = typer.Typer(help="The Milvus store: versions of the catalogue (status, promote, drop), the shared Milvus Lite server (stop).")
@@ -142,13 +141,13 @@ def store_stop(
 ) -> None:
     """Stop the shared Milvus Lite server of a local path."""
     # Deferred: the settings and the server record.
-    from pardus.deployments.catalogue import lite_server
+    from pardus.deployments.catalogue.engines import stop_shared_server
     from pardus.deployments.settings import get_settings
 
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri)
-    if not settings.milvus.is_local:
+    stopped = stop_shared_server(settings.milvus)
+    if stopped is None:
         raise typer.BadParameter(f"{settings.milvus.uri} is not a local Milvus Lite path")
-    stopped = lite_server.stop(settings.milvus.uri)
     console.print("stopped" if stopped else f"no Milvus Lite server runs for {settings.milvus.uri}")
 
 

@@ -52,6 +52,18 @@ def resolve_uri(settings: MilvusSettings, shared: bool | None = None) -> str:
     return str(path)
 
 
+def shared_server(settings: MilvusSettings) -> lite_server.LiteServer | None:
+    """The loopback server sharing an embedded catalogue's data file between processes, when
+    one runs (None for a server's URI)."""
+    return lite_server.running(settings.uri) if settings.is_local else None
+
+
+def stop_shared_server(settings: MilvusSettings) -> bool | None:
+    """Stop an embedded catalogue's loopback server: whether one ran (None: the URI names a
+    Milvus server, which is not ours to stop)."""
+    return lite_server.stop(settings.uri) if settings.is_local else None
+
+
 def connect(settings: MilvusSettings, shared: bool | None = None) -> Engine:
     """The adapter for the Milvus that settings.uri leads to (a local path: its shared
     loopback server when `shared`, see resolve_uri), connected."""

@@ -4,8 +4,10 @@ and a store that does no I/O until it is used."""
 
 from __future__ import annotations
 
+import ast
 import time
 import uuid
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -134,3 +136,37 @@ def test_a_frozen_or_dead_core_is_unavailable_a_refusal_is_not(milvus_process):
     finally:
         again.close()
         store.close()
+
+
+ONE_KIND_ONLY = {"get_server_version", "describe_alias", "alter_alias", "create_alias",
+                 "hybrid_search"}  # calls that one kind of Milvus has, or answers its own way
+ADAPTERS = {"CoreEngine", "ServerEngine"}
+
+
+def engine_tells(source: str) -> list[int]:
+    """Lines of code that ask which Milvus they talk to: naming an adapter, calling what only
+    one kind has, or testing whether the Milvus URI is a local path."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and node.id in ADAPTERS:
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Attribute) and (
+                node.attr in ONE_KIND_ONLY or node.attr == "kind" and "engine" in
+                ast.unparse(node.value) or node.attr == "is_local" and "milvus" in
+                ast.unparse(node.value)):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_nothing_outside_the_adapters_asks_which_milvus_it_talks_to():
+    """What differs between the embedded core and Milvus servers lives in engines/ alone."""
+    repo = Path(__file__).resolve().parents[3]
+    engines_folder = repo / "deployments" / "catalogue" / "engines"
+    found = [f"{path.relative_to(repo)}:{line}"
+             for folder in ("cli", "serve", "ingest", "evaluation", "deployments")
+             for path in sorted((repo / folder).rglob("*.py"))
+             if engines_folder not in path.parents
+             for line in engine_tells(path.read_text())]
+    assert found == []
+    planted = "if settings.milvus.is_local:\n    store.engine.kind\nclient.hybrid_search()\n"
+    assert engine_tells(planted) == [1, 2, 3]  # the check can fail
