@@ -34,7 +34,7 @@ def test_upload_read_thumbnail_and_escape(tmp_path, as_uri):
     (tmp_path.parent / "secret.png").write_bytes(data)
     with pytest.raises(ImageError) as caught:
         library.read("../secret.png")
-    assert caught.value.code == "path_escape"
+    assert caught.value.reason == "path_escape"
     with pytest.raises(ImageError):
         library.read("uploads/missing.png")
 
