@@ -158,7 +158,7 @@ def measure(engines: list[Engine], n: int) -> None:
                     continue
                 start = time.perf_counter()
                 try:
-                    hits = engine.store.search(plan, vector, text, 10, filters)
+                    hits = engine.store.search(plan, vector, text, 10, filters).hits
                 except Exception as exc:  # an engine that cannot run a plan: say so
                     engine.times.setdefault(label, []).append(float("nan"))
                     engine.error = engine.error or f"{label}: {str(exc)[:120]}"

@@ -1,8 +1,9 @@
 """The failures Pardus raises, by what the caller can do about them.
 
 Fix the request (BadQuery, and TooLarge for a size limit), look for something else (NotFound),
-try again later (Unavailable, with a hint of when), or accept the answer (Refused: a backend
-said no and would say it again; Forbidden: this service does not do that). Each carries a
+try again later (Unavailable, with a hint of when), have the catalogue changed (Conflict: a
+version written before what is asked), or accept the answer (Refused: a backend said no and
+would say it again; Forbidden: this service does not do that). Each carries a
 stable `code` for machines, a message that says what to fix, and the request `field` at fault.
 
 Services raise these; serve/ turns them into HTTP answers in one table (serve/errors.py), and
@@ -80,3 +81,10 @@ class Refused(PardusError):
     never reported as 'retry later')."""
 
     code = "refused"
+
+
+class Conflict(PardusError):
+    """The catalogue is not in a state that allows this (a version written by an older
+    schema); the message says what to do."""
+
+    code = "conflict"

@@ -53,3 +53,30 @@ RERANK_NOTES: dict[RerankOutcome, str] = {
     RerankOutcome.ERROR: "not reranked: the reranker failed (retrieval order)",
     RerankOutcome.UNAVAILABLE: "not reranked: the reranker is unavailable (retrieval order)",
 }
+
+
+class Sort(StrEnum):
+    """How a page orders the relevant candidates."""
+
+    RELEVANCE = "relevance"  # the final score: relevance with the boosts
+    PRICE_ASC = "price_asc"  # cheapest first (unknown prices last)
+    PRICE_DESC = "price_desc"
+    RATING = "rating"  # best rated first (unknown ratings last)
+    NEWEST = "newest"  # most recently added to the shop first
+
+
+class FacetName(StrEnum):
+    """What a results page can narrow by, with counts."""
+
+    CATEGORY = "category"
+    BRAND = "brand"
+    PRICE = "price"  # price ranges (search.price_ranges)
+    RATING = "rating"  # rating bands: 4-5, 3-4, 2-3, 1-2, 0-1
+
+
+class StockRule(StrEnum):
+    """What happens to products that are out of stock."""
+
+    KEEP = "keep"
+    DEMOTE = "demote"  # their relevance counts for less (boosts.out_of_stock_factor)
+    EXCLUDE = "exclude"  # left out of the results and the counts

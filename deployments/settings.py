@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pardus.deployments.names import Fusion, Mode
+from pardus.deployments.names import Fusion, Mode, StockRule
 from pardus.deployments.uris import is_uri
 
 
@@ -106,10 +106,36 @@ class Weights(BaseModel):
     lexical: float = Field(1.0, ge=0, le=1)
 
 
+class Boosts(BaseModel):
+    """Merchandising on top of relevance (a request may send its own): what products out of
+    stock get, and how much popularity counts."""
+
+    model_config = ConfigDict(extra="forbid")
+    out_of_stock: StockRule = StockRule.DEMOTE
+    out_of_stock_factor: float = Field(0.5, ge=0, le=1, description="demote: their relevance "
+                                                                    "times this.")
+    popularity: float = Field(0.0, ge=0, le=1, description="How much popularity adds: its "
+                                                           "weight against relevance (0-1).")
+
+
+class RelevanceFloor(BaseModel):
+    """The relevance cut-off, per kind of score: a candidate counts (in pages, facet counts
+    and sorts) when its score is at least this share of the best candidate's. Cosine below 0
+    counts as 0; RRF gives an item found by one route alone at most half of what one found
+    first by both gets, hence its lower floor."""
+
+    model_config = ConfigDict(extra="forbid")
+    dense: float = Field(0.5, ge=0, le=1)
+    lexical: float = Field(0.2, ge=0, le=1)
+    rrf: float = Field(0.25, ge=0, le=1)
+    weighted: float = Field(0.5, ge=0, le=1)
+
+
 class SearchSettings(BaseModel):
     """Query plans: which routes a query takes and how Milvus fuses them (deployments/catalogue/
     plans.py). RRF needs no calibration between cosine and BM25 scores; weighted fusion lets a
-    route count less, as BM25 does beside a picture in composed queries."""
+    route count less, as BM25 does beside a picture in composed queries. Then what a results
+    page makes of the candidates (deployments/catalogue/results.py)."""
 
     mode: Mode = Mode.AUTO
     text_fusion: Fusion = Fusion.RRF
@@ -118,6 +144,22 @@ class SearchSettings(BaseModel):
     composed_weights: Weights = Weights(dense=1.0, lexical=0.3)
     rrf_k: int = Field(60, ge=1)
     candidates: int = Field(100, ge=1, le=2000)  # hits per route before fusion and grouping
+    # Products a search ranks: every page, facet count and sort covers these (the window is
+    # fetched whole and cut into pages here; Milvus groups at most 16,384 at once).
+    window: int = Field(1000, ge=10, le=5000)
+    relevance_floor: RelevanceFloor = RelevanceFloor()
+    boosts: Boosts = Boosts()
+    # The price facet's ranges: these edges make 0-10, 10-25, ..., 500+ (in serving.currency).
+    price_ranges: list[float] = [10, 25, 50, 100, 250, 500]
+    facet_values: int = Field(20, ge=1, le=200)  # values a facet lists (the most frequent)
+
+    @field_validator("price_ranges")
+    @classmethod
+    def _increasing(cls, edges: list[float]) -> list[float]:
+        if not edges or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] <= 0:
+            raise ValueError("price_ranges must be positive edges in increasing order, e.g. "
+                             "[10, 25, 50, 100]")
+        return edges
 
 
 class RerankerSettings(BaseModel):
@@ -183,6 +225,11 @@ class ServingSettings(BaseModel):
     decode_concurrency: int = Field(2, ge=1, le=64)  # thumbnails an ingress replica makes at once
     retry_after_s: int = Field(5, ge=1)  # told to callers while Milvus is down
     web_page: bool = True  # serve the search page at /
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")  # ISO 4217: the catalogue's prices
+    # Signs the cursors of result pages; the same on every replica. Empty: a key derived from
+    # the catalogue's name (cursors are then checked for damage, not for forgery, which at
+    # worst asks another page of one's own search).
+    cursor_secret: SecretStr = SecretStr("")
 
     @field_validator("api_keys")
     @classmethod

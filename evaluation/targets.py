@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pardus.deployments.errors import BadQuery, NotFound, PardusError, Unauthorized
-from pardus.deployments.names import Fusion, Mode, RerankOutcome
-from pardus.deployments.settings import Settings, Weights
+from pardus.deployments.names import Fusion, Mode, RerankOutcome, StockRule
+from pardus.deployments.settings import Boosts, Settings, Weights
 from pardus.evaluation.queries import EvalQuery
 from pardus.serve.client import PardusClient
 from pardus.serve.factory import build_search_service, local_models
@@ -27,12 +27,15 @@ ID_CHUNK = 256  # ids per catalogue lookup
 
 @dataclass(frozen=True)
 class Ask:
-    """One search of a run: the mode, fusion weights (None: the server's) and rerank."""
+    """One search of a run: the mode, fusion weights (None: the server's) and rerank. An
+    evaluation measures the relevance order itself: no cut-off, no merchandising."""
 
     mode: Mode
     weights: Weights | None
     rerank: bool
     k: int
+    min_relevance: float = 0.0
+    boosts: Boosts = Boosts(out_of_stock=StockRule.KEEP)
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,9 @@ class InProcessTarget:
         image = await asyncio.to_thread(query.image.read_bytes) if query.image else None
         start = time.perf_counter()
         try:
-            response = await self.service.search(Query(query.text, image, ask.k, None,
-                                                       ask.rerank, ask.mode, ask.weights))
+            response = await self.service.search(Query(
+                query.text, image, ask.k, None, ask.rerank, ask.mode, ask.weights,
+                boosts=ask.boosts, min_relevance=ask.min_relevance))
         except PardusError as exc:
             raise _failed(query, exc, self.name) from None
         return _answer(response, time.perf_counter() - start)
@@ -132,7 +136,8 @@ class HttpTarget:
     def request(query: EvalQuery, image: bytes | None, ask: Ask) -> SearchRequest:
         return SearchRequest(
             text=query.text, image=base64.b64encode(image).decode() if image else None,
-            k=ask.k, rerank=ask.rerank, mode=ask.mode, weights=ask.weights)
+            k=ask.k, rerank=ask.rerank, mode=ask.mode, weights=ask.weights, boosts=ask.boosts,
+            min_relevance=ask.min_relevance)
 
     async def search(self, query: EvalQuery, ask: Ask) -> Answer:
         image = await asyncio.to_thread(query.image.read_bytes) if query.image else None

@@ -6,6 +6,7 @@ import json
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -32,6 +33,9 @@ class SampleItem:
     price: float
     rating: float
     images: tuple[str, ...]  # file names, relative to the catalogue folder, the main one first
+    rating_number: int = 0  # how many rated it (Amazon's field; Pardus's popularity)
+    in_stock: bool = True
+    added_at: str = ""  # Amazon's "Date First Available", e.g. "March 4, 2021"
 
 
 def _pattern(draw: ImageDraw.ImageDraw, box, pattern: str, color, rng: random.Random) -> None:
@@ -122,10 +126,12 @@ def write_sample_catalogue(folder: str | Path, count: int = 24, seed: int = 0) -
             names.append(name)
         model = f"{brand[:2].upper()}-{1000 + (i * 37) % 9000}"
         title = f"{color} {pattern} {kind} {model}".replace("plain ", "")
-        items.append(SampleItem(
+        added = datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(days=11 * i)
+        items.append(SampleItem(  # signals from i, so the drawn prices stay as they were
             item_id=f"SAMPLE{i:05d}", title=title, category=CATEGORIES[kind], brand=brand,
             price=round(rng.uniform(5, 80), 2), rating=round(rng.uniform(2.5, 5.0), 1),
-            images=tuple(names)))
+            images=tuple(names), rating_number=(i * 53) % 500, in_stock=i % 7 != 3,
+            added_at=added.strftime("%B %d, %Y")))
     write_manifest(folder, items)
     return items
 
@@ -136,8 +142,11 @@ def write_manifest(folder: Path, items: Iterable[SampleItem]) -> None:
         for item in items:
             pictures = [{"large": name, "variant": "MAIN" if view == 0 else f"PT{view:02d}"}
                         for view, name in enumerate(item.images)]
-            out.write(json.dumps({
+            record = {
                 "parent_asin": item.item_id, "title": item.title, "store": item.brand,
                 "main_category": item.category, "price": item.price,
-                "average_rating": item.rating, "images": pictures,
-            }) + "\n")
+                "average_rating": item.rating, "rating_number": item.rating_number,
+                "in_stock": item.in_stock, "images": pictures}
+            if item.added_at:
+                record["details"] = {"Date First Available": item.added_at}
+            out.write(json.dumps(record) + "\n")

@@ -14,6 +14,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,15 +22,19 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from pyarrow import fs
 
-from pardus.deployments.catalogue.items import CatalogueItem, ItemInvalid, parse_number
+from pardus.deployments.catalogue.items import UNKNOWN, CatalogueItem, ItemInvalid, parse_number
 from pardus.deployments.catalogue.references import first_line
 from pardus.deployments.uris import is_uri
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MANIFEST_SUFFIXES = {".jsonl", ".json", ".ndjson", ".parquet"}
-ROW_COLUMNS = ("id", "title", "category", "brand", "price", "rating", "images", "error",
-               "message")
-NUMBER_COLUMNS = {"price": "float64", "rating": "float64", "image_index": "int64"}
+ROW_COLUMNS = ("id", "title", "category", "brand", "price", "rating", "in_stock", "popularity",
+               "added_at", "images", "error", "message")
+NUMBER_COLUMNS = {"price": "float64", "rating": "float64", "image_index": "int64",
+                  "in_stock": "bool", "popularity": "float64", "added_at": "int64"}
+# The shop-side dates a manifest may give for when an item was added (Amazon's metadata has
+# "Date First Available" under details, e.g. "March 4, 2021").
+DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%B %d, %Y", "%b %d, %Y")
 
 
 def to_batch(rows: list[dict], columns: tuple[str, ...]) -> dict:
@@ -150,11 +155,45 @@ def folder_rows(source: Source) -> list[dict[str, Any]]:
     return rows
 
 
-def _row(item_id, title, category, brand, price, rating, images, error="",
-         message="") -> dict[str, Any]:
+def _row(item_id, title, category, brand, price, rating, images, error="", message="",
+         in_stock=True, popularity=0.0, added_at=0) -> dict[str, Any]:
     return {"id": item_id or "", "title": title or "", "category": category or "",
             "brand": brand or "", "price": parse_number(price), "rating": parse_number(rating),
+            "in_stock": in_stock, "popularity": popularity, "added_at": added_at,
             "images": json.dumps(list(images)), "error": error, "message": message}
+
+
+def parse_in_stock(value: Any) -> bool:
+    """A manifest's stock flag (true/false, 1/0, "in stock"/"out of stock"); missing: True."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "out of stock", "")
+    return bool(value)
+
+
+def parse_popularity(record: dict) -> float:
+    """`popularity`, else Amazon Reviews 2023's `rating_number` (how many rated it); else 0."""
+    value = parse_number(record.get("popularity", record.get("rating_number")))
+    return 0.0 if value == UNKNOWN else value
+
+
+def parse_added_at(record: dict) -> int:
+    """When the shop added the item, as unix seconds: `added_at` (seconds or a date), else
+    Amazon's details["Date First Available"]; 0 when unknown (ingest then uses its own time)."""
+    value = record.get("added_at")
+    if value is None and isinstance(record.get("details"), dict):
+        value = record["details"].get("Date First Available")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value) if 0 <= value < 2**40 else 0
+    if isinstance(value, str):
+        for form in DATE_FORMATS:
+            try:
+                moment = datetime.strptime(value.strip(), form).replace(tzinfo=timezone.utc)
+                return max(0, int(moment.timestamp()))
+            except ValueError:
+                continue
+    return 0
 
 
 def _error(item_id: Any, code: str, message: str, images: list[str] = ()) -> dict[str, Any]:
@@ -203,7 +242,8 @@ def manifest_row(record: Any, max_images: int) -> dict[str, Any]:
     except ItemInvalid as exc:
         return _error(item_id, exc.code, exc.message, images)
     return _row(item.id, item.title, item.category, item.brand, item.price, item.rating,
-                item.images)
+                item.images, in_stock=parse_in_stock(record.get("in_stock")),
+                popularity=parse_popularity(record), added_at=parse_added_at(record))
 
 
 def parse_jsonl_line(line: str, max_images: int) -> dict[str, Any] | None:

@@ -22,8 +22,9 @@ from pardus.deployments.settings import EmbedderSettings, IngestSettings, Milvus
 from pardus.ingest.sources import to_batch
 
 ALREADY = "already_indexed"
-PICTURE_COLUMNS = ("id", "title", "category", "brand", "price", "rating", "images", "image",
-                   "image_index", "scope", "error", "message")
+PICTURE_COLUMNS = ("id", "title", "category", "brand", "price", "rating", "in_stock",
+                   "popularity", "added_at", "images", "image", "image_index", "scope", "error",
+                   "message")
 
 
 def content_id(data: bytes) -> str:

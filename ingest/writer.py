@@ -39,7 +39,9 @@ def _item(batch: dict[str, np.ndarray], i: int, now: int) -> CatalogueItem:
         id=str(batch["id"][i]), title=str(batch["title"][i]),
         category=str(batch["category"][i]), brand=str(batch["brand"][i]),
         price=float(batch["price"][i]), rating=float(batch["rating"][i]),
-        images=tuple(json.loads(batch["images"][i])), ingested_at=now)
+        images=tuple(json.loads(batch["images"][i])), ingested_at=now,
+        in_stock=bool(batch["in_stock"][i]), popularity=float(batch["popularity"][i]),
+        added_at=int(batch["added_at"][i]) or now)
 
 
 def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> Written:

@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
+from pardus.deployments.catalogue.filters import parse_filters
 from pardus.deployments.catalogue.items import ID_PATTERN, MAX_IMAGES
 from pardus.deployments.errors import BadQuery, Forbidden, NotFound, Unauthorized
 from pardus.deployments.metrics import count_requests
@@ -29,9 +30,11 @@ from pardus.serve.images import THUMBNAIL_SIZES
 from pardus.serve.openapi import search_request_body
 from pardus.serve.schemas import (
     ERROR_RESPONSES,
+    MAX_K,
     ErrorResponse,
     Health,
     Item,
+    ItemPatch,
     ItemsRequest,
     ItemsResponse,
     Readiness,
@@ -48,6 +51,8 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 NOT_FOUND = ERROR_RESPONSES | {404: {"model": ErrorResponse, "description": "No such item."}}
+CONFLICT = {409: {"model": ErrorResponse, "description": "The catalogue's version predates "
+                                                         "these fields: ingest a new one."}}
 WRITES_OFF = {403: {"model": ErrorResponse, "description": "Item writes are off."}}
 # POST /v1/items answers 422 in two shapes: every item failed (each failure listed, as on 200),
 # or the request itself is invalid (the one error format).
@@ -146,8 +151,10 @@ async def search(service: Service,
                                     settings.embedder.max_image_bytes)
     if image is None and not asked.text.strip():
         raise BadQuery("give a text, an image, or both", code="empty_query", field="text")
-    return await service.search(Query(asked.text, image, asked.k, asked.filters, asked.rerank,
-                                      asked.mode, asked.weights))
+    return await service.search(Query(
+        asked.text, image, asked.k, asked.filters, asked.rerank, asked.mode, asked.weights,
+        asked.sort, tuple(asked.facets), asked.refine, asked.boosts, asked.min_relevance,
+        asked.cursor, asked.debug))
 
 
 @router.post("/v1/items", response_model=ItemsResponse, tags=["items"], responses=ITEMS_RESPONSES,
@@ -163,7 +170,40 @@ async def add_items(service: Service, body: Annotated[ItemsRequest, Body()]):
 @router.get("/v1/items/{item_id}", response_model=Item, tags=["items"], responses=NOT_FOUND,
             dependencies=READ)
 async def get_item(item_id: ItemIdPath, service: Service) -> Item:
-    return item_view(await service.get(item_id))
+    return item_view(await service.get(item_id), service.settings.serving.currency)
+
+
+@router.patch("/v1/items/{item_id}", response_model=Item, tags=["items"],
+              responses=NOT_FOUND | WRITES_OFF | CONFLICT,
+              dependencies=[*WRITE, Depends(json_only)])
+async def patch_item(item_id: ItemIdPath, service: Service,
+                     body: Annotated[ItemPatch, Body()]) -> Item:
+    """Change an item's price, rating, stock, popularity or when it was added, on every
+    picture of it, without embedding it again."""
+    item = await service.patch(item_id, body.changes())
+    return item_view(item, service.settings.serving.currency)
+
+
+@router.get("/v1/items/{item_id}/similar", response_model=SearchResponse, tags=["items"],
+            responses=NOT_FOUND, dependencies=READ)
+async def similar_items(
+    item_id: ItemIdPath, service: Service,
+    k: Annotated[int, QueryParam(ge=1, le=MAX_K)] = 10,
+    category: Annotated[list[str] | None, QueryParam(
+        max_length=50, description="Only these categories (repeatable).")] = None,
+    price_min: Annotated[float | None, QueryParam(ge=0)] = None,
+    price_max: Annotated[float | None, QueryParam(ge=0)] = None,
+    rating_min: Annotated[float | None, QueryParam(ge=0, le=5)] = None,
+    cursor: Annotated[str | None, QueryParam(max_length=1024)] = None,
+    debug: bool = False,
+) -> SearchResponse:
+    """Products like this one, by its stored picture (no embedding call): itself left out,
+    one per product, the filters applied; `next` pages on like a search's."""
+    filters = parse_filters({name: value for name, value in (
+        ("categories", category), ("price_min", price_min), ("price_max", price_max),
+        ("rating_min", rating_min)) if value is not None} or None)
+    return await service.similar(item_id, Query(k=k, filters=filters, cursor=cursor,
+                                                debug=debug))
 
 
 @router.delete("/v1/items/{item_id}", status_code=204, tags=["items"],
@@ -207,7 +247,7 @@ def create_api(service: SearchService) -> FastAPI:
     api.add_middleware(BodyLimit, limit=serving.max_request_bytes)
     if serving.cors_origins:  # off unless origins are named
         api.add_middleware(CORSMiddleware, allow_origins=serving.cors_origins,
-                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
     if STATIC.is_dir():
         api.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -27,7 +27,10 @@ FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 MAX_FORM_FIELDS = 16
 # What a form carries as JSON text (JSON requests carry these as objects), with an example.
 JSON_PARTS = {"filters": '{"categories": ["bag"], "price_max": 50}',
-              "weights": '{"dense": 1.0, "lexical": 0.5}'}
+              "weights": '{"dense": 1.0, "lexical": 0.5}',
+              "facets": '["category", "price"]',
+              "refine": '{"brand": ["Korvex"], "price": ["25-50"]}',
+              "boosts": '{"out_of_stock": "exclude", "popularity": 0.2}'}
 IMAGE_PART = "image"  # the one file part of a search form
 
 

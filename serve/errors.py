@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pardus.deployments.errors import (
     BadQuery,
+    Conflict,
     Forbidden,
     NotFound,
     PardusError,
@@ -45,6 +46,7 @@ STATUS: dict[type[PardusError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
+    Conflict: 409,
     TooLarge: 413,
     UnsupportedMediaType: 415,
     InvalidRequest: 422,

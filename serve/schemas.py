@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from pardus.deployments.catalogue.filters import SearchFilters
 from pardus.deployments.catalogue.items import Category, ItemId, Title
-from pardus.deployments.names import Fusion, Mode, QueryKind, RerankOutcome
-from pardus.deployments.settings import Weights
+from pardus.deployments.catalogue.results import Refinements
+from pardus.deployments.names import FacetName, Fusion, Mode, QueryKind, RerankOutcome, Sort
+from pardus.deployments.settings import Boosts, Weights
 
 MAX_K = 100
 MAX_TEXT_CHARS = 2000
@@ -44,6 +45,42 @@ class SearchRequest(_Strict):
     weights: Weights | None = Field(
         None, description="Weighted fusion of the two routes instead of the server's default "
                           "(RRF for text, weighted for a picture with words).")
+    sort: Sort = Field(Sort.RELEVANCE, description="The order of the relevant products: "
+                                                   "relevance (with the boosts), price up or "
+                                                   "down, rating, newest.")
+    facets: list[FacetName] = Field(
+        [], max_length=len(FacetName), description="Facets to count over the relevant "
+                                                   "products (the server's search window).")
+    refine: Refinements | None = Field(
+        None, description="Facet values picked: values of one facet are OR'd, facets AND'd.")
+    boosts: Boosts | None = Field(
+        None, description="Merchandising instead of the server's (PARDUS_SEARCH__BOOSTS).")
+    min_relevance: float | None = Field(
+        None, ge=0, le=1, description="The relevance cut-off: a product counts when its score "
+                                      "is at least this share of the best one's (default: the "
+                                      "server's, per kind of score).")
+    cursor: str | None = Field(None, max_length=1024, description="The `next` of the previous "
+                                                                  "page, sent with the same "
+                                                                  "search.")
+    debug: bool = Field(False, description="Show each result's relevance, boost and score.")
+
+
+class ScoreDebug(BaseModel):
+    score: float = Field(description="The retrieval score (see `score`).")
+    relevance: float = Field(description="Its share of the best product's score (0-1).")
+    boost: float = Field(description="What the boosts added (negative: took away).")
+    final: float = Field(description="relevance + boost: what relevance sorts by.")
+
+
+class FacetCount(BaseModel):
+    value: str
+    count: int = Field(description="Products with this value under the other facets' picks.")
+    selected: bool
+
+
+class Facet(BaseModel):
+    name: FacetName
+    values: list[FacetCount]
 
 
 class SearchResult(BaseModel):
@@ -51,7 +88,8 @@ class SearchResult(BaseModel):
     score: float = Field(description="The retrieval score in the response's mode: cosine "
                                      "similarity (dense), BM25 (lexical) or the fused score "
                                      "(hybrid); higher is better.")
-    retrieval_rank: int = Field(description="1-based rank by vector similarity.")
+    retrieval_rank: int = Field(description="1-based place in the ranking (relevance with "
+                                            "the boosts, or the sort), before reranking.")
     rank: int = Field(description="1-based final rank (after reranking when reranked).")
     title: str
     category: str
@@ -62,6 +100,10 @@ class SearchResult(BaseModel):
                                          "one).")
     image_count: int = Field(description="How many pictures the item has.")
     image_url: str = Field(description="The thumbnail of the picture that matched.")
+    in_stock: bool
+    popularity: float
+    added_at: int = Field(description="Unix seconds the shop added it (0: unknown).")
+    debug: ScoreDebug | None = Field(None, description="With debug: how the order came about.")
 
 
 class RerankInfo(BaseModel):
@@ -86,6 +128,15 @@ class SearchResponse(BaseModel):
     truncated: bool = Field(False, description="The text was cut to the model's token budget.")
     rerank: RerankInfo = Field(description="Whether and why the results were reranked, and how "
                                             "the rerank stage went.")
+    sort: Sort
+    next: str | None = Field(None, description="The cursor of the next page (send it with the "
+                                               "same search); None on the last page.")
+    total: int = Field(description="Relevant products under the picks: what the pages show.")
+    relevant: int = Field(description="Products above the relevance cut-off, before picks.")
+    window: int = Field(description="Products the search ranked (the top matches): facet "
+                                    "counts, sorts and pages cover these.")
+    facets: list[Facet] = Field([], description="The facets asked for, with counts.")
+    currency: str = Field(description="ISO 4217 code of every price.")
     timings_ms: dict[str, float] = Field(
         description="Milliseconds per stage: embed, search, load_images, rerank (the call, "
                     "queueing included), rerank_model (inside the reranker), total.")
@@ -101,7 +152,35 @@ class ItemIn(_Strict):
     brand: Category = ""
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
     rating: float | None = Field(None, ge=0, le=5, allow_inf_nan=False)
+    in_stock: bool = True
+    popularity: float = Field(0.0, ge=0, allow_inf_nan=False)
+    added_at: int | None = Field(None, ge=0, description="Unix seconds; default: now.")
     image: InlineImage = Field(description="The product image: base64 or a data URL.")
+
+
+class ItemPatch(_Strict):
+    """Attributes to change without embedding again (none of them is searched by words)."""
+
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    rating: float | None = Field(None, ge=0, le=5, allow_inf_nan=False)
+    in_stock: bool | None = None
+    popularity: float | None = Field(None, ge=0, allow_inf_nan=False)
+    added_at: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _sends_values(self) -> "ItemPatch":
+        sent = self.model_dump(exclude_unset=True)
+        if not sent:
+            raise ValueError("send at least one of price, rating, in_stock, popularity, "
+                             "added_at")
+        nulls = sorted(name for name, value in sent.items() if value is None)
+        if nulls:
+            raise ValueError(f"{nulls}: null is no value to set; leave a field out to keep it")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent, and only those."""
+        return self.model_dump(exclude_unset=True)
 
 
 class ItemsRequest(_Strict):
@@ -129,6 +208,10 @@ class Item(BaseModel):
     image_url: str = Field(description="The main picture's thumbnail.")
     image_urls: list[str] = Field(description="Every picture's thumbnail, the main one first.")
     ingested_at: int
+    in_stock: bool
+    popularity: float
+    added_at: int
+    currency: str = Field(description="ISO 4217 code of the price.")
 
 
 # -- health and errors --------------------------------------------------------------------------

@@ -5,32 +5,40 @@ are domain errors (deployments/errors.py); serve/errors.py turns them into HTTP 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from pardus.deployments.caches import LruCache
+from pardus.deployments.catalogue.cursors import Cursor, Cursors, search_digest
 from pardus.deployments.catalogue.filters import SearchFilters
 from pardus.deployments.catalogue.gateway import StoreGateway
 from pardus.deployments.catalogue.items import CatalogueItem
 from pardus.deployments.catalogue.plans import make_plan, query_kind
-from pardus.deployments.catalogue.store import Hit, Picture
+from pardus.deployments.catalogue.results import Ranked, Refinements, arrange
+from pardus.deployments.catalogue.store import Found, Hit, Picture, outdated
 from pardus.deployments.embedder.images import ImageError
 from pardus.deployments.embedder.queries import Embedding, EmbedQuery, PictureQuery, PictureVectors
 from pardus.deployments.errors import NotFound, Unavailable
 from pardus.deployments.metrics import metrics
-from pardus.deployments.names import Mode, RerankOutcome
+from pardus.deployments.names import FacetName, Mode, QueryKind, RerankOutcome, Sort, StockRule
 from pardus.deployments.reranker.policy import RerankPolicy, RerankRequest, RerankResult
-from pardus.deployments.settings import Settings, Weights
+from pardus.deployments.settings import Boosts, Settings, Weights
 from pardus.serve.images import ImageLibrary, image_format, snap_size
 from pardus.serve.schemas import (
+    Facet,
+    FacetCount,
     ItemFailure,
     ItemIn,
     ItemsResponse,
     Readiness,
     RerankInfo,
+    ScoreDebug,
     SearchResponse,
     SearchResult,
 )
@@ -64,6 +72,24 @@ class Query:
     rerank: bool = True
     mode: Mode | None = None  # None: settings.search.mode
     weights: Weights | None = None  # given: weighted fusion with these weights
+    sort: Sort = Sort.RELEVANCE
+    facets: tuple[FacetName, ...] = ()  # the facets to count
+    refine: Refinements | None = None  # facet values picked
+    boosts: Boosts | None = None  # None: settings.search.boosts
+    min_relevance: float | None = None  # None: settings.search.relevance_floor
+    cursor: str | None = None  # the previous page's `next`
+    debug: bool = False
+
+
+def cursor_key(settings: Settings) -> bytes:
+    """The key that signs page cursors: the configured secret, else one derived from the
+    catalogue's name (the same on every replica either way)."""
+    secret = settings.serving.cursor_secret.get_secret_value()
+    return (secret or f"pardus-cursor:{settings.milvus.collection}").encode()
+
+
+def _dump(model: BaseModel | None) -> Any:
+    return model.model_dump(mode="json") if model is not None else None
 
 
 def _not_found(item_id: str) -> NotFound:
@@ -104,6 +130,7 @@ class SearchService:
         # Thumbnails made here at once: a bound on memory, since one 40-Mpx picture takes
         # hundreds of MB while it is decoded.
         self.decoding = asyncio.Semaphore(serving.decode_concurrency)
+        self.cursors = Cursors(cursor_key(settings))
 
     # -- backends -----------------------------------------------------------------------------
     def _embedder_down(self, exc: BaseException) -> Unavailable:
@@ -176,32 +203,95 @@ class SearchService:
             embedding = await self._embed(EmbedQuery(text=query.text, image=query.image))
             timings["embed"] = _ms(start)
         mark = time.perf_counter()
-        hits = await self.store.search(plan, embedding.vector, query.text, query.k,
-                                       query.filters)
+        found = await self.store.search(plan, embedding.vector, query.text,
+                                        self.settings.search.window, query.filters)
         timings["search"] = _ms(mark)
-        outcome = await self._rerank(query, hits, timings)
+        digest = search_digest(
+            "search", query.text, hashlib.sha256(query.image or b"").hexdigest(),
+            _dump(query.filters), plan.mode, plan.fusion, _dump(plan.weights), query.sort,
+            _dump(query.refine), _dump(query.boosts), query.min_relevance)
+        response = await self._page(query, plan, found, digest, timings)
+        response.truncated = embedding.truncated
         timings["total"] = _ms(start)
+        response.timings_ms = {k: round(v, 2) for k, v in timings.items()}
         if self.metrics is not None:
             self.metrics.timings(timings)
+        return response
+
+    async def similar(self, item_id: str, query: Query) -> SearchResponse:
+        """Products like an item, by its stored picture vector (no embedding call): itself
+        left out, one hit per product, the query's filters, pages and sort as a search's."""
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        vectors = await self.store.vectors(item_id)
+        if vectors is None:
+            raise _not_found(item_id)
+        plan = make_plan(QueryKind.IMAGE, self.settings.search, Mode.DENSE)
+        found = await self.store.search(plan, vectors[0], "", self.settings.search.window,
+                                        query.filters, exclude=item_id)
+        timings["search"] = _ms(start)
+        digest = search_digest("similar", item_id, _dump(query.filters), query.sort,
+                               _dump(query.refine), _dump(query.boosts), query.min_relevance)
+        response = await self._page(replace(query, rerank=False), plan, found, digest, timings)
+        timings["total"] = _ms(start)
+        response.timings_ms = {k: round(v, 2) for k, v in timings.items()}
+        if self.metrics is not None:
+            self.metrics.timings(timings)
+        return response
+
+    async def _page(self, query: Query, plan, found: Found, digest: str,
+                    timings: dict[str, float]) -> SearchResponse:
+        """The page the query asks of what the search found: cut off, boosted, refined,
+        sorted, reranked when asked, with the cursor of the next page."""
+        boosts = query.boosts
+        asks_signals = (query.facets or query.sort is not Sort.RELEVANCE or boosts is not None
+                        and (boosts.out_of_stock is not StockRule.KEEP or boosts.popularity))
+        if asks_signals and found.version is not None and not found.signals:
+            raise outdated(found.version)
+        offset = 0
+        if query.cursor is not None:
+            offset = self.cursors.read(query.cursor, found.version, digest).offset
+        mark = time.perf_counter()
+        arranged = arrange(found.hits, plan, self.settings.search, floor=query.min_relevance,
+                           boosts=query.boosts, refine=query.refine, facets=query.facets,
+                           sort=query.sort, offset=offset, k=query.k)
+        timings["arrange"] = _ms(mark)
+        hits = [entry.hit for entry in arranged.page]
+        outcome = await self._rerank(query, hits, timings)
+        if self.metrics is not None:
             self.metrics.reranked(outcome, query.image is not None)
-        by_id = {hit.item.id: (rank, hit) for rank, hit in enumerate(hits, start=1)}
-        results = []
-        for rank, item_id in enumerate(outcome.order, start=1):
-            retrieval_rank, hit = by_id[item_id]
-            item = hit.item
-            results.append(SearchResult(
-                id=item.id, score=hit.score, retrieval_rank=retrieval_rank, rank=rank,
-                title=item.title, category=item.category, brand=item.brand,
-                price=CatalogueItem.known(item.price), rating=CatalogueItem.known(item.rating),
-                image_index=hit.image_index, image_count=len(item.images),
-                image_url=image_url(item.id, hit.image_index)))
+        by_id = {entry.item.id: (offset + i, entry) for i, entry in enumerate(arranged.page, 1)}
+        results = [self._result(*by_id[item_id], offset + rank, query.debug)
+                   for rank, item_id in enumerate(outcome.order, start=1)]
+        following = arranged.next_offset
         return SearchResponse(
             results=results, kind=plan.kind, mode=plan.mode,
             fusion=plan.fusion if plan.dense_field and plan.lexical else None,
-            reason=outcome.reason, caption=outcome.caption, truncated=embedding.truncated,
+            reason=outcome.reason, caption=outcome.caption,
             rerank=RerankInfo(outcome=outcome.outcome, model_calls=outcome.model_calls,
                               caption_cached=outcome.caption_cached, repairs=outcome.repairs),
-            timings_ms={k: round(v, 2) for k, v in timings.items()})
+            sort=query.sort, total=arranged.total, relevant=arranged.relevant,
+            window=len(found.hits), currency=self.settings.serving.currency,
+            next=None if following is None else self.cursors.write(
+                Cursor(following, found.version or "", digest)),
+            facets=[Facet(name=name, values=[FacetCount(value=v.value, count=v.count,
+                                                        selected=v.selected) for v in values])
+                    for name, values in arranged.facets.items()],
+            timings_ms={})
+
+    @staticmethod
+    def _result(position: int, entry: Ranked, rank: int, debug: bool) -> SearchResult:
+        hit, item = entry.hit, entry.item
+        return SearchResult(
+            id=item.id, score=hit.score, retrieval_rank=position, rank=rank,
+            title=item.title, category=item.category, brand=item.brand,
+            price=CatalogueItem.known(item.price), rating=CatalogueItem.known(item.rating),
+            image_index=hit.image_index, image_count=len(item.images),
+            image_url=image_url(item.id, hit.image_index), in_stock=item.in_stock,
+            popularity=item.popularity, added_at=item.added_at,
+            debug=ScoreDebug(score=hit.score, relevance=round(entry.relevance, 6),
+                             boost=round(entry.boost, 6), final=round(entry.final, 6))
+            if debug else None)
 
     # -- items ----------------------------------------------------------------------------------
     async def upsert(self, items: list[ItemIn], images: list[bytes]) -> ItemsResponse:
@@ -229,10 +319,13 @@ class SearchService:
         references = await asyncio.gather(*(  # the uploads, side by side
             asyncio.to_thread(self.images.write_upload, data, kind)
             for _, data, kind, _ in embedded))
+        now = int(time.time())
         pictures = [Picture(CatalogueItem(id=item.id, title=item.title, category=item.category,
                                           brand=item.brand, price=item.price,
                                           rating=item.rating, images=(reference,),
-                                          ingested_at=int(time.time())),
+                                          ingested_at=now, in_stock=item.in_stock,
+                                          popularity=item.popularity,
+                                          added_at=item.added_at or now),
                             0, found.image, found.pair)
                     for (item, _, _, found), reference in zip(embedded, references)]
         if pictures:
@@ -255,6 +348,14 @@ class SearchService:
         if not items:
             raise _not_found(item_id)
         return items[0]
+
+    async def patch(self, item_id: str, changes: dict[str, Any]) -> CatalogueItem:
+        """Change an item's attributes (price, rating, stock, popularity, when added) on every
+        row of it, without embedding again."""
+        updated = await self.store.update_attributes({item_id: changes})
+        if not updated:
+            raise _not_found(item_id)
+        return updated[0]
 
     async def delete(self, item_id: str) -> None:
         if not await self.store.delete([item_id]):

@@ -15,7 +15,7 @@ from pardus.deployments.catalogue.filters import SearchFilters
 from pardus.deployments.catalogue.items import CatalogueItem
 from pardus.deployments.catalogue.plans import SearchPlan
 from pardus.deployments.catalogue.schema import LegacyCollection
-from pardus.deployments.catalogue.store import CatalogueStore, Hit, Picture, StoreUnavailable
+from pardus.deployments.catalogue.store import CatalogueStore, Found, Picture, StoreUnavailable
 from pardus.deployments.settings import MilvusSettings
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,16 @@ class StoreGateway:
 
     # -- the store's operations, typed ------------------------------------------------------
     async def search(self, plan: SearchPlan, vector: np.ndarray | None, text: str, k: int,
-                     filters: SearchFilters | None) -> list[Hit]:
-        return await self._call("search",
-                                lambda store: store.search(plan, vector, text, k, filters))
+                     filters: SearchFilters | None, exclude: str | None = None) -> Found:
+        return await self._call(
+            "search", lambda store: store.search(plan, vector, text, k, filters, exclude))
+
+    async def vectors(self, item_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        return await self._call("vectors", lambda store: store.vectors(item_id))
+
+    async def update_attributes(self, changes: dict[str, dict]) -> list[CatalogueItem]:
+        return await self._call("update_attributes",
+                                lambda store: store.update_attributes(changes))
 
     async def get(self, ids: Sequence[str]) -> list[CatalogueItem]:
         return await self._call("get", lambda store: store.get(ids))

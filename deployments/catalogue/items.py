@@ -110,6 +110,10 @@ class CatalogueItem(BaseModel):
     # Where the pictures live (paths under the image root, or URIs), the main one first.
     images: tuple[ImageRef, ...] = Field(min_length=1, max_length=MAX_IMAGES)
     ingested_at: int = 0  # unix seconds
+    # Business signals: they change without embedding again (PATCH, ingest --attributes-only).
+    in_stock: bool = True
+    popularity: float = Field(0.0, ge=0, allow_inf_nan=False)  # e.g. how many rated it
+    added_at: int = Field(0, ge=0)  # unix seconds the shop added it (0: unknown)
 
     @property
     def words(self) -> str:
@@ -135,7 +139,7 @@ class CatalogueItem(BaseModel):
     def stored(cls, row: dict[str, Any]) -> "CatalogueItem":
         """An item read back from the store, as written (rows written by older releases may
         predate today's rules: they are shown, not refused)."""
-        values = {name: row[name] for name in cls.model_fields}
+        values = {name: row[name] for name in cls.model_fields if name in row}
         return cls.model_construct(**{**values, "images": tuple(values["images"])})
 
     @staticmethod

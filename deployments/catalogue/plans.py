@@ -53,4 +53,5 @@ def make_plan(kind: QueryKind, settings: SearchSettings, mode: Mode | None = Non
     return SearchPlan(kind=kind, mode=mode,
                       dense_field=None if mode is Mode.LEXICAL else dense,
                       lexical=mode in (Mode.LEXICAL, Mode.HYBRID), fusion=fusion,
-                      weights=weights, rrf_k=settings.rrf_k, candidates=settings.candidates)
+                      weights=weights, rrf_k=settings.rrf_k,
+                      candidates=max(settings.candidates, settings.window))

@@ -5,6 +5,10 @@ A row holds the picture's image-only vector (what image and composed queries sea
 image + title vector (what text queries search: Visualized BGE's candidate for a text query is
 an image-text pair), the item's fields (repeated on each of its rows, so any matched row is the
 whole product) and `words`, from which Milvus's BM25 function derives the sparse vector.
+
+Schema 3 adds the business signals (in_stock, popularity, added_at). A version written by
+schema 2 still serves searches (its products count as in stock, unknown popularity and age);
+what needs the signals says to ingest a new version.
 """
 
 from __future__ import annotations
@@ -23,14 +27,17 @@ from pardus.deployments.catalogue.items import (
 )
 from pardus.deployments.settings import MilvusSettings
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ROW_ID_BYTES = MAX_ID_BYTES + 4  # "<item id>#<picture index>"
 WORDS_BYTES = MAX_TITLE_BYTES + 2 * MAX_CATEGORY_BYTES + 2
 IMAGE_VECTOR, PAIR_VECTOR, SPARSE = "image_vector", "pair_vector", "sparse"
 # Read back with every hit; the vectors and the sparse field never leave Milvus.
+SIGNAL_FIELDS = ["in_stock", "popularity", "added_at"]  # schema 3
 ITEM_FIELDS = ["item_id", "title", "category", "brand", "price", "rating", "images",
-               "ingested_at"]
+               "ingested_at", *SIGNAL_FIELDS]
 ROW_FIELDS = [*ITEM_FIELDS, "image_index", "image_count"]
+# Everything a row holds that can be read back (not the sparse vector, which Milvus derives).
+STORED_FIELDS = ["row_id", *ROW_FIELDS, IMAGE_VECTOR, PAIR_VECTOR, "words"]
 
 
 class LegacyCollection(StoreError):
@@ -60,6 +67,9 @@ def collection_schema(dim: int):
     schema.add_field("images", DataType.ARRAY, element_type=DataType.VARCHAR,
                      max_capacity=MAX_IMAGES, max_length=MAX_IMAGE_REF_BYTES)
     schema.add_field("ingested_at", DataType.INT64)
+    schema.add_field("in_stock", DataType.BOOL)
+    schema.add_field("popularity", DataType.FLOAT)
+    schema.add_field("added_at", DataType.INT64)
     schema.add_function(Function(name="words_bm25", function_type=FunctionType.BM25,
                                  input_field_names=["words"], output_field_names=[SPARSE]))
     return schema
@@ -75,8 +85,21 @@ def index_params(client, settings: MilvusSettings):
     return params
 
 
+def has_signals(described: dict[str, Any]) -> bool:
+    """Whether a collection holds the business signals (schema 3 and later)."""
+    names = {field["name"] for field in described["fields"]}
+    return all(name in names for name in SIGNAL_FIELDS)
+
+
+def fields_of(described: dict[str, Any], fields: list[str]) -> list[str]:
+    """The fields of a list that a collection holds (schema 2 lacks the signals)."""
+    names = {field["name"] for field in described["fields"]}
+    return [name for name in fields if name in names or name == "row_id"]
+
+
 def check(described: dict[str, Any], name: str, dim: int) -> None:
-    """A collection found under `name` fits this release and model, or a clear error."""
+    """A collection found under `name` fits this release and model, or a clear error (one of
+    schema 2 fits: it lacks only the signals)."""
     fields = {field["name"]: field for field in described["fields"]}
     if "vector" in fields and PAIR_VECTOR not in fields:
         raise LegacyCollection(
@@ -84,7 +107,8 @@ def check(described: dict[str, Any], name: str, dim: int) -> None:
             "BM25), which this release cannot search. Re-index the catalogue beside it: "
             "`pardus ingest SOURCE --version v1`, then `pardus store promote v1 --replace-legacy`"
             f" (points {name!r} at the new version and drops the old collection)")
-    missing = [f for f in (*ROW_FIELDS, IMAGE_VECTOR, PAIR_VECTOR, SPARSE) if f not in fields]
+    missing = [f for f in (*ROW_FIELDS, IMAGE_VECTOR, PAIR_VECTOR, SPARSE)
+               if f not in fields and f not in SIGNAL_FIELDS]
     if missing:
         raise LegacyCollection(f"collection {name!r} is not a Pardus catalogue (lacks "
                                f"{missing}): choose another collection name")

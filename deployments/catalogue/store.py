@@ -34,10 +34,10 @@ from pardus.deployments.catalogue.versions import (
     promote,
     version_name,
 )
-from pardus.deployments.errors import PardusError
+from pardus.deployments.errors import Conflict, PardusError
 from pardus.deployments.settings import MilvusSettings
 
-__all__ = ["CatalogueStore", "Hit", "Picture", "StoreError", "StoreUnavailable"]
+__all__ = ["CatalogueStore", "Found", "Hit", "Picture", "StoreError", "StoreUnavailable"]
 log = logging.getLogger(__name__)
 _QUERY_CHUNK = 512
 
@@ -83,6 +83,27 @@ class Hit:
         return images[self.image_index] if 0 <= self.image_index < len(images) else images[0]
 
 
+@dataclass(frozen=True)
+class Found:
+    """What a search found, and where: the version (collection) it read, and whether that
+    version holds the business signals (schema 3)."""
+
+    hits: list[Hit]
+    version: str | None  # None: the catalogue has no live version yet
+    signals: bool = True
+
+
+# What an attribute update may change: none of it is embedded or searched by words.
+ATTRIBUTES = ("price", "rating", "in_stock", "popularity", "added_at")
+
+
+def outdated(version: str) -> Conflict:
+    return Conflict(f"the catalogue version {version!r} was written before business signals "
+                    "(in stock, popularity, added): ingest the catalogue again as a new version "
+                    "(`pardus ingest SOURCE --version NAME`), then promote it (`pardus store "
+                    "promote NAME`)", code="catalogue_outdated")
+
+
 def _ids(column: str, ids: Iterable[str]) -> str:
     return f"{column} in [{', '.join(string_literal(i) for i in ids)}]"
 
@@ -101,6 +122,7 @@ class CatalogueStore:
         self.version = version_name(self.alias, version) if version else None
         self._engine: Engine | None = None
         self._connecting = threading.Lock()
+        self._fields: dict[str, list[str]] = {}  # the fields each collection holds
 
     @guard
     def connect(self) -> Engine:
@@ -162,6 +184,20 @@ class CatalogueStore:
         client.load_collection(name)
         return name
 
+    def _held(self, name: str) -> list[str]:
+        """The fields collection `name` holds (described once: a version never changes)."""
+        if name not in self._fields:
+            described = self._client.describe_collection(name)
+            self._fields[name] = [f["name"] for f in described["fields"]]
+        return self._fields[name]
+
+    def _readable(self, name: str, fields: list[str]) -> list[str]:
+        held = self._held(name)
+        return [field for field in fields if field in held]
+
+    def _signals(self, name: str) -> bool:
+        return all(field in self._held(name) for field in schema.SIGNAL_FIELDS)
+
     # -- writes --------------------------------------------------------------------------------
     @guard
     def upsert(self, pictures: Sequence[Picture]) -> int:
@@ -170,9 +206,10 @@ class CatalogueStore:
         name = self._writable()
         rows = {}
         now = int(time.time())
+        signals = self._signals(name)
         for p in pictures:
             item = p.item
-            rows[schema.row_id(item.id, p.index)] = {
+            row = rows[schema.row_id(item.id, p.index)] = {
                 "row_id": schema.row_id(item.id, p.index), "item_id": item.id,
                 "image_index": p.index, "image_count": len(item.images),
                 schema.IMAGE_VECTOR: np.asarray(p.image_vector, dtype=np.float32),
@@ -182,6 +219,9 @@ class CatalogueStore:
                 "category": item.category,
                 "brand": item.brand, "price": item.price, "rating": item.rating,
                 "images": list(item.images), "ingested_at": item.ingested_at or now}
+            if signals:
+                row.update(in_stock=item.in_stock, popularity=item.popularity,
+                           added_at=item.added_at or item.ingested_at or now)
         if not rows:
             return 0
         self._client.upsert(name, list(rows.values()), timeout=self.settings.timeout_s)
@@ -199,6 +239,33 @@ class CatalogueStore:
         if name is None:
             raise StoreError(f"{self.alias!r} has no live version: ingest one first")
         return name
+
+    @guard
+    def update_attributes(self, changes: dict[str, dict]) -> list[CatalogueItem]:
+        """Change attributes (ATTRIBUTES: nothing embedded) of items, by id: every picture row
+        of an item is written again whole, with its vectors, so none is lost or duplicated.
+        Returns the items as they are now; ids not in the catalogue are left out."""
+        name = self._writable()
+        unknown = {key for change in changes.values() for key in change} - set(ATTRIBUTES)
+        if unknown:
+            raise ValueError(f"not attributes: {sorted(unknown)}")
+        if not self._signals(name) and any(
+                key in schema.SIGNAL_FIELDS for change in changes.values() for key in change):
+            raise outdated(name)
+        fields = self._readable(name, schema.STORED_FIELDS)
+        updated, rows = [], []
+        ids = list(changes)
+        for start in range(0, len(ids), _QUERY_CHUNK):
+            chunk = ids[start : start + _QUERY_CHUNK]
+            for row in self._query(_ids("item_id", chunk), fields):
+                row = {**row, **changes[row["item_id"]]}
+                rows.append(row)
+                if row["image_index"] == 0:
+                    updated.append(CatalogueItem.stored({**row, "id": row["item_id"]}))
+        for start in range(0, len(rows), _QUERY_CHUNK):
+            self._client.upsert(name, rows[start : start + _QUERY_CHUNK],
+                                timeout=self.settings.timeout_s)
+        return updated
 
     @guard
     def flush(self) -> None:
@@ -242,7 +309,11 @@ class CatalogueStore:
     def get(self, ids: Sequence[str]) -> list[CatalogueItem]:
         if not ids:
             return []
-        rows = self._query(f"{_ids('item_id', ids)} and image_index == 0", schema.ITEM_FIELDS)
+        name = self.target()
+        if name is None:
+            return []
+        rows = self._query(f"{_ids('item_id', ids)} and image_index == 0",
+                           self._readable(name, schema.ITEM_FIELDS))
         order = {item_id: i for i, item_id in enumerate(ids)}
         items = [CatalogueItem.stored({**row, "id": row["item_id"]}) for row in rows]
         return sorted(items, key=lambda item: order.get(item.id, len(order)))
@@ -259,23 +330,42 @@ class CatalogueStore:
         return int(rows[0]["count(*)"]) if rows else 0
 
     @guard
+    def vectors(self, item_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The stored (image, image + title) vectors of an item's main picture; None when the
+        catalogue has no such item."""
+        rows = self._query(f"{_ids('item_id', [item_id])} and image_index == 0",
+                           [schema.IMAGE_VECTOR, schema.PAIR_VECTOR])
+        if not rows:
+            return None
+        return (np.asarray(rows[0][schema.IMAGE_VECTOR], dtype=np.float32),
+                np.asarray(rows[0][schema.PAIR_VECTOR], dtype=np.float32))
+
+    @guard
     def search(self, plan: SearchPlan, vector: np.ndarray | None, text: str, k: int,
-               filters: SearchFilters | None = None) -> list[Hit]:
-        """The k best items for the plan, one hit per item (its best-matching picture)."""
-        engine, expr = self.engine, to_expression(filters)  # every route obeys the filters
+               filters: SearchFilters | None = None, exclude: str | None = None) -> Found:
+        """The k best items for the plan, one hit per item (its best-matching picture); every
+        route obeys the filters, and leaves out the item `exclude` names."""
+        expr = to_expression(filters)
+        if exclude is not None:
+            expr = " and ".join(part for part in (expr, f"item_id != {string_literal(exclude)}")
+                                if part)
+        engine = self.engine
         for attempt in range(2):
             name = self.target()
             if name is None:
-                return []
+                return Found([], None)
             try:
-                found = engine.search(name, plan, vector, text, k, expr)
+                fields = self._readable(name, schema.ROW_FIELDS)
+                found = engine.search(name, plan, vector, text, k, expr, fields)
             except Exception as exc:
                 if attempt or not engine.collection_missing(exc):
                     raise
                 engine.aliases.forget(self.alias)  # dropped under a cached pointer: look again
+                self._fields.pop(name, None)
                 continue
-            return [Hit(CatalogueItem.stored({**m.entity, "id": m.entity["item_id"]}),
+            hits = [Hit(CatalogueItem.stored({**m.entity, "id": m.entity["item_id"]}),
                         int(m.entity["image_index"]), m.score) for m in found]
+            return Found(hits, name, self._signals(name))
         raise AssertionError("unreachable")
 
     # -- versions and health ---------------------------------------------------------------------

@@ -128,7 +128,7 @@ def test_every_picture_finds_its_item(store, settings, catalogue):
     picks = [(0, 0), (77, 1), (149, 1), (149, 2)]  # (item, picture)
     paths = [catalogue / "images" / f"item-{i:04d}-{j}.jpg" for i, j in picks]
     for (i, j), vector in zip(picks, embedder.encode_images(paths).vectors):
-        hit = store.search(IMAGE, vector, "", k=1)[0]
+        hit = store.search(IMAGE, vector, "", k=1).hits[0]
         assert (hit.item.id, hit.image_index) == (f"SAMPLE{i:05d}", j) and hit.score > 0.999
         assert hit.image == f"images/item-{i:04d}-{j}.jpg" and hit.item.title
         assert hit.item.brand and len(hit.item.images) == 1 + i % 3
@@ -137,11 +137,11 @@ def test_every_picture_finds_its_item(store, settings, catalogue):
 def test_filters_and_delete(store):
     query = np.ones(768, dtype=np.float32) / np.sqrt(768)
     filters = SearchFilters(categories=["Home & Kitchen"], price_max=40)
-    hits = store.search(IMAGE, query, "", 50, filters)
+    hits = store.search(IMAGE, query, "", 50, filters).hits
     assert hits and all(h.item.category == "Home & Kitchen" and h.item.price <= 40 for h in hits)
     victim = hits[0].item.id
     assert store.delete([victim]) == [victim] and store.count() == GOOD
-    assert victim not in {h.item.id for h in store.search(IMAGE, query, "", GOOD + 1)}
+    assert victim not in {h.item.id for h in store.search(IMAGE, query, "", GOOD + 1).hits}
 
 
 def test_parquet_manifest_gives_the_same_catalogue(ray_local, catalogue, settings, tmp_path):
@@ -164,7 +164,7 @@ def test_folder_source_names_items_by_content(ray_local, catalogue, settings):
     assert dict(summary.skipped_pictures) == {"not_an_image": 1, "truncated": 1, "empty": 1,
                                               "too_large": 1}
     store = CatalogueStore(folder_settings.milvus, dim=768)
-    item = store.search(IMAGE, np.ones(768, dtype=np.float32), "", k=1)[0].item
+    item = store.search(IMAGE, np.ones(768, dtype=np.float32), "", k=1).hits[0].item
     assert item.id.startswith("sha256-") and item.images[0].startswith("item-")
     again = run_ingest(str(catalogue / "images"), folder_settings)
     assert (again.indexed, again.already) == (0, files)

@@ -49,7 +49,8 @@ def test_search_by_text_returns_k_ranked_results(client):
 
 
 def test_an_item_image_finds_its_own_item_first(client, sample_catalogue):
-    item = catalogue_items(sample_catalogue)[3]
+    item = catalogue_items(sample_catalogue)[4]  # in stock (out of stock is demoted)
+    assert item["in_stock"]
     data = (sample_catalogue / item["images"][0]["large"]).read_bytes()
     body = search(client, image=data_url(data), k=3, rerank=False)
     assert body["results"][0]["id"] == item["parent_asin"]

@@ -46,8 +46,10 @@ async def embed_pictures(pictures):
 
 @pytest.fixture()
 def settings(tmp_path):
-    # dense: these tests are about the stages around retrieval (scores are cosines)
-    return Settings(embedder={"dim": DIM}, search={"mode": "dense"},
+    # dense, no cut-off: these tests are about the stages around retrieval (scores are cosines
+    # of random vectors)
+    no_floor = {"dense": 0, "lexical": 0, "rrf": 0, "weighted": 0}
+    return Settings(embedder={"dim": DIM}, search={"mode": "dense", "relevance_floor": no_floor},
                     milvus={"uri": str(tmp_path / "unit.db"), "lite_server": False,
                             "index_type": "FLAT", "collection": "unit", "timeout_s": 3},
                     reranker={"timeout_s": 0.2}, serving={"image_root": str(tmp_path),

@@ -90,7 +90,8 @@ def _detail(exc: BaseException) -> str:
 
 
 class Match(NamedTuple):
-    """One item a search found: its row's fields (schema.ROW_FIELDS) and its score."""
+    """One item a search found: its row's fields (those of schema.ROW_FIELDS the collection
+    holds) and its score."""
 
     entity: dict
     score: float
@@ -147,9 +148,9 @@ class Engine:
         return isinstance(exc, MilvusException) and exc.code == COLLECTION_NOT_FOUND
 
     def search(self, name: str, plan: SearchPlan, vector: np.ndarray | None, text: str, k: int,
-               expr: str) -> list[Match]:
+               expr: str, fields: list[str]) -> list[Match]:
         """The k best items of collection `name` for the plan, one match per item (its
-        best-matching picture), best first; every route obeys the filter `expr`."""
+        best-matching picture, with `fields`), best first; every route obeys `expr`."""
         raise NotImplementedError
 
     # -- shared by the kinds -------------------------------------------------------------------
@@ -170,19 +171,19 @@ class Engine:
                                            limit=plan.candidates, expr=expr))
         return routes
 
-    def _grouped(self) -> dict:
+    def _grouped(self, fields: list[str]) -> dict:
         """What every search asks for: one row per item, the fields a hit shows."""
-        return dict(output_fields=schema.ROW_FIELDS, group_by_field="item_id",
+        return dict(output_fields=fields, group_by_field="item_id",
                     consistency_level=self.settings.consistency_level,
                     timeout=self.settings.timeout_s)
 
-    def search_route(self, name: str, route: AnnSearchRequest, expr: str,
-                     limit: int) -> list[Match]:
+    def search_route(self, name: str, route: AnnSearchRequest, expr: str, limit: int,
+                     fields: list[str]) -> list[Match]:
         """One route alone, grouped by item."""
         found = self.client.search(name, data=route.data, anns_field=route.anns_field,
                                    search_params=route.param, filter=expr, limit=limit,
-                                   **self._grouped())[0]
-        return matches(found)
+                                   **self._grouped(fields))[0]
+        return matches(found, fields)
 
     def close(self) -> None:
         try:
@@ -191,7 +192,7 @@ class Engine:
             pass
 
 
-def matches(found) -> list[Match]:
+def matches(found, fields: list[str]) -> list[Match]:
     """pymilvus's hits as matches, in their order."""
-    return [Match({f: row["entity"].get(f) for f in schema.ROW_FIELDS}, float(row["distance"]))
-            for row in found]
+    return [Match({f: row["entity"][f] for f in fields if f in row["entity"]},
+                  float(row["distance"])) for row in found]

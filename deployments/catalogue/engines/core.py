@@ -76,21 +76,22 @@ class CoreEngine(Engine):
         return PointerAliases(self.client, self.settings.alias_refresh_s)
 
     def search(self, name: str, plan: SearchPlan, vector: np.ndarray | None, text: str, k: int,
-               expr: str) -> list[Match]:
+               expr: str, fields: list[str]) -> list[Match]:
         try:
-            return self._fused(name, plan, self.routes(plan, vector, text, expr), k, expr)
+            return self._fused(name, plan, self.routes(plan, vector, text, expr), k, expr,
+                               fields)
         except MilvusException as exc:
             if not (plan.lexical and no_words(exc)):
                 raise
         # No words in the whole version (empty, or every title empty): nothing lexical can
         # match there, the dense route alone answers.
         routes = self.routes(plan, vector, text, expr, lexical=False)
-        return self._fused(name, plan, routes, k, expr) if routes else []
+        return self._fused(name, plan, routes, k, expr, fields) if routes else []
 
     def _fused(self, name: str, plan: SearchPlan, routes: list[AnnSearchRequest], k: int,
-               expr: str) -> list[Match]:
+               expr: str, fields: list[str]) -> list[Match]:
         if len(routes) == 1:
-            return self.search_route(name, routes[0], expr, k)
+            return self.search_route(name, routes[0], expr, k, fields)
         if plan.fusion == Fusion.WEIGHTED:
             # The core's WeightedRanker normalises BM25 as a distance, 1 − 2·atan(s)/π, which
             # ranks the best lexical match last (servers: 2·atan(s)/π). The same fusion here,
@@ -98,11 +99,12 @@ class CoreEngine(Engine):
             weights = (plan.weights.dense, plan.weights.lexical)
             found = [Match(m.entity, weighted_share(route.param["metric_type"], weight, m.score))
                      for route, weight in zip(routes, weights)
-                     for m in self.search_route(name, route, expr, plan.candidates)]
+                     for m in self.search_route(name, route, expr, plan.candidates, fields)]
         else:
             # each item can come back once per route: twice k rows hold k items
             found = matches(self.client.hybrid_search(name, routes, RRFRanker(plan.rrf_k),
-                                                      limit=2 * k, **self._grouped())[0])
+                                                      limit=2 * k, **self._grouped(fields))[0],
+                            fields)
         return merge_routes(found)[:k]
 
 

@@ -47,13 +47,13 @@ class ServerEngine(Engine):
         return NativeAliases(self.client, self.settings.alias_refresh_s)
 
     def search(self, name: str, plan: SearchPlan, vector: np.ndarray | None, text: str, k: int,
-               expr: str) -> list[Match]:
+               expr: str, fields: list[str]) -> list[Match]:
         routes = self.routes(plan, vector, text, expr)
         if len(routes) == 1:
-            return self.search_route(name, routes[0], expr, k)
+            return self.search_route(name, routes[0], expr, k, fields)
         # Servers normalise BM25 for WeightedRanker the right way up (2·atan(s)/π) and group
         # the fused rows by item (one row per item, its best row's score).
         ranker = (WeightedRanker(plan.weights.dense, plan.weights.lexical, norm_score=True)
                   if plan.fusion == Fusion.WEIGHTED else RRFRanker(plan.rrf_k))
         return matches(self.client.hybrid_search(name, routes, ranker, limit=k,
-                                                 **self._grouped())[0])
+                                                 **self._grouped(fields))[0], fields)

@@ -78,7 +78,7 @@ def plan(kind=QueryKind.IMAGE, mode=None, **search):
 def test_every_picture_finds_its_item_once(store):
     assert store.count() == 30 and store.count_rows() == sum(1 + i % 3 for i in range(30))
     for i, j in ((0, 0), (13, 1), (29, 2)):
-        hits = store.search(plan(), unit(100 * i + j), "", k=30)
+        hits = store.search(plan(), unit(100 * i + j), "", k=30).hits
         assert (hits[0].item.id, hits[0].image_index) == (f"item-{i}", j)
         assert hits[0].image == f"images/{i}-{j}.jpg" and hits[0].score == pytest.approx(1, 1e-4)
         assert len({h.item.id for h in hits}) == len(hits) == 30  # grouped: one hit per item
@@ -88,18 +88,18 @@ def test_every_picture_finds_its_item_once(store):
 def test_words_only_bm25_matches_rank_first_even_with_random_vectors(store):
     for words, expected in (("QX7011", "item-11"), ("zebulon", "item-11"),
                             ("qx7023 mug", "item-23")):
-        hybrid = store.search(plan(QueryKind.TEXT), unit(999), words, k=5)
+        hybrid = store.search(plan(QueryKind.TEXT), unit(999), words, k=5).hits
         assert hybrid[0].item.id == expected, words
-        lexical = store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, words, k=5)
+        lexical = store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, words, k=5).hits
         assert lexical[0].item.id == expected
-    assert store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, "nothing-like-this", 5) == []
+    assert store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, "nothing-like-this", 5).hits == []
 
 
 def test_hybrid_fuses_an_item_once_when_its_routes_pick_different_pictures(store):
     """item-2's third picture is the dense match, its words the BM25 match: one hit, both
     routes' shares summed, the dense route's picture shown."""
     composed = store.search(plan(QueryKind.COMPOSED, text_fusion="rrf", composed_fusion="rrf"),
-                            unit(202), "QX7002", k=10)
+                            unit(202), "QX7002", k=10).hits
     assert composed[0].item.id == "item-2" and composed[0].image_index == 2
     assert [h.item.id for h in composed].count("item-2") == 1
     assert composed[0].score == pytest.approx(2 / 61, rel=1e-3)  # rank 1 in both routes
@@ -114,10 +114,10 @@ def test_weighted_fusion_weighs_each_route_the_right_way_up(store):
     def fused(dense: float, lexical: float) -> list:
         weighted = make_plan(QueryKind.TEXT, SearchSettings(), Mode.HYBRID,
                              Weights(dense=dense, lexical=lexical))
-        return store.search(weighted, query, words, k=10)
+        return store.search(weighted, query, words, k=10).hits
 
-    lexical = store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, words, k=10)
-    dense = store.search(plan(QueryKind.TEXT, Mode.DENSE), query, "", k=10)
+    lexical = store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, words, k=10).hits
+    dense = store.search(plan(QueryKind.TEXT, Mode.DENSE), query, "", k=10).hits
     assert lexical[0].item.id == dense[0].item.id == "item-3"
     for hits, route, metric in ((fused(0, 1), lexical, "BM25"), (fused(1, 0), dense, "COSINE")):
         assert hits[0].item.id == "item-3"
@@ -153,7 +153,7 @@ def test_get_delete_and_complete_ids(store):
     store.upsert(pictures_of([half])[:1])
     assert store.complete_ids(["item-5", "item-50", "nope"]) == {"item-5"}
     assert store.delete(["item-4", "missing"]) == ["item-4"]
-    assert store.count() == 30 and not store.search(plan(), unit(400), "", 1)[0].item.id == "item-4"
+    assert store.count() == 30 and not store.search(plan(), unit(400), "", 1).hits[0].item.id == "item-4"
 
 
 @pytest.mark.parametrize("kind,mode", [
@@ -161,12 +161,12 @@ def test_get_delete_and_complete_ids(store):
     (QueryKind.COMPOSED, Mode.HYBRID)])
 def test_filters_hold_on_every_route(store, kind, mode):
     query, words = unit(0), "thing acme"
-    only = store.search(plan(kind, mode), query, words, 30, SearchFilters(categories=['Odd "Q"']))
+    only = store.search(plan(kind, mode), query, words, 30, SearchFilters(categories=['Odd "Q"'])).hits
     assert only and {h.item.category for h in only} == {'Odd "Q"'} and len(only) == 10
-    cheap = store.search(plan(kind, mode), query, words, 30, SearchFilters(price_max=6))
+    cheap = store.search(plan(kind, mode), query, words, 30, SearchFilters(price_max=6)).hits
     assert cheap and all(0 <= h.item.price <= 6 for h in cheap)  # unknown (-1) is not cheap
     good = store.search(plan(kind, mode), query, words, 30,
-                        SearchFilters(rating_min=4, categories=["Home"]))
+                        SearchFilters(rating_min=4, categories=["Home"])).hits
     assert good and all(h.item.rating >= 4 and h.item.category == "Home" for h in good)
 
 
@@ -174,7 +174,7 @@ def test_filters_hold_on_every_route(store, kind, mode):
                                      "Toys' or '1'='1"])
 def test_injection_attempts_are_literal_matches(store, hostile):
     filters = SearchFilters(categories=[hostile])
-    assert store.search(plan(QueryKind.TEXT), unit(1), "thing", 30, filters) == []
+    assert store.search(plan(QueryKind.TEXT), unit(1), "thing", 30, filters).hits == []
 
 
 def test_other_dimension_is_refused(settings, store):
@@ -185,7 +185,7 @@ def test_other_dimension_is_refused(settings, store):
 def test_unreachable_server_is_unavailable_quickly():
     settings = MilvusSettings(uri="http://127.0.0.1:9", timeout_s=2)
     store = CatalogueStore(settings, DIM)  # no I/O yet: nothing to fail
-    for use in (store.ensure_collection, store.count, lambda: store.search(plan(), unit(0), "", 1)):
+    for use in (store.ensure_collection, store.count, lambda: store.search(plan(), unit(0), "", 1).hits):
         start = time.monotonic()
         with pytest.raises(StoreUnavailable, match="127.0.0.1:9"):
             use()
@@ -223,7 +223,7 @@ def test_a_search_goes_through_the_planner_once(store):
     assert calls == ["make_plan"]  # the tracer sees the planner when it runs
     calls.clear()
     for each in (plan(), plan(QueryKind.TEXT), plan(QueryKind.TEXT, Mode.LEXICAL), weighted):
-        assert traced(lambda: store.search(each, unit(0), "thing acme", 5))
+        assert traced(lambda: store.search(each, unit(0), "thing acme", 5).hits)
     assert calls == []
 
 
@@ -234,13 +234,13 @@ def test_a_version_without_words_answers_from_its_vectors(settings):
     store = CatalogueStore(settings, DIM)
     store.ensure_collection()
     try:
-        assert store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, "thing", 5) == []
-        assert store.search(plan(QueryKind.TEXT, Mode.HYBRID), unit(0), "thing", 5) == []
+        assert store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, "thing", 5).hits == []
+        assert store.search(plan(QueryKind.TEXT, Mode.HYBRID), unit(0), "thing", 5).hits == []
         bare = CatalogueItem(id="bare", title="", images=("bare.jpg",))
         store.upsert([Picture(bare, 0, unit(0), unit(0))])
         store.flush()
-        assert store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, "thing", 5) == []
-        hits = store.search(plan(QueryKind.TEXT, Mode.HYBRID), unit(0), "thing", 5)
+        assert store.search(plan(QueryKind.TEXT, Mode.LEXICAL), None, "thing", 5).hits == []
+        hits = store.search(plan(QueryKind.TEXT, Mode.HYBRID), unit(0), "thing", 5).hits
         assert [h.item.id for h in hits] == ["bare"]
     finally:
         store.close()

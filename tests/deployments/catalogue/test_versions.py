@@ -130,7 +130,7 @@ def test_a_search_through_a_version_dropped_under_a_cached_pointer_looks_again(s
     writer.ensure_collection()
     writer.upsert(pictures("b", 4))
     plan = make_plan(QueryKind.IMAGE, SearchSettings())
-    assert len(reader.search(plan, np.ones(DIM), "", 10)) == 3  # caches v1 for a minute
+    assert len(reader.search(plan, np.ones(DIM), "", 10).hits) == 3  # caches v1 for a minute
     writer.promote("v2")
     writer.drop_version("v1")
-    assert len(reader.search(plan, np.ones(DIM), "", 10)) == 4
+    assert len(reader.search(plan, np.ones(DIM), "", 10).hits) == 4
