@@ -160,16 +160,41 @@ def with_overrides(settings, section: str, **values):
     return settings.model_copy(update={section: part})
 
 
-def ingest_with_progress(source: str, settings, **options):
-    """run_ingest with our progress bar (items done of the source's, when known)."""
+def print_attributes(summary) -> None:
+    console.print(f"updated attributes from {summary.source} in {summary.version!r}",
+                  soft_wrap=True)
+    table = Table()
+    table.add_column("")
+    table.add_column("items", justify="right")
+    table.add_row("updated (every picture row)", str(summary.updated))
+    table.add_row("not in the catalogue", str(summary.missing))
+    for reason, count in sorted(summary.skipped.items()):
+        table.add_row(f"skipped: {reason}", str(count))
+    table.add_row("seconds", f"{summary.seconds:.1f}")
+    console.print(table)
+    if summary.missing or summary.skipped:
+        console.print(f"what was left out, and why: {summary.report}", soft_wrap=True)
+
+
+def ingest_with_progress(source: str, settings, attributes_only: bool = False, **options):
+    """run_ingest (or run_attributes) with our progress bar (items done of the source's,
+    when known)."""
     # Deferred: Ray and the model code.
+    from pardus.ingest.attributes import run_attributes
     from pardus.ingest.pipeline import run_ingest
 
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console,
                   transient=True) as bar:
-        task = bar.add_task("indexing items", total=None)
-        return run_ingest(source, settings, **options, progress=lambda done, total: bar.update(
-            task, completed=done, total=total))
+        task = bar.add_task("updating items" if attributes_only else "indexing items",
+                            total=None)
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        if attributes_only:
+            return run_attributes(source, settings, version=options.get("version"),
+                                  progress=progress)
+        return run_ingest(source, settings, **options, progress=progress)
 
 
 def ingest(
@@ -183,6 +208,9 @@ def ingest(
     version: Annotated[Optional[str], typer.Option(
         help="Write this version (e.g. v2) beside the live one; `pardus store promote` then "
              "serves it. Default: the live version (v1, made live, on the first ingest).")] = None,
+    attributes_only: Annotated[bool, typer.Option(
+        "--attributes-only", help="Only update price, rating, stock, popularity and when "
+                                  "added of items already indexed (nothing embedded).")] = False,
 ) -> None:
     """Index a catalogue into Milvus (idempotent: re-running adds nothing twice)."""
     # Deferred: Ray, pymilvus and the model code.
@@ -190,6 +218,7 @@ def ingest(
     from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
     from pardus.deployments.catalogue.versions import VersionError
     from pardus.deployments.embedder.checkpoint import WeightsNotFound
+    from pardus.deployments.errors import PardusError
     from pardus.deployments.settings import get_settings
     from pardus.ingest.sources import Source, SourceError
 
@@ -204,11 +233,20 @@ def ingest(
 
             Source.open(source)  # a missing source fails at once, before Ray starts
             ensure_ray()  # here, not in the pipeline: SIGTERM must reach our clean-up
-            summary = ingest_with_progress(source, settings, reembed=reembed, version=version)
+            if attributes_only:
+                summary = ingest_with_progress(source, settings, attributes_only=True,
+                                               version=version)
+            else:
+                summary = ingest_with_progress(source, settings, reembed=reembed,
+                                               version=version)
         except (SourceError, WeightsNotFound, StoreUnavailable, StoreError, LiteServerError,
-                VersionError) as exc:
+                VersionError, PardusError) as exc:
             err_console.print(f"[red]{exc}[/]", soft_wrap=True)
             raise typer.Exit(2) from None
+    if attributes_only:
+        print_attributes(summary)
+        console.print(f"[dim]Ray's and the libraries' logs: {log_path}[/]", soft_wrap=True)
+        return
     print_summary(summary)
     _say_lite_server(settings)
     console.print(f"[dim]Ray's and the libraries' logs: {log_path}[/]", soft_wrap=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,7 +15,7 @@ from rich.table import Table
 from pardus.cli.catalogue import console, err_console, ingest, print_summary, store_app
 from pardus.cli.evaluate import evaluate
 from pardus.cli.k8s import k8s_app
-from pardus.deployments.names import Mode
+from pardus.deployments.names import FacetName, Mode, Sort
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
 
@@ -176,18 +178,89 @@ def serve_command(
             stop_service()
 
 
+def _next_command() -> str:
+    """This command line without its --cursor: what to run again for the next page."""
+    words, skip = ["pardus"], False
+    for word in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif word == "--cursor":
+            skip = True
+        elif not word.startswith("--cursor="):
+            words.append(word)
+    return shlex.join(words)
+
+
+def _refinements(values: list[str] | None):
+    """--refine facet=value (repeatable) -> Refinements; BadParameter names what is wrong."""
+    # Deferred: pydantic and the catalogue code.
+    from pardus.deployments.catalogue.filters import Refinements
+
+    picked: dict[str, list[str]] = {}
+    for value in values or []:
+        name, _, chosen = value.partition("=")
+        if name not in [facet.value for facet in FacetName] or not chosen:
+            raise typer.BadParameter(f"{value!r}: use FACET=VALUE with FACET one of "
+                                     f"{', '.join(f.value for f in FacetName)} (e.g. "
+                                     "brand=Korvex, price=25-50)", param_hint="--refine")
+        picked.setdefault(name, []).append(chosen)
+    return Refinements(**picked) if picked else None
+
+
+def _show(ask, in_process: bool, title: str) -> None:
+    """Run a search (ask(in_process)), print the page, exit 1 or 2 with the reason."""
+    # Deferred: the service code.
+    from pardus.cli.logs import library_logs
+    from pardus.cli.service import print_results
+    from pardus.deployments.errors import PardusError
+    from pardus.deployments.settings import get_settings
+    from pardus.serve.client import ServiceUnreachable
+
+    try:
+        if in_process:
+            with library_logs(get_settings().log_dir, "search", (console, err_console)):
+                response = ask(True)
+        else:
+            response = ask(False)
+    except ServiceUnreachable as exc:
+        err_console.print(f"[red]{exc.message}; or search with --in-process[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except PardusError as exc:
+        err_console.print(f"[red]{exc.message}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    print_results(response, title, _next_command())
+
+
+def _service_url(url: str | None) -> str:
+    # Deferred: the settings (pydantic).
+    from pardus.deployments.settings import get_settings
+
+    serving = get_settings().serving
+    return url or f"http://{serving.host}:{serving.port}"
+
+
+Category = Annotated[Optional[list[str]], typer.Option(help="Only this category (repeatable).")]
+PriceMin = Annotated[Optional[float], typer.Option(min=0)]
+PriceMax = Annotated[Optional[float], typer.Option(min=0)]
+Url = Annotated[Optional[str], typer.Option(help="The service (default: host:port configured).")]
+ApiKey = Annotated[Optional[str], typer.Option(envvar="PARDUS_API_KEY")]
+Cursor = Annotated[Optional[str], typer.Option(help="The page after the one that printed it.")]
+Debug = Annotated[bool, typer.Option(help="Show each result's relevance, boost and score.")]
+K = Annotated[int, typer.Option(min=1, max=100)]
+
+
 @app.command()
 def search(
     text: Annotated[str, typer.Option("--text", "-t", help="What to look for.")] = "",
     image: Annotated[Optional[Path], typer.Option("--image", "-i", exists=True, dir_okay=False,
                                                   help="A query image.")] = None,
-    k: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    k: K = 10,
     rerank: Annotated[bool, typer.Option(help="Rerank with the vision-language model.")] = True,
-    category: Annotated[Optional[list[str]], typer.Option(help="Only this category (repeatable).")] = None,
-    price_min: Annotated[Optional[float], typer.Option(min=0)] = None,
-    price_max: Annotated[Optional[float], typer.Option(min=0)] = None,
-    url: Annotated[Optional[str], typer.Option(help="The service (default: the configured host:port).")] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="PARDUS_API_KEY")] = None,
+    category: Category = None,
+    price_min: PriceMin = None,
+    price_max: PriceMax = None,
+    url: Url = None,
+    api_key: ApiKey = None,
     in_process: Annotated[bool, typer.Option(
         help="No service: embed and search in this process (no reranking).")] = False,
     mode: Annotated[Optional[Mode], typer.Option(
@@ -197,15 +270,20 @@ def search(
         min=0, max=1, help="Weighted fusion: the vectors' weight (with --lexical-weight).")] = None,
     lexical_weight: Annotated[Optional[float], typer.Option(
         min=0, max=1, help="Weighted fusion: BM25's weight (with --dense-weight).")] = None,
+    sort: Annotated[Sort, typer.Option(help="The order of the relevant products.")] = Sort.RELEVANCE,
+    facet: Annotated[Optional[list[FacetName]], typer.Option(
+        help="Count this facet's values (repeatable).")] = None,
+    refine: Annotated[Optional[list[str]], typer.Option(
+        help="Pick a facet value: FACET=VALUE, e.g. brand=Korvex or price=25-50 (repeatable; "
+             "OR within a facet, AND across).")] = None,
+    cursor: Cursor = None,
+    debug: Debug = False,
 ) -> None:
     """Search a running Pardus service (or, with --in-process, the configured store directly)."""
     # Here, not at the top: `pardus --help` and the other commands need none of it.
-    from pardus.cli.logs import library_logs
-    from pardus.cli.service import SearchArgs, print_results, search_in_process, search_over_http
-    from pardus.deployments.catalogue.filters import parse_filters
-    from pardus.deployments.errors import PardusError
-    from pardus.deployments.settings import Weights, get_settings
-    from pardus.serve.client import ServiceUnreachable
+    from pardus.cli.service import SearchArgs, search_in_process, search_over_http
+    from pardus.deployments.catalogue.filters import FilterError, parse_filters
+    from pardus.deployments.settings import Weights
 
     if not text.strip() and image is None:
         raise typer.BadParameter("give --text, --image, or both")
@@ -213,24 +291,45 @@ def search(
         raise typer.BadParameter("give --dense-weight and --lexical-weight together")
     weights = None if dense_weight is None else Weights(dense=dense_weight,
                                                         lexical=lexical_weight)
-    title = f"query: {text!r}" + (f" + {image}" if image else "")
     try:
-        args = SearchArgs(text, image, k, rerank,
-                          parse_filters(_filters(category, price_min, price_max)), mode, weights)
-        if in_process:
-            with library_logs(get_settings().log_dir, "search", (console, err_console)):
-                response = search_in_process(args)
-        else:
-            serving = get_settings().serving
-            response = search_over_http(url or f"http://{serving.host}:{serving.port}", args,
-                                        api_key)
-    except ServiceUnreachable as exc:
-        err_console.print(f"[red]{exc.message}; or search with --in-process[/]", soft_wrap=True)
-        raise typer.Exit(2) from None
-    except PardusError as exc:
+        filters = parse_filters(_filters(category, price_min, price_max))
+    except FilterError as exc:
         err_console.print(f"[red]{exc.message}[/]", soft_wrap=True)
         raise typer.Exit(1) from None
-    print_results(response, title)
+    args = SearchArgs(text, image, k, rerank, filters, mode, weights, sort, tuple(facet or ()),
+                      _refinements(refine), cursor, debug)
+    _show(lambda here: search_in_process(args) if here else search_over_http(
+        _service_url(url), args, api_key), in_process,
+        f"query: {text!r}" + (f" + {image}" if image else ""))
+
+
+@app.command()
+def similar(
+    item_id: Annotated[str, typer.Argument(metavar="ID", help="The product to start from.")],
+    k: K = 10,
+    category: Category = None,
+    price_min: PriceMin = None,
+    price_max: PriceMax = None,
+    url: Url = None,
+    api_key: ApiKey = None,
+    in_process: Annotated[bool, typer.Option(
+        help="No service: search the configured store in this process.")] = False,
+    cursor: Cursor = None,
+    debug: Debug = False,
+) -> None:
+    """Products like one in the catalogue, by its stored picture (no embedding)."""
+    # Here, not at the top: `pardus --help` and the other commands need none of it.
+    from pardus.cli.service import SearchArgs, similar_in_process, similar_over_http
+    from pardus.deployments.catalogue.filters import FilterError, parse_filters
+
+    try:
+        filters = parse_filters(_filters(category, price_min, price_max))
+    except FilterError as exc:
+        err_console.print(f"[red]{exc.message}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    args = SearchArgs(k=k, filters=filters, cursor=cursor, debug=debug)
+    _show(lambda here: similar_in_process(item_id, args) if here else similar_over_http(
+        _service_url(url), item_id, args, api_key), in_process, f"like {item_id}")
 
 
 @app.command()

@@ -16,8 +16,8 @@ import typer
 from rich.table import Table
 
 from pardus.cli.catalogue import console, err_console
-from pardus.deployments.catalogue.filters import SearchFilters
-from pardus.deployments.names import RERANK_NOTES, Mode, RerankOutcome
+from pardus.deployments.catalogue.filters import Refinements, SearchFilters
+from pardus.deployments.names import RERANK_NOTES, FacetName, Mode, RerankOutcome, Sort
 from pardus.deployments.settings import Weights, get_settings
 from pardus.serve.client import PardusClient
 from pardus.serve.schemas import SearchRequest, SearchResponse
@@ -159,23 +159,35 @@ def wait_for_interrupt(url: str, log_path: Path) -> None:
 
 
 # -- searching ---------------------------------------------------------------------------
-def print_results(response: SearchResponse, title: str) -> None:
+def print_results(response: SearchResponse, title: str, next_command: str = "") -> None:
+    """The page as a table, the facets, how it was searched and how to get the next page."""
+    debug = any(r.debug for r in response.results)
     table = Table(title=title)
-    table.add_column("rank")
-    table.add_column("retr.")
-    table.add_column("score")
-    table.add_column("id", overflow="fold")
-    table.add_column("title", ratio=1)
-    table.add_column("category", ratio=1)
-    table.add_column("price", justify="right")
-    table.add_column("pic.")  # which of the item's pictures matched
+    for name in ("rank", "retr.", "score", "id", "title", "category",
+                 f"price ({response.currency})", "stock", "pic."):
+        table.add_column(name, overflow="fold" if name == "id" else "ellipsis",
+                         ratio=1 if name in ("title", "category") else None,
+                         justify="right" if name.startswith("price") else "left")
+    if debug:
+        for name in ("relev.", "boost", "final"):
+            table.add_column(name, justify="right")
     for r in response.results:
-        table.add_row(str(r.rank), str(r.retrieval_rank), f"{r.score:.3f}", r.id, r.title,
-                      r.category, "-" if r.price is None else f"{r.price:.2f}",
-                      f"{r.image_index + 1}/{r.image_count}")
+        row = [str(r.rank), str(r.retrieval_rank), f"{r.score:.3f}", r.id, r.title, r.category,
+               "-" if r.price is None else f"{r.price:.2f}", "yes" if r.in_stock else "no",
+               f"{r.image_index + 1}/{r.image_count}"]
+        if r.debug:
+            row += [f"{r.debug.relevance:.3f}", f"{r.debug.boost:+.3f}", f"{r.debug.final:.3f}"]
+        table.add_row(*row)
     console.print(table)
+    for facet in response.facets:
+        values = ", ".join(f"{'[bold]' if v.selected else ''}{v.value}"
+                           f"{'[/bold]' if v.selected else ''} ({v.count})" for v in facet.values)
+        console.print(f"{facet.name}: {values or '-'}", soft_wrap=True)
     fused = f", {response.fusion} fusion" if response.fusion else ""
-    console.print(f"{response.kind} query, {response.mode} search{fused}")
+    shown = response.results[-1].retrieval_rank if response.results else 0
+    console.print(f"{response.kind} query, {response.mode} search{fused}, sorted by "
+                  f"{response.sort}: {shown} of {response.total} relevant products (of the "
+                  f"top {response.window} matches)", soft_wrap=True)
     outcome = response.rerank.outcome
     if outcome is RerankOutcome.RERANKED:
         console.print(f"reranked; why #1 fits: {response.reason or '(no reason given)'}",
@@ -184,6 +196,8 @@ def print_results(response: SearchResponse, title: str) -> None:
         console.print(f"[yellow]{RERANK_NOTES[outcome]}[/]", soft_wrap=True)
     stages = ", ".join(f"{k} {v:.0f} ms" for k, v in response.timings_ms.items())
     console.print(f"timings: {stages}")
+    if response.next and next_command:
+        console.print(f"next page: {next_command} --cursor {response.next}", soft_wrap=True)
 
 
 @dataclass
@@ -197,6 +211,11 @@ class SearchArgs:
     filters: SearchFilters | None = None
     mode: Mode | None = None
     weights: Weights | None = None
+    sort: Sort = Sort.RELEVANCE
+    facets: tuple[FacetName, ...] = ()
+    refine: Refinements | None = None
+    cursor: str | None = None
+    debug: bool = False
 
     def picture(self) -> bytes | None:
         return self.image.read_bytes() if self.image else None
@@ -206,7 +225,9 @@ def search_over_http(url: str, args: SearchArgs, api_key: str | None) -> SearchR
     """POST /v1/search of the service at url; its failures as domain errors."""
     image = args.picture()
     request = SearchRequest(text=args.text, k=args.k, rerank=args.rerank, filters=args.filters,
-                            mode=args.mode, weights=args.weights,
+                            mode=args.mode, weights=args.weights, sort=args.sort,
+                            facets=list(args.facets), refine=args.refine, cursor=args.cursor,
+                            debug=args.debug,
                             image=base64.b64encode(image).decode() if image else None)
 
     async def run() -> SearchResponse:
@@ -216,22 +237,49 @@ def search_over_http(url: str, args: SearchArgs, api_key: str | None) -> SearchR
     return asyncio.run(run())
 
 
-def search_in_process(args: SearchArgs) -> SearchResponse:
-    """The same SearchService without Ray Serve: a local embedder and store, no reranker."""
+def similar_over_http(url: str, item_id: str, args: SearchArgs,
+                      api_key: str | None) -> SearchResponse:
+    async def run() -> SearchResponse:
+        async with PardusClient(url, api_key) as client:
+            return await client.similar(item_id, args.k, args.filters, args.cursor, args.debug)
+
+    return asyncio.run(run())
+
+
+def _in_process(call) -> SearchResponse:
+    """call(service) with the SearchService built here (a local embedder and store, no
+    reranker, no Ray Serve)."""
     # Here, not at the top: the model code costs seconds to import, which a search over HTTP
     # does not need.
     from pardus.serve.factory import build_search_service, local_models
-    from pardus.serve.search import Query
 
     settings = get_settings()
     service = build_search_service(settings, local_models(settings))
-    query = Query(args.text, args.picture(), args.k, args.filters, rerank=False,
-                  mode=args.mode, weights=args.weights)
 
     async def run() -> SearchResponse:
         try:
-            return await service.search(query)
+            return await call(service)
         finally:
             await service.store.close()
 
     return asyncio.run(run())
+
+
+def _query(args: SearchArgs, rerank: bool):
+    # Here: serve.search carries the model code's imports (see _in_process).
+    from pardus.serve.search import Query
+
+    return Query(args.text, args.picture(), args.k, args.filters, rerank=rerank, mode=args.mode,
+                 weights=args.weights, sort=args.sort, facets=args.facets, refine=args.refine,
+                 cursor=args.cursor, debug=args.debug)
+
+
+def search_in_process(args: SearchArgs) -> SearchResponse:
+    """The same SearchService without Ray Serve: a local embedder and store, no reranker."""
+    query = _query(args, rerank=False)
+    return _in_process(lambda service: service.search(query))
+
+
+def similar_in_process(item_id: str, args: SearchArgs) -> SearchResponse:
+    query = _query(args, rerank=False)
+    return _in_process(lambda service: service.similar(item_id, query))

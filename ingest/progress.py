@@ -20,7 +20,6 @@ def count_items(source: Source) -> int | None:
     if source.remote:
         return None
     if source.kind == "parquet":
-
         return pq.ParquetFile(source.location).metadata.num_rows
     with open(Path(source.location), "rb") as manifest:
         return sum(1 for line in manifest if line.strip())

@@ -30,10 +30,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 MANIFEST_SUFFIXES = {".jsonl", ".json", ".ndjson", ".parquet"}
 ROW_COLUMNS = ("id", "title", "category", "brand", "price", "rating", "in_stock", "popularity",
                "added_at", "images", "error", "message")
+# in_stock stays an object column: True, False, or None when the manifest does not say.
 NUMBER_COLUMNS = {"price": "float64", "rating": "float64", "image_index": "int64",
-                  "in_stock": "bool", "popularity": "float64", "added_at": "int64"}
+                  "popularity": "float64", "added_at": "int64"}
 # The shop-side dates a manifest may give for when an item was added (Amazon's metadata has
 # "Date First Available" under details, e.g. "March 4, 2021").
+NO_IMAGE = "no_image"
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%B %d, %Y", "%b %d, %Y")
 
 
@@ -156,26 +158,26 @@ def folder_rows(source: Source) -> list[dict[str, Any]]:
 
 
 def _row(item_id, title, category, brand, price, rating, images, error="", message="",
-         in_stock=True, popularity=0.0, added_at=0) -> dict[str, Any]:
+         in_stock=None, popularity=UNKNOWN, added_at=0) -> dict[str, Any]:
     return {"id": item_id or "", "title": title or "", "category": category or "",
             "brand": brand or "", "price": parse_number(price), "rating": parse_number(rating),
             "in_stock": in_stock, "popularity": popularity, "added_at": added_at,
             "images": json.dumps(list(images)), "error": error, "message": message}
 
 
-def parse_in_stock(value: Any) -> bool:
-    """A manifest's stock flag (true/false, 1/0, "in stock"/"out of stock"); missing: True."""
+def parse_in_stock(value: Any) -> bool | None:
+    """A manifest's stock flag (true/false, 1/0, "in stock"/"out of stock"); None: not said."""
     if value is None:
-        return True
+        return None
     if isinstance(value, str):
         return value.strip().lower() not in ("false", "0", "no", "out of stock", "")
     return bool(value)
 
 
 def parse_popularity(record: dict) -> float:
-    """`popularity`, else Amazon Reviews 2023's `rating_number` (how many rated it); else 0."""
-    value = parse_number(record.get("popularity", record.get("rating_number")))
-    return 0.0 if value == UNKNOWN else value
+    """`popularity`, else Amazon Reviews 2023's `rating_number` (how many rated it); UNKNOWN
+    when the manifest gives neither."""
+    return parse_number(record.get("popularity", record.get("rating_number")))
 
 
 def parse_added_at(record: dict) -> int:
@@ -196,9 +198,18 @@ def parse_added_at(record: dict) -> int:
     return 0
 
 
-def _error(item_id: Any, code: str, message: str, images: list[str] = ()) -> dict[str, Any]:
-    return _row(str(item_id or "")[:200], "", "", "", None, None,
-                [str(i)[:200] for i in images[:1]], code, message)
+def _error(item_id: Any, code: str, message: str, images: list[str] = (),
+           **attributes: Any) -> dict[str, Any]:
+    return _row(str(item_id or "")[:200], "", "", "", attributes.pop("price", None),
+                attributes.pop("rating", None), [str(i)[:200] for i in images[:1]], code,
+                message, **attributes)
+
+
+def _attributes(record: dict) -> dict[str, Any]:
+    """What `ingest --attributes-only` reads of a record (a row without pictures has them)."""
+    return {"price": record.get("price"), "rating": record.get("average_rating"),
+            "in_stock": parse_in_stock(record.get("in_stock")),
+            "popularity": parse_popularity(record), "added_at": parse_added_at(record)}
 
 
 def pick_images(images: Any, limit: int) -> list[str]:
@@ -231,8 +242,9 @@ def manifest_row(record: Any, max_images: int) -> dict[str, Any]:
     if not item_id:
         return _error(None, "bad_record", "record has no parent_asin (or asin/id)")
     images = pick_images(record.get("images"), max_images)
-    if not images:
-        return _error(item_id, "no_image", "record has no image reference")
+    if not images:  # its attributes still count for an attributes-only run
+        return _error(item_id, NO_IMAGE, "record has no image reference",
+                      **_attributes(record))
     try:  # the catalogue's rules (id pattern, byte limits) hold from the first stage on
         item = CatalogueItem.from_source(
             id=str(item_id), title=str(record.get("title") or ""),
@@ -241,9 +253,9 @@ def manifest_row(record: Any, max_images: int) -> dict[str, Any]:
             price=record.get("price"), rating=record.get("average_rating"), images=images)
     except ItemInvalid as exc:
         return _error(item_id, exc.code, exc.message, images)
-    return _row(item.id, item.title, item.category, item.brand, item.price, item.rating,
-                item.images, in_stock=parse_in_stock(record.get("in_stock")),
-                popularity=parse_popularity(record), added_at=parse_added_at(record))
+    attributes = {**_attributes(record), "price": item.price, "rating": item.rating}
+    return _row(item.id, item.title, item.category, item.brand, images=item.images,
+                **attributes)
 
 
 def parse_jsonl_line(line: str, max_images: int) -> dict[str, Any] | None:

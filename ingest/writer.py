@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,13 +35,22 @@ class Written:
         self.skipped += other.skipped
 
 
+def stock(value: Any) -> bool | None:
+    """A row's stock flag through Ray's blocks (Arrow may hand back None or NaN for 'not
+    said', numpy booleans for the rest)."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return None
+    return bool(value)
+
+
 def _item(batch: dict[str, np.ndarray], i: int, now: int) -> CatalogueItem:
     return CatalogueItem.from_source(
         id=str(batch["id"][i]), title=str(batch["title"][i]),
         category=str(batch["category"][i]), brand=str(batch["brand"][i]),
         price=float(batch["price"][i]), rating=float(batch["rating"][i]),
         images=tuple(json.loads(batch["images"][i])), ingested_at=now,
-        in_stock=bool(batch["in_stock"][i]), popularity=float(batch["popularity"][i]),
+        in_stock=stock(batch["in_stock"][i]) is not False,  # not said: in stock
+        popularity=max(float(batch["popularity"][i]), 0.0),
         added_at=int(batch["added_at"][i]) or now)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 from pydantic import ValidationError
 
+from pardus.deployments.catalogue.filters import SearchFilters
 from pardus.deployments.errors import PardusError, Unavailable
 from pardus.serve.errors import kind_of
 from pardus.serve.schemas import ErrorResponse, Item, Readiness, SearchRequest, SearchResponse
@@ -38,6 +39,21 @@ class PardusClient:
     async def search(self, request: SearchRequest) -> SearchResponse:
         response = await self._send("POST", "/v1/search",
                                     json=request.model_dump(mode="json", exclude_none=True))
+        return self._parse(SearchResponse, response)
+
+    async def similar(self, item_id: str, k: int = 10, filters: SearchFilters | None = None,
+                      cursor: str | None = None, debug: bool = False) -> SearchResponse:
+        """Products like an item (GET /v1/items/{id}/similar); NotFound without the item."""
+        params: dict = {"k": k, "debug": str(debug).lower()}
+        if cursor:
+            params["cursor"] = cursor
+        if filters is not None:
+            if filters.categories:
+                params["category"] = filters.categories
+            for name in ("price_min", "price_max", "rating_min"):
+                if getattr(filters, name) is not None:
+                    params[name] = getattr(filters, name)
+        response = await self._send("GET", f"/v1/items/{item_id}/similar", params=params)
         return self._parse(SearchResponse, response)
 
     async def item(self, item_id: str) -> Item:

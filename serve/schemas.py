@@ -6,9 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from pardus.deployments.catalogue.filters import SearchFilters
+from pardus.deployments.catalogue.filters import Refinements, SearchFilters
 from pardus.deployments.catalogue.items import Category, ItemId, Title
-from pardus.deployments.catalogue.results import Refinements
 from pardus.deployments.names import FacetName, Fusion, Mode, QueryKind, RerankOutcome, Sort
 from pardus.deployments.settings import Boosts, Weights
 

@@ -10,26 +10,27 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
 
 from pardus.deployments.caches import LruCache
 from pardus.deployments.catalogue.cursors import Cursor, Cursors, search_digest
-from pardus.deployments.catalogue.filters import SearchFilters
+from pardus.deployments.catalogue.filters import Refinements, SearchFilters
 from pardus.deployments.catalogue.gateway import StoreGateway
 from pardus.deployments.catalogue.items import CatalogueItem
 from pardus.deployments.catalogue.plans import make_plan, query_kind
-from pardus.deployments.catalogue.results import Ranked, Refinements, arrange
-from pardus.deployments.catalogue.store import Found, Hit, Picture, outdated
+from pardus.deployments.catalogue.results import Ranked, arrange
+from pardus.deployments.catalogue.store import Found, Picture, outdated
 from pardus.deployments.embedder.images import ImageError
 from pardus.deployments.embedder.queries import Embedding, EmbedQuery, PictureQuery, PictureVectors
 from pardus.deployments.errors import NotFound, Unavailable
 from pardus.deployments.metrics import metrics
-from pardus.deployments.names import FacetName, Mode, QueryKind, RerankOutcome, Sort, StockRule
-from pardus.deployments.reranker.policy import RerankPolicy, RerankRequest, RerankResult
+from pardus.deployments.names import FacetName, Mode, QueryKind, Sort, StockRule
+from pardus.deployments.reranker.policy import RerankPolicy
 from pardus.deployments.settings import Boosts, Settings, Weights
 from pardus.serve.images import ImageLibrary, image_format, snap_size
+from pardus.serve.rerank_stage import Rerank, RerankStage, ms_since, within
 from pardus.serve.schemas import (
     Facet,
     FacetCount,
@@ -45,11 +46,9 @@ from pardus.serve.schemas import (
 from pardus.serve.views import image_url
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 Embed = Callable[[EmbedQuery], Awaitable[Embedding]]
 EmbedPictures = Callable[[list[PictureQuery]], Awaitable[list[PictureVectors]]]
-Rerank = Callable[[RerankRequest], Awaitable[RerankResult]]
 Probe = Callable[[], Awaitable[object]]
 
 
@@ -96,23 +95,6 @@ def _not_found(item_id: str) -> NotFound:
     return NotFound(f"no item with id {item_id!r} in the catalogue", code="item_not_found")
 
 
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000
-
-
-async def within(call: Awaitable[T], timeout: float) -> T:
-    """The call's result, or asyncio.TimeoutError at `timeout` sharp. Unlike wait_for, a call
-    that does not stop when cancelled (a deployment handle waiting for a replica that is being
-    replaced) is abandoned, not waited for: the answer keeps its deadline."""
-    task = asyncio.ensure_future(call)
-    done, _ = await asyncio.wait({task}, timeout=timeout)
-    if not done:
-        task.cancel()
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # no "never retrieved"
-        raise asyncio.TimeoutError
-    return task.result()
-
-
 class SearchService:
     """Plain async logic; serve/factory.py builds it, the ingress routes HTTP to it."""
 
@@ -121,7 +103,7 @@ class SearchService:
     def __init__(self, settings: Settings, models: Models, store: StoreGateway,
                  images: ImageLibrary):
         self.settings, self.models, self.store, self.images = settings, models, store, images
-        self.policy = RerankPolicy(settings.reranker)
+        self.reranking = RerankStage(RerankPolicy(settings.reranker), models.rerank, images)
         self.metrics = metrics()
         serving = settings.serving
         # An item written or deleted through this replica is forgotten at once; through
@@ -152,46 +134,6 @@ class SearchService:
             raise embedding.error
         return embedding
 
-    def _pictures(self, hits: list[Hit]) -> list[tuple[str, bytes | None]]:
-        out = []
-        for hit in hits:
-            try:
-                out.append((hit.item.id, self.images.read(hit.image)))  # the matched picture
-            except ImageError:
-                out.append((hit.item.id, None))  # a grey cell: the reranker still ranks it
-        return out
-
-    async def _rerank(self, query: Query, hits: list[Hit], timings: dict) -> RerankResult:
-        """Every hit's id in the final order; never raises (retrieval order instead)."""
-        ids = [hit.item.id for hit in hits]
-        skip = self.policy.skip(query.rerank, self.models.rerank is not None, len(hits))
-        if skip is not None:
-            return RerankResult.kept(ids, skip)
-        head, tail = self.policy.split(hits)
-        head_ids, start = [hit.item.id for hit in head], time.perf_counter()
-        deadline = time.monotonic() + self.policy.deadline_s
-        try:  # one deadline for the whole stage: reading the pictures, queueing, the model
-            result = await within(self._rerank_head(query, head, timings, deadline),
-                                  self.policy.deadline_s)
-        except asyncio.TimeoutError:
-            result = RerankResult.kept(head_ids, RerankOutcome.TIMEOUT)
-        except Exception as exc:  # down or restarting: degrade, flagged
-            log.warning("reranker unavailable: %r", exc)
-            result = RerankResult.kept(head_ids, RerankOutcome.UNAVAILABLE)
-        timings["rerank"] = _ms(start)
-        if result.model_calls:
-            timings["rerank_model"] = result.seconds * 1000
-        return self.policy.finish(result, head_ids, [hit.item.id for hit in tail])
-
-    async def _rerank_head(self, query: Query, head: list[Hit], timings: dict,
-                           deadline: float) -> RerankResult:
-        start = time.perf_counter()
-        candidates = await asyncio.to_thread(self._pictures, head)
-        timings["load_images"] = _ms(start)
-        left = max(0.0, deadline - time.monotonic())  # the reranker stops its model there
-        return await self.models.rerank(RerankRequest(query.text, query.image, candidates,
-                                                      budget_s=left))
-
     # -- search ---------------------------------------------------------------------------------
     async def search(self, query: Query) -> SearchResponse:
         kind = query_kind(bool(query.text.strip()), query.image is not None)
@@ -201,18 +143,18 @@ class SearchService:
         embedding = Embedding(None)
         if plan.dense_field is not None:  # a lexical search needs no vector
             embedding = await self._embed(EmbedQuery(text=query.text, image=query.image))
-            timings["embed"] = _ms(start)
+            timings["embed"] = ms_since(start)
         mark = time.perf_counter()
         found = await self.store.search(plan, embedding.vector, query.text,
                                         self.settings.search.window, query.filters)
-        timings["search"] = _ms(mark)
+        timings["search"] = ms_since(mark)
         digest = search_digest(
             "search", query.text, hashlib.sha256(query.image or b"").hexdigest(),
             _dump(query.filters), plan.mode, plan.fusion, _dump(plan.weights), query.sort,
             _dump(query.refine), _dump(query.boosts), query.min_relevance)
         response = await self._page(query, plan, found, digest, timings)
         response.truncated = embedding.truncated
-        timings["total"] = _ms(start)
+        timings["total"] = ms_since(start)
         response.timings_ms = {k: round(v, 2) for k, v in timings.items()}
         if self.metrics is not None:
             self.metrics.timings(timings)
@@ -229,11 +171,11 @@ class SearchService:
         plan = make_plan(QueryKind.IMAGE, self.settings.search, Mode.DENSE)
         found = await self.store.search(plan, vectors[0], "", self.settings.search.window,
                                         query.filters, exclude=item_id)
-        timings["search"] = _ms(start)
+        timings["search"] = ms_since(start)
         digest = search_digest("similar", item_id, _dump(query.filters), query.sort,
                                _dump(query.refine), _dump(query.boosts), query.min_relevance)
         response = await self._page(replace(query, rerank=False), plan, found, digest, timings)
-        timings["total"] = _ms(start)
+        timings["total"] = ms_since(start)
         response.timings_ms = {k: round(v, 2) for k, v in timings.items()}
         if self.metrics is not None:
             self.metrics.timings(timings)
@@ -255,9 +197,9 @@ class SearchService:
         arranged = arrange(found.hits, plan, self.settings.search, floor=query.min_relevance,
                            boosts=query.boosts, refine=query.refine, facets=query.facets,
                            sort=query.sort, offset=offset, k=query.k)
-        timings["arrange"] = _ms(mark)
+        timings["arrange"] = ms_since(mark)
         hits = [entry.hit for entry in arranged.page]
-        outcome = await self._rerank(query, hits, timings)
+        outcome = await self.reranking.run(query.text, query.image, hits, query.rerank, timings)
         if self.metrics is not None:
             self.metrics.reranked(outcome, query.image is not None)
         by_id = {entry.item.id: (offset + i, entry) for i, entry in enumerate(arranged.page, 1)}

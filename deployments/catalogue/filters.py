@@ -13,6 +13,7 @@ import unicodedata
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pardus.deployments.errors import BadQuery
+from pardus.deployments.names import FacetName
 
 MAX_CATEGORIES = 50
 MAX_CATEGORY_LENGTH = 256
@@ -65,6 +66,21 @@ class SearchFilters(BaseModel):
     def is_empty(self) -> bool:
         return all(v is None for v in self.model_dump().values())
 
+
+
+class Refinements(BaseModel):
+    """Facet values a shopper picked: values within one facet are OR'd, facets are AND'd.
+    Price ranges and rating bands are named as the facets name them ("25-50", "500+",
+    "4-5")."""
+
+    model_config = ConfigDict(extra="forbid")
+    category: list[str] = Field([], max_length=50)
+    brand: list[str] = Field([], max_length=50)
+    price: list[str] = Field([], max_length=20)
+    rating: list[str] = Field([], max_length=5)
+
+    def of(self, facet: FacetName) -> list[str]:
+        return getattr(self, facet.value)
 
 def string_literal(value: str) -> str:
     """A Milvus expression string literal: double quotes, backslash-escaped."""

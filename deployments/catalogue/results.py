@@ -12,8 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from pardus.deployments.catalogue.filters import Refinements
 from pardus.deployments.catalogue.items import UNKNOWN, CatalogueItem
 from pardus.deployments.catalogue.plans import SearchPlan
 from pardus.deployments.catalogue.store import Hit
@@ -22,21 +21,6 @@ from pardus.deployments.names import FacetName, Mode, Sort, StockRule
 from pardus.deployments.settings import Boosts, SearchSettings
 
 RATING_BANDS = ("4-5", "3-4", "2-3", "1-2", "0-1")  # a band holds its lower edge (5 is in 4-5)
-
-
-class Refinements(BaseModel):
-    """Facet values a shopper picked: values within one facet are OR'd, facets are AND'd.
-    Price ranges and rating bands are named as the facets name them ("25-50", "500+",
-    "4-5")."""
-
-    model_config = ConfigDict(extra="forbid")
-    category: list[str] = Field([], max_length=50)
-    brand: list[str] = Field([], max_length=50)
-    price: list[str] = Field([], max_length=20)
-    rating: list[str] = Field([], max_length=5)
-
-    def of(self, facet: FacetName) -> list[str]:
-        return getattr(self, facet.value)
 
 
 @dataclass(frozen=True)

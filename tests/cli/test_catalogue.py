@@ -59,3 +59,46 @@ def test_ingest_shows_our_progress_and_table_and_keeps_the_libraries_in_a_log(
     assert "indexed now" in output and "pardus-ingest.log" in output
     assert not [line for line in output.splitlines() if any(s in line for s in LIBRARY_LINES)]
     assert "ray" in (tmp_path / "logs" / "pardus-ingest.log").read_text().lower()
+
+
+def test_attributes_only_changes_signals_and_nothing_else(ray_local, tiny_model, tmp_path,
+                                                          monkeypatch):
+    """A manifest's new stock, popularity and price reach every row of the items already
+    indexed, without embedding; items the catalogue does not hold are reported."""
+    import json
+
+    from pardus.deployments.catalogue.store import CatalogueStore
+    from pardus.deployments.settings import Settings
+    from pardus.ingest.samples import write_sample_catalogue
+
+    catalogue = tmp_path / "catalogue"
+    write_sample_catalogue(catalogue, count=6)
+    env = env_for(tiny_model, tmp_path)
+    try:
+        assert invoke(["ingest", str(catalogue / "items.jsonl")], env, monkeypatch).exit_code == 0
+        settings = Settings(milvus={"uri": str(tmp_path / "cli.db")})
+        store = CatalogueStore(settings.milvus)
+        before = store.count_rows()
+        rows = [json.loads(line) for line in (catalogue / "items.jsonl").read_text().splitlines()]
+        changes = [{"parent_asin": row["parent_asin"], "in_stock": False, "rating_number": 4242}
+                   for row in rows[:3]]  # an attribute feed: no pictures, no titles
+        changes.append({"parent_asin": "NOT-HERE", "in_stock": True})
+        update = tmp_path / "update.jsonl"
+        update.write_text("".join(json.dumps(c) + "\n" for c in changes))
+        result = invoke(["ingest", str(update), "--attributes-only"], env, monkeypatch)
+        assert result.exit_code == 0, result.output
+        said = " ".join(result.output.split())
+        assert "updated (every picture row) │ 3" in said and "not in the catalogue │ 1" in said
+        items = {item.id: item for item in store.get([row["parent_asin"] for row in rows])}
+        for row in rows[:3]:
+            item = items[row["parent_asin"]]
+            assert (item.in_stock, item.popularity, item.price) == (False, 4242, row["price"])
+        untouched = items[rows[4]["parent_asin"]]
+        assert (untouched.in_stock, untouched.popularity) == (rows[4]["in_stock"],
+                                                                rows[4]["rating_number"])
+        assert store.count_rows() == before
+        flags = store._query('item_id in ["SAMPLE00000", "SAMPLE00002"]', ["in_stock"])
+        assert len(flags) == 1 + 3 and not any(r["in_stock"] for r in flags)  # every picture
+        store.close()
+    finally:
+        invoke(["store", "stop"], env, monkeypatch)

@@ -206,3 +206,34 @@ def test_search_explains_a_missing_service_and_bad_filters(service_url):
     result = runner.invoke(app, ["search", "--url", service_url, "--text", "x",
                                  "--price-min", "9", "--price-max", "1"])
     assert result.exit_code == 1 and "price_min" in result.output
+
+
+def test_search_pages_facets_and_similar_from_the_command_line(service_url):
+    """A page with its facets and the command for the next one; following it gives the
+    next products; `pardus similar` lists others like an item."""
+    first = runner.invoke(app, ["search", "--url", service_url, "--text", "a bag", "--k", "4",
+                                "--no-rerank", "--sort", "price_asc", "--facet", "category",
+                                "--refine", "price=0-10", "--refine", "price=10-25", "--debug"])
+    assert first.exit_code == 0, first.output
+    said = " ".join(first.output.split())
+    assert "category:" in said and "sorted by price_asc" in said and "price (USD)" in said
+    assert "relev." in said and "next page: pardus search" in said
+    cursor = said.split("--cursor ")[-1].split()[0]
+    second = runner.invoke(app, ["search", "--url", service_url, "--text", "a bag", "--k", "4",
+                                 "--no-rerank", "--sort", "price_asc", "--facet", "category",
+                                 "--refine", "price=0-10", "--refine", "price=10-25", "--debug",
+                                 "--cursor", cursor])
+    assert second.exit_code == 0, second.output
+    ids = lambda text: [w for w in text.split() if w.startswith("SAMPLE")]  # noqa: E731
+    assert ids(first.output) and ids(second.output)
+    assert not set(ids(first.output)) & set(ids(second.output))
+    wrong = runner.invoke(app, ["search", "--url", service_url, "--text", "a mug", "--cursor",
+                                cursor])
+    assert wrong.exit_code == 1 and "another search" in wrong.output
+    bad = runner.invoke(app, ["search", "--url", service_url, "--text", "x", "--refine", "x"])
+    assert bad.exit_code == 2 and "FACET=VALUE" in bad.output
+    alike = runner.invoke(app, ["similar", "SAMPLE00002", "--url", service_url, "--k", "3"])
+    assert alike.exit_code == 0, alike.output
+    assert "SAMPLE00002" not in ids(alike.output) and len(ids(alike.output)) == 3
+    missing = runner.invoke(app, ["similar", "NOPE", "--url", service_url])
+    assert missing.exit_code == 1 and "no item" in missing.output

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from ray import serve
 
-from pardus.serve.search import within
+from pardus.serve.rerank_stage import within
 
 RERANK_TIMEOUT = 3.0
 SEARCH_BOUND = RERANK_TIMEOUT + 7.0  # plus embedding and retrieval of tiny models, 2 cores

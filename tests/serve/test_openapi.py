@@ -12,10 +12,13 @@ from PIL import Image
 
 from pardus.serve.schemas import SearchRequest
 
-FORM_EXAMPLES = {  # a valid value for every part of the search form but image_url
+FORM_EXAMPLES = {  # a valid value for every part of the search form but image_url, cursor
     "text": "a yellow bag", "k": "3", "rerank": "false", "mode": "hybrid",
     "filters": json.dumps({"price_max": 1000}), "weights": json.dumps({"dense": 1,
-                                                                       "lexical": 0.5})}
+                                                                       "lexical": 0.5}),
+    "sort": "price_asc", "facets": json.dumps(["category", "price"]),
+    "refine": json.dumps({"rating": ["4-5", "3-4", "2-3"]}),
+    "boosts": json.dumps({"out_of_stock": "keep"}), "min_relevance": "0.1", "debug": "true"}
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +47,17 @@ def test_the_search_body_is_documented_from_the_model(openapi):
 
 def test_every_documented_form_part_is_accepted(client, openapi):
     parts = set(search_body(openapi)["multipart/form-data"]["schema"]["properties"])
-    assert parts - {"image", "image_url"} == set(FORM_EXAMPLES)
+    # image_url needs an allowed host; a cursor, a page before it
+    assert parts - {"image", "image_url", "cursor"} == set(FORM_EXAMPLES)
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "yellow").save(buf, "JPEG")
     response = client.post("/v1/search", data=FORM_EXAMPLES,
                            files={"image": ("q.jpg", buf.getvalue(), "image/jpeg")})
     assert response.status_code == 200, response.text
-    assert response.json()["fusion"] == "weighted"  # the weights part was read
+    body = response.json()
+    assert body["fusion"] == "weighted" and body["sort"] == "price_asc"  # parts were read
+    assert [f["name"] for f in body["facets"]] == ["category", "price"]
+    assert all(r["debug"] for r in body["results"])
 
 
 def test_an_undocumented_form_part_is_refused(client):

@@ -14,9 +14,9 @@ import pytest
 from pymilvus import MilvusClient
 
 from pardus.deployments.catalogue import schema
-from pardus.deployments.catalogue.filters import SearchFilters
+from pardus.deployments.catalogue.filters import Refinements, SearchFilters
 from pardus.deployments.catalogue.items import UNKNOWN, CatalogueItem
-from pardus.deployments.catalogue.results import Refinements, facet_value
+from pardus.deployments.catalogue.results import facet_value
 from pardus.deployments.catalogue.store import CatalogueStore, Picture
 from pardus.deployments.embedder.queries import Embedding, PictureVectors
 from pardus.deployments.errors import BadQuery, Conflict, NotFound

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
+from pardus.deployments.catalogue.filters import Refinements
 from pardus.deployments.catalogue.items import UNKNOWN, CatalogueItem
 from pardus.deployments.catalogue.plans import make_plan
 from pardus.deployments.catalogue.results import (
-    Refinements,
     arrange,
     count_facets,
     facet_value,
