@@ -27,7 +27,8 @@ def test_amazon_record_becomes_a_row_with_its_pictures_main_first():
                    {"thumb": "t2.jpg", "variant": "PT02"}, {"large": "l.jpg", "variant": "PT03"}],
     }, max_images=4)
     assert row == {"id": "B01", "title": "Leopard case", "category": "Cell Phones",
-                   "brand": "Acme", "price": 12.99, "rating": 4.4,
+                   "brand": "Acme", "price": 12.99, "rating": 4.4, "in_stock": None,
+                   "popularity": -1.0, "added_at": 0,
                    "images": json.dumps(["main.jpg", "l.jpg", "t2.jpg"]), "error": "",
                    "message": ""}
     assert json.loads(manifest_row({"parent_asin": "B", "images": [f"{i}.jpg" for i in range(9)]},
@@ -125,3 +126,20 @@ def test_uri_folder_lists_like_a_local_folder(tmp_path):
     assert rows == folder_rows(Source.open(tmp_path))
     assert [json.loads(r["images"]) for r in rows] == [["Mugs/deep/b.png"], ["Mugs/red_mug-1.jpg"],
                                                       ["top.png"]]
+
+
+@pytest.mark.parametrize(("record", "expected"), [
+    ({}, (None, -1.0, 0)),
+    ({"in_stock": False, "rating_number": 1520}, (False, 1520.0, 0)),
+    ({"in_stock": "Out of stock", "popularity": 7, "rating_number": 1520}, (False, 7.0, 0)),
+    ({"in_stock": "true", "added_at": 1700000000}, (True, -1.0, 1700000000)),
+    ({"added_at": "2024-03-04"}, (None, -1.0, 1709510400)),
+    ({"details": {"Date First Available": "March 4, 2024"}}, (None, -1.0, 1709510400)),
+    ({"added_at": "not a date", "rating_number": "n/a"}, (None, -1.0, 0)),
+])
+def test_business_signals_are_read_or_left_unsaid(record, expected):
+    """in_stock, popularity (else rating_number) and added_at (else Amazon's first-available
+    date); what a record does not say stays unsaid (ingest fills defaults, an attribute
+    update keeps the stored value)."""
+    row = manifest_row({"parent_asin": "x", "images": ["a.jpg"], **record}, max_images=4)
+    assert (row["in_stock"], row["popularity"], row["added_at"]) == expected
