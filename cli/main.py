@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import sys
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Optional
@@ -178,16 +177,23 @@ def serve_command(
             stop_service()
 
 
-def _next_command() -> str:
-    """This command line without its --cursor: what to run again for the next page."""
-    words, skip = ["pardus"], False
-    for word in sys.argv[1:]:
-        if skip:
-            skip = False
-        elif word == "--cursor":
-            skip = True
-        elif not word.startswith("--cursor="):
-            words.append(word)
+def _next_command(ctx: typer.Context) -> str:
+    """This command again, as given but for its cursor (and key): what to run for the next
+    page, rebuilt from the parsed parameters."""
+    words = ["pardus", *ctx.command_path.split()[1:]]  # as users call it (tests run "root")
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        positional = param.param_type_name == "argument"
+        if param.name in ("cursor", "api_key") or value in (None, [], ()) or (
+                value == param.default and not positional):
+            continue
+        if positional:
+            words.append(str(value))
+        elif isinstance(value, bool):
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            for one in value if isinstance(value, (list, tuple)) else [value]:
+                words += [param.opts[0], str(one)]
     return shlex.join(words)
 
 
@@ -207,7 +213,7 @@ def _refinements(values: list[str] | None):
     return Refinements(**picked) if picked else None
 
 
-def _show(ask, in_process: bool, title: str) -> None:
+def _show(ctx: typer.Context, ask, in_process: bool, title: str) -> None:
     """Run a search (ask(in_process)), print the page, exit 1 or 2 with the reason."""
     # Deferred: the service code.
     from pardus.cli.logs import library_logs
@@ -228,7 +234,7 @@ def _show(ask, in_process: bool, title: str) -> None:
     except PardusError as exc:
         err_console.print(f"[red]{exc.message}[/]", soft_wrap=True)
         raise typer.Exit(1) from None
-    print_results(response, title, _next_command())
+    print_results(response, title, _next_command(ctx))
 
 
 def _service_url(url: str | None) -> str:
@@ -251,6 +257,7 @@ K = Annotated[int, typer.Option(min=1, max=100)]
 
 @app.command()
 def search(
+    ctx: typer.Context,
     text: Annotated[str, typer.Option("--text", "-t", help="What to look for.")] = "",
     image: Annotated[Optional[Path], typer.Option("--image", "-i", exists=True, dir_okay=False,
                                                   help="A query image.")] = None,
@@ -298,13 +305,14 @@ def search(
         raise typer.Exit(1) from None
     args = SearchArgs(text, image, k, rerank, filters, mode, weights, sort, tuple(facet or ()),
                       _refinements(refine), cursor, debug)
-    _show(lambda here: search_in_process(args) if here else search_over_http(
+    _show(ctx, lambda here: search_in_process(args) if here else search_over_http(
         _service_url(url), args, api_key), in_process,
         f"query: {text!r}" + (f" + {image}" if image else ""))
 
 
 @app.command()
 def similar(
+    ctx: typer.Context,
     item_id: Annotated[str, typer.Argument(metavar="ID", help="The product to start from.")],
     k: K = 10,
     category: Category = None,
@@ -328,7 +336,7 @@ def similar(
         err_console.print(f"[red]{exc.message}[/]", soft_wrap=True)
         raise typer.Exit(1) from None
     args = SearchArgs(k=k, filters=filters, cursor=cursor, debug=debug)
-    _show(lambda here: similar_in_process(item_id, args) if here else similar_over_http(
+    _show(ctx, lambda here: similar_in_process(item_id, args) if here else similar_over_http(
         _service_url(url), item_id, args, api_key), in_process, f"like {item_id}")
 
 

@@ -161,24 +161,24 @@ def wait_for_interrupt(url: str, log_path: Path) -> None:
 # -- searching ---------------------------------------------------------------------------
 def print_results(response: SearchResponse, title: str, next_command: str = "") -> None:
     """The page as a table, the facets, how it was searched and how to get the next page."""
-    debug = any(r.debug for r in response.results)
     table = Table(title=title)
-    for name in ("rank", "retr.", "score", "id", "title", "category",
-                 f"price ({response.currency})", "stock", "pic."):
-        table.add_column(name, overflow="fold" if name == "id" else "ellipsis",
+    for name in ("rank", "retr.", "score", "id", "title", "category", "price", "stock", "pic."):
+        table.add_column(name, no_wrap=name == "id", overflow="ellipsis",
                          ratio=1 if name in ("title", "category") else None,
-                         justify="right" if name.startswith("price") else "left")
-    if debug:
-        for name in ("relev.", "boost", "final"):
-            table.add_column(name, justify="right")
+                         justify="right" if name == "price" else "left")
     for r in response.results:
-        row = [str(r.rank), str(r.retrieval_rank), f"{r.score:.3f}", r.id, r.title, r.category,
-               "-" if r.price is None else f"{r.price:.2f}", "yes" if r.in_stock else "no",
-               f"{r.image_index + 1}/{r.image_count}"]
-        if r.debug:
-            row += [f"{r.debug.relevance:.3f}", f"{r.debug.boost:+.3f}", f"{r.debug.final:.3f}"]
-        table.add_row(*row)
+        table.add_row(str(r.rank), str(r.retrieval_rank), f"{r.score:.3f}", r.id, r.title,
+                      r.category, "-" if r.price is None else f"{r.price:.2f}",
+                      "yes" if r.in_stock else "no", f"{r.image_index + 1}/{r.image_count}")
     console.print(table)
+    if any(r.debug for r in response.results):
+        scores = Table(title="how the order came about")
+        for name in ("id", "relevance", "boost", "final"):
+            scores.add_column(name, justify="left" if name == "id" else "right")
+        for r in response.results:
+            scores.add_row(r.id, f"{r.debug.relevance:.3f}", f"{r.debug.boost:+.3f}",
+                           f"{r.debug.final:.3f}")
+        console.print(scores)
     for facet in response.facets:
         values = ", ".join(f"{'[bold]' if v.selected else ''}{v.value}"
                            f"{'[/bold]' if v.selected else ''} ({v.count})" for v in facet.values)
@@ -187,7 +187,8 @@ def print_results(response: SearchResponse, title: str, next_command: str = "") 
     shown = response.results[-1].retrieval_rank if response.results else 0
     console.print(f"{response.kind} query, {response.mode} search{fused}, sorted by "
                   f"{response.sort}: {shown} of {response.total} relevant products (of the "
-                  f"top {response.window} matches)", soft_wrap=True)
+                  f"top {response.window} matches); prices in {response.currency}",
+                  soft_wrap=True)
     outcome = response.rerank.outcome
     if outcome is RerankOutcome.RERANKED:
         console.print(f"reranked; why #1 fits: {response.reason or '(no reason given)'}",

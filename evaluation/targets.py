@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pardus.deployments.errors import BadQuery, NotFound, PardusError, Unauthorized
@@ -35,7 +35,7 @@ class Ask:
     rerank: bool
     k: int
     min_relevance: float = 0.0
-    boosts: Boosts = Boosts(out_of_stock=StockRule.KEEP)
+    boosts: Boosts = field(default_factory=lambda: Boosts(out_of_stock=StockRule.KEEP))
 
 
 @dataclass(frozen=True)
