@@ -1,94 +1,23 @@
-// The Pardus search page: builds the multipart query, calls /v1/search, draws the results
-// (results.js).
+// The Pardus search page: builds the multipart query (form.js), calls /v1/search, draws the
+// results (results.js).
 
-import { pictureUrl, render, sentence } from "./results.js";
+import { readForm } from "./form.js";
+import { clearError, errorMessage, showError } from "./messages.js";
+import { setImage } from "./query-image.js";
+import { pictureUrl, render } from "./results.js";
 
 const KEY_STORAGE = "pardus.apiKey";
 const $ = (id) => document.getElementById(id);
 
 const el = {
-  form: $("search-form"), text: $("q-text"), file: $("q-image"), zone: $("drop-zone"),
-  preview: $("preview"), previewImg: $("preview-img"), previewName: $("preview-name"),
-  remove: $("remove-image"), k: $("k"), rerank: $("rerank"), mode: $("mode"),
-  category: $("f-category"),
-  priceMin: $("f-price-min"), priceMax: $("f-price-max"), settings: $("settings"),
-  apiKey: $("api-key"), submit: $("submit"), busy: $("busy"), error: $("error"),
+  form: $("search-form"), apiKey: $("api-key"), submit: $("submit"), busy: $("busy"),
   section: $("results-section"), heading: $("results-heading"), count: $("count"),
   rerankNote: $("rerank-note"), truncated: $("truncated-note"), caption: $("caption"),
   reason: $("reason"), grid: $("grid"), hint: $("more-like-hint"), timings: $("timings"),
   timingsList: $("timings-list"),
 };
 
-const state = { image: null, previewUrl: null, controller: null };
-
-// -- the query image ----------------------------------------------------------------------------
-function setImage(file) {
-  if (file.type && !file.type.startsWith("image/")) {
-    showError(`“${file.name}” is not an image (${file.type}): `
-      + "choose a JPEG, PNG or WebP file.");
-    return false;
-  }
-  clearError();
-  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
-  state.image = file;
-  state.previewUrl = URL.createObjectURL(file);
-  el.previewImg.src = state.previewUrl;
-  el.previewName.textContent = file.name;
-  el.preview.hidden = false;
-  if (el.file.files[0] !== file) {
-    try {  // mirror it in the file input, so the control says what is chosen
-      const transfer = new DataTransfer();
-      transfer.items.add(file);
-      el.file.files = transfer.files;
-    } catch { /* older browsers: the preview alone shows it */ }
-  }
-  return true;
-}
-
-function removeImage() {
-  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
-  Object.assign(state, { image: null, previewUrl: null });
-  el.previewImg.removeAttribute("src");
-  el.previewName.textContent = "";
-  el.preview.hidden = true;
-  el.file.value = "";
-  el.file.focus();
-}
-
-el.file.addEventListener("change", () => {
-  const file = el.file.files[0];
-  if (file && !setImage(file)) el.file.value = "";
-});
-el.remove.addEventListener("click", removeImage);
-el.previewImg.addEventListener("error", () => {
-  if (state.previewUrl) el.preview.classList.add("no-preview");
-});
-el.previewImg.addEventListener("load", () => el.preview.classList.remove("no-preview"));
-el.zone.addEventListener("dragover", (event) => {
-  event.preventDefault();
-  el.zone.classList.add("dragging");
-});
-el.zone.addEventListener("dragleave", (event) => {
-  if (!el.zone.contains(event.relatedTarget)) el.zone.classList.remove("dragging");
-});
-el.zone.addEventListener("drop", (event) => {
-  event.preventDefault();
-  el.zone.classList.remove("dragging");
-  const file = event.dataTransfer.files[0];
-  if (file) setImage(file);
-});
-// A file dropped beside the zone must not replace the page with the file.
-window.addEventListener("dragover", (event) => event.preventDefault());
-window.addEventListener("drop", (event) => event.preventDefault());
-document.addEventListener("paste", (event) => {
-  const item = Array.from(event.clipboardData?.items || [])
-    .find((i) => i.kind === "file" && i.type.startsWith("image/"));
-  if (!item) return;  // ordinary text pastes go where they were going
-  event.preventDefault();
-  const blob = item.getAsFile();
-  const ext = (blob.type.split("/")[1] || "png").replace("jpeg", "jpg");
-  setImage(new File([blob], blob.name || `pasted.${ext}`, { type: blob.type }));
-});
+const state = { controller: null };
 
 // -- the API key --------------------------------------------------------------------------------
 el.apiKey.value = sessionStorage.getItem(KEY_STORAGE) || "";
@@ -103,86 +32,7 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
-// -- messages -----------------------------------------------------------------------------------
-
-function showError(message) {
-  el.error.textContent = message;
-  el.error.classList.add("shown");
-}
-
-function clearError() {
-  el.error.textContent = "";
-  el.error.classList.remove("shown");
-}
-
-function retrySeconds(header) {
-  if (!header) return null;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return Math.max(0, Math.ceil(seconds));
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
-}
-
-async function errorMessage(response, what) {
-  let detail = null;
-  try {
-    detail = (await response.json())?.error ?? null;
-  } catch { /* not our JSON error format: the status says enough */ }
-  const status = `${response.status}${response.statusText ? " " + response.statusText : ""}`;
-  const said = detail?.message ? `: ${detail.message}` : "";
-  const parts = [sentence(`${what} failed (${status})${said}`)];
-  if (detail?.field) parts.push(`Field: ${detail.field}.`);
-  if (response.status === 503) {
-    const wait = retrySeconds(response.headers.get("Retry-After"));
-    parts.push(wait === null ? "The service is temporarily unavailable, please retry shortly."
-      : `The service is temporarily unavailable, retry in ${wait} s.`);
-  }
-  if (response.status === 401) {
-    parts.push("Enter an API key under Settings.");
-    el.settings.open = true;
-  }
-  return parts.join(" ");
-}
-
 // -- the request --------------------------------------------------------------------------------
-function readNumber(input, label, problems) {
-  const raw = input.value.trim();
-  if (!raw && !input.validity.badInput) return undefined;
-  if (!input.checkValidity()) {
-    problems.push(`${label}: ${input.validationMessage || "not a valid number"}`);
-    return undefined;
-  }
-  return Number(raw);
-}
-
-function buildQuery() {
-  const problems = [];
-  const text = el.text.value.trim();
-  const k = readNumber(el.k, "Number of results", problems);
-  if (el.k.value.trim() === "") problems.push("Number of results: enter a number from 1 to 100");
-  const filters = {};
-  const categories = el.category.value.split(",").map((c) => c.trim()).filter(Boolean);
-  if (categories.length) filters.categories = categories;
-  const priceMin = readNumber(el.priceMin, "Price from", problems);
-  const priceMax = readNumber(el.priceMax, "Price up to", problems);
-  if (priceMin !== undefined) filters.price_min = priceMin;
-  if (priceMax !== undefined) filters.price_max = priceMax;
-  if (priceMin !== undefined && priceMax !== undefined && priceMin > priceMax) {
-    problems.push("Price from must not be more than Price up to");
-  }
-  if (!text && !state.image) problems.push("Type what you are looking for, or add an image");
-  if (problems.length) return { problems };
-
-  const body = new FormData();
-  body.append("text", text);
-  body.append("k", String(k));
-  body.append("rerank", el.rerank.checked ? "true" : "false");
-  if (el.mode.value !== "auto") body.append("mode", el.mode.value);
-  if (Object.keys(filters).length) body.append("filters", JSON.stringify(filters));
-  if (state.image) body.append("image", state.image, state.image.name || "query.jpg");
-  return { body };
-}
-
 function setBusy(busy) {
   el.submit.disabled = busy;
   el.busy.hidden = !busy;
@@ -190,12 +40,22 @@ function setBusy(busy) {
   el.section.setAttribute("aria-busy", String(busy));
 }
 
+function formBody(fields) {
+  const body = new FormData();
+  for (const [name, value] of fields) {
+    if (value instanceof Blob) body.append(name, value, value.name || "query.jpg");
+    else body.append(name, value);
+  }
+  return body;
+}
+
 async function search({ focusResults = false } = {}) {
-  const { body, problems } = buildQuery();
+  const { fields, problems } = readForm();
   if (problems) {
     showError(`Cannot search yet. ${problems.join(". ")}.`);
     return;
   }
+  const body = formBody(fields);
   state.controller?.abort();  // the newest query wins
   const controller = (state.controller = new AbortController());
   clearError();

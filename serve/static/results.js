@@ -1,6 +1,6 @@
 // Drawing a search answer: the result cards, the notes above them, the stage timings.
 
-export const sentence = (text) => (/[.!?]$/.test(text) ? text : `${text}.`);
+import { sentence } from "./format.js";
 
 const MODE_NAMES = { dense: "pictures", lexical: "words", hybrid: "words and pictures" };
 // Why a search was not reranked (SearchResponse.rerank.outcome), in the shopper's words.
