@@ -1,11 +1,12 @@
-// The search form: its fields as a search's.
+// The search form: its fields as a search's, and the folded options saying what they hold.
 
 import { queryImage } from "./query-image.js";
 
 const $ = (id) => document.getElementById(id);
 const el = {
   text: $("q-text"), k: $("k"), rerank: $("rerank"), mode: $("mode"), category: $("f-category"),
-  priceMin: $("f-price-min"), priceMax: $("f-price-max"),
+  priceMin: $("f-price-min"), priceMax: $("f-price-max"), options: $("options"),
+  optionsSummary: $("options-summary"),
 };
 
 function readNumber(input, label, problems) {
@@ -36,10 +37,28 @@ export function readForm() {
   }
   const image = queryImage();
   if (!text && !image) problems.push("Type what you are looking for, or add an image");
-  if (problems.length) return { problems };
+  if (problems.length) {
+    el.options.open ||= problems.some((p) => !p.startsWith("Type what"));
+    return { problems };
+  }
   const fields = [["text", text], ["k", String(k)], ["rerank", String(el.rerank.checked)]];
   if (el.mode.value !== "auto") fields.push(["mode", el.mode.value]);
   if (Object.keys(filters).length) fields.push(["filters", JSON.stringify(filters)]);
   if (image) fields.push(["image", image]);
   return { fields };
 }
+
+/** The folded options say what they hold: "12 a page, reranked, Clothing". */
+function describeOptions() {
+  const parts = [`${el.k.value.trim() || "?"} a page`, el.rerank.checked ? "reranked"
+    : "not reranked"];
+  if (el.mode.value !== "auto") parts.push(el.mode.selectedOptions[0].textContent);
+  const categories = el.category.value.trim();
+  if (categories) parts.push(categories);
+  const [low, high] = [el.priceMin.value.trim(), el.priceMax.value.trim()];
+  if (low || high) parts.push(`price ${low || "0"} to ${high || "any"}`);
+  el.optionsSummary.textContent = `(${parts.join(", ")})`;
+}
+el.options.addEventListener("input", describeOptions);
+el.options.addEventListener("change", describeOptions);
+describeOptions();

@@ -67,8 +67,18 @@ def catalogue_image(sample_catalogue, index: int, picture: int = 0):
     return sample_catalogue / "images" / f"item-{index:04d}-{picture}.jpg"
 
 
+def open_options(page):
+    """Unfold "Options and filters" (folded by default, so results show on the first screen)."""
+    options = page.locator("#options")
+    if not options.evaluate("details => details.open"):
+        options.locator("summary").click()
+    expect(page.get_by_label("Number of results")).to_be_visible()
+
+
 def fill_query(page, text="", k=None, rerank=None, category=None, price_max=None):
     page.get_by_label("What are you looking for?").fill(text)
+    if (k, rerank, category, price_max) != (None,) * 4:
+        open_options(page)
     if k is not None:
         page.get_by_label("Number of results").fill(str(k))
     if rerank is not None:
@@ -339,6 +349,7 @@ def test_phone_width_has_no_sideways_scrolling(page, sample_catalogue):
     fill_query(page, "a bag like this", k=4, rerank=False)
     assert run_search(page).status == 200
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    open_options(page)
     for label in ("What are you looking for?", "Query image", "Number of results", "Category",
                   "Price from", "Price up to"):
         box = page.get_by_label(label).bounding_box()
