@@ -26,6 +26,11 @@ function retrySeconds(header) {
 /** What a failed answer (not 2xx) means, in the shopper's words: the server's own message,
  * the field at fault, when to retry, where the API key goes. */
 export async function errorMessage(response, what) {
+  return (await explain(response, what)).message;
+}
+
+/** A failed answer's message (errorMessage) and its error code (null when it has none). */
+export async function explain(response, what) {
   let detail = null;
   try {
     detail = (await response.json())?.error ?? null;
@@ -34,6 +39,9 @@ export async function errorMessage(response, what) {
   const said = detail?.message ? `: ${detail.message}` : "";
   const parts = [sentence(`${what} failed (${status})${said}`)];
   if (detail?.field) parts.push(`Field: ${detail.field}.`);
+  if (detail?.code === "cursor_expired") {
+    parts.push("The catalogue changed since this search: press Search to start again.");
+  }
   if (response.status === 503) {
     const wait = retrySeconds(response.headers.get("Retry-After"));
     parts.push(wait === null ? "The service is temporarily unavailable, please retry shortly."
@@ -43,5 +51,5 @@ export async function errorMessage(response, what) {
     parts.push("Enter an API key under Settings.");
     settings.open = true;
   }
-  return parts.join(" ");
+  return { message: parts.join(" "), code: detail?.code ?? null };
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -24,31 +26,36 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SEARCH_MS = 120_000  # a reranked search runs a (tiny) vision-language model on CPU
 UI_MS = 15_000
 CARDS = "#grid > li"
+FACETS = json.dumps(["category", "brand", "price", "rating"], separators=(",", ":"))
 # Chromium does not show Playwright a multipart body that holds a file: the page's fetch is
-# watched instead, and the fields of the last FormData it sent are kept in window.__sent.
+# watched instead; the fields of the last FormData it sent are kept in window.__sent, and of
+# every one in window.__sentAll.
 FORM_SPY = """
 const send = window.fetch;
+window.__sentAll = [];
 window.fetch = (url, options = {}) => {
   if (options.body instanceof FormData) {
     window.__sent = Object.fromEntries([...options.body.entries()].map(([key, value]) =>
       [key, typeof value === "string" ? value : {name: value.name, size: value.size}]));
+    window.__sentAll.push(window.__sent);
   }
   return send(url, options);
 };
 """
 
 
-@pytest.fixture(scope="module")
-def browser():
+@contextmanager
+def chromium():
+    """Debian's Chromium, headless, driven by Playwright."""
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
 
 
-@pytest.fixture()
-def page(browser, service_url, artifacts, request):
-    """A fresh tab on the page; its console errors fail the test, a screenshot is kept."""
+@contextmanager
+def open_tab(browser, url: str, screenshot: Path):
+    """A fresh tab on the page; its script errors fail the test, a screenshot is kept."""
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     context.add_init_script(FORM_SPY)
     tab = context.new_page()
@@ -56,11 +63,23 @@ def page(browser, service_url, artifacts, request):
     expect.set_options(timeout=UI_MS)
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.goto(f"{service_url}/")
+    tab.goto(f"{url}/")
     yield tab
-    tab.screenshot(path=artifacts / f"web-{request.node.name}.png", full_page=True)
+    tab.screenshot(path=screenshot, full_page=True)
     context.close()
     assert not errors, f"script errors on the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture()
+def page(browser, service_url, artifacts, request):
+    with open_tab(browser, service_url, artifacts / f"web-{request.node.name}.png") as tab:
+        yield tab
 
 
 def catalogue_image(sample_catalogue, index: int, picture: int = 0):
@@ -108,10 +127,24 @@ def shown_cards(page) -> list[dict]:
         src: card.querySelector("img").getAttribute("src")}))""")
 
 
-def assert_page_shows(page, body: dict) -> list[dict]:
-    """Every result of the API's answer is on the page, with what the shopper should see."""
+def money(price: float | None, currency: str) -> str:
+    """A price as the page shows it (Intl.NumberFormat, English); the sample service's
+    currency is USD."""
+    assert currency == "USD", currency
+    return "-" if price is None else f"${price:,.2f}"
+
+
+def count_says(shown: int, total: int) -> str:
+    """The count line's "how many of how many"."""
+    noun = "result" if total == 1 else "results"
+    return f"{shown} of {total} {noun}" if shown < total else f"{shown} {noun}"
+
+
+def assert_page_shows(page, body: dict, earlier: list[dict] = ()) -> list[dict]:
+    """Every result of the API's answer (after the `earlier` pages' results) is on the page,
+    with what the shopper should see."""
     cards = shown_cards(page)
-    results = body["results"]
+    results = [*earlier, *body["results"]]
     assert [c["id"] for c in cards] == [r["id"] for r in results]
     for card, result in zip(cards, results):
         assert f"#{result['rank']}" in card["text"]
@@ -121,13 +154,13 @@ def assert_page_shows(page, body: dict) -> list[dict]:
             picture = f"picture {result['image_index'] + 1} of {result['image_count']}"
             assert picture in card["alt"] and f"matched {picture}" in card["text"]
         assert card["category"] == result["category"]
-        price = "-" if result["price"] is None else f"{result['price']:.2f}"
-        assert price in card["text"]
+        assert money(result["price"], body["currency"]) in card["text"]
+        assert result["brand"] in card["text"]
         moved = result["retrieval_rank"] != result["rank"]
         assert (f"retrieval #{result['retrieval_rank']}" in card["text"]) == moved
         joiner = "&" if "?" in result["image_url"] else "?"
         assert card["src"] == f"{result['image_url']}{joiner}size=256"
-    expect(page.locator("#count")).to_contain_text(f"{len(results)} result")
+    expect(page.locator("#count")).to_contain_text(count_says(len(results), body["total"]))
     if body["rerank"]["outcome"] == "reranked":
         expect(page.locator("#rerank-note")).to_be_hidden()
     else:  # why not, in words (the page's own for each outcome)
@@ -152,7 +185,7 @@ def test_text_query_draws_the_ranked_grid(page, artifacts):
 
     call = run_search(page, search_and_look_busy)
     assert call.status == 200
-    assert call.sent == {"text": "a red bag", "k": "6", "rerank": "true"}
+    assert call.sent == {"text": "a red bag", "k": "6", "rerank": "true", "facets": FACETS}
     assert len(assert_page_shows(page, call.body)) == 6
     first = page.get_by_role("img", name=call.body["results"][0]["title"]).first
     expect(first).to_be_visible()
@@ -307,7 +340,7 @@ def test_more_like_this_searches_with_the_items_picture(page):
 
     # The keyboard does the same: focus a result, press Enter.
     target = call.body["results"][1]
-    page.locator(CARDS).nth(1).get_by_role("button").focus()
+    page.locator(CARDS).nth(1).locator(".card-title").focus()
     call = run_search(page, lambda: page.keyboard.press("Enter"))
     assert call.status == 200
     assert call.sent["image"]["name"] == f"{target['id']}.jpg"
