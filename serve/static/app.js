@@ -15,16 +15,17 @@ const $ = (id) => document.getElementById(id);
 const el = {
   form: $("search-form"), k: $("k"), apiKey: $("api-key"), submit: $("submit"), busy: $("busy"),
   section: $("results-section"), heading: $("results-heading"), back: $("back"),
-  count: $("count"), sortField: $("sort-field"), sort: $("sort"), refine: $("refine"),
-  refinePicked: $("refine-picked"), facets: $("facets"),
+  count: $("count"), sortField: $("sort-field"), sort: $("sort"), plainNote: $("plain-note"),
+  refine: $("refine"), refinePicked: $("refine-picked"), facets: $("facets"),
   rerankNote: $("rerank-note"), truncated: $("truncated-note"), caption: $("caption"),
   reason: $("reason"), hint: $("more-like-hint"), grid: $("grid"), more: $("more"),
   timings: $("timings"), timingsList: $("timings-list"),
 };
 
 // controller: the request in flight; listing: what the grid shows; search: the latest search
-// (what "Back" returns to); from: the search result whose similar products are shown.
-const state = { controller: null, listing: null, search: null, from: null };
+// (what "Back" returns to); from: the search result whose similar products are shown; plain:
+// the catalogue has no facets or sorts.
+const state = { controller: null, listing: null, search: null, from: null, plain: false };
 
 // -- the API key --------------------------------------------------------------------------------
 el.apiKey.value = sessionStorage.getItem(KEY_STORAGE) || "";
@@ -71,8 +72,9 @@ function show(listing, fresh = null) {
   el.rerankNote.hidden ||= similar;  // similar products are never reranked: nothing to say
   el.heading.textContent = similar ? `Products like “${about.title}”` : "Results";
   el.back.hidden = !similar;
-  el.sortField.hidden = similar;
-  if (!similar) {
+  el.sortField.hidden = similar || about.plain;
+  el.plainNote.hidden = !about.plain;
+  if (!similar && !about.plain) {
     el.sort.value = about.sort;
     const picked = pickCount(about.picks);
     el.refinePicked.textContent = picked ? `(${picked} picked)` : "";
@@ -99,7 +101,7 @@ function clearResults() {
   el.facets.replaceChildren();
   el.count.textContent = "";
   for (const node of [el.more, el.refine, el.hint, el.timings, el.rerankNote, el.reason,
-    el.caption, el.truncated, el.section]) node.hidden = true;
+    el.caption, el.truncated, el.plainNote, el.section]) node.hidden = true;
   Object.assign(state, { listing: null, search: null });
 }
 
@@ -118,7 +120,13 @@ async function load(listing, { append = false, what = "Search", focus = null } =
     if (focus) focus(first);
   } catch (error) {
     if (error.name === "AbortError") return;
-    if (listing.kind === "search" && !append) clearResults();
+    const { kind, about } = listing;
+    if (error.code === "catalogue_outdated" && kind === "search" && !append && !about.plain) {
+      state.plain = true;
+      search({ ...about, plain: true, focus });  // the same search, without facets and sort
+      return;
+    }
+    if (kind === "search" && !append) clearResults();
     showError(error.message);
   } finally {
     if (state.controller === controller) {
@@ -128,13 +136,16 @@ async function load(listing, { append = false, what = "Search", focus = null } =
   }
 }
 
-/** Search by the form's fields (`base`) in `sort` order, refined by `picks`. */
-function search({ base, sort, picks = {}, focus = null }) {
+/** Search by the form's fields (`base`) in `sort` order, refined by `picks`; `plain`: none
+ * of those (a catalogue written before them answers a search with facets by 409). */
+function search({ base, sort, picks = {}, plain = false, focus = null }) {
   const fields = [...base];
-  if (sort !== "relevance") fields.push(["sort", sort]);
-  fields.push(["facets", JSON.stringify(FACETS)]);
-  if (pickCount(picks)) fields.push(["refine", JSON.stringify(picks)]);
-  return load(searchListing(fields, { base, sort, picks }), { focus });
+  if (!plain) {
+    if (sort !== "relevance") fields.push(["sort", sort]);
+    fields.push(["facets", JSON.stringify(FACETS)]);
+    if (pickCount(picks)) fields.push(["refine", JSON.stringify(picks)]);
+  }
+  return load(searchListing(fields, { base, sort, picks, plain }), { focus });
 }
 
 function searchFromForm(focus = null) {
@@ -143,7 +154,7 @@ function searchFromForm(focus = null) {
     showError(`Cannot search yet. ${problems.join(". ")}.`);
     return Promise.resolve();
   }
-  return search({ base: fields, sort: el.sort.value, focus });
+  return search({ base: fields, sort: el.sort.value, plain: state.plain, focus });
 }
 
 el.form.addEventListener("submit", (event) => {

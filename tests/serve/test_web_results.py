@@ -386,3 +386,36 @@ def test_the_results_page_works_from_the_keyboard_alone(page, width):
     focused = page.evaluate(FOCUSED)
     assert (focused["card"], focused["part"]) == (more.body["results"][0]["id"], "title")
 
+
+def test_a_catalogue_without_facets_still_searches(page):
+    """A catalogue version written before the signals answers facets and sorts by 409
+    catalogue_outdated: the page searches again without them and says so."""
+    refused = []
+
+    def outdated(route):
+        if "facets" in (route.request.post_data or ""):
+            refused.append(route.request.post_data)
+            route.fulfill(status=409, json={"error": {
+                "code": "catalogue_outdated", "field": None,
+                "message": "the catalogue version 'v0' was written before business signals"}})
+        else:
+            route.continue_()
+
+    page.route("**/v1/search", outdated)
+    fill_query(page, "a mug", k=3, rerank=False)
+    with page.expect_response(lambda r: r.url.endswith("/v1/search") and r.status == 200,
+                              timeout=SEARCH_MS) as answer:
+        page.get_by_role("button", name="Search").click()
+    body = answer.value.json()
+    expect(page.locator(CARDS)).to_have_count(len(body["results"]))
+    sent = page.evaluate("window.__sentAll")
+    assert len(refused) == 1 and len(sent) == 2
+    assert sent[1] == {"text": "a mug", "k": "3", "rerank": "false"}  # no facets, no sort
+    expect(page.locator("#plain-note")).to_be_visible()
+    for hidden in ("#sort-field", "#refine"):
+        expect(page.locator(hidden)).to_be_hidden()
+    expect(page.get_by_role("alert")).to_have_text("")
+
+    fill_query(page, "a bag")  # the next search goes without them at once
+    call = run_search(page)
+    assert "facets" not in call.sent and len(refused) == 1
