@@ -1,94 +1,31 @@
-// The Pardus search page: builds the multipart query, calls /v1/search, draws the results
-// (results.js).
+// The Pardus search page: reads the form, runs a search and its next pages, refines and sorts
+// it, shows an item's similar products, and draws them (results.js, facets.js).
 
-import { pictureUrl, render, sentence } from "./results.js";
+import { FACETS, findBox, pickCount, readPicks, renderFacets } from "./facets.js";
+import { readForm } from "./form.js";
+import { clearError, errorMessage, showError } from "./messages.js";
+import { fetchPage, searchListing, similarListing } from "./pages.js";
+import { setImage } from "./query-image.js";
+import { countText, pictureUrl, renderCards, renderNotes } from "./results.js";
 
 const KEY_STORAGE = "pardus.apiKey";
+const WIDE = window.matchMedia("(min-width: 56rem)");  // the facets sit beside the results
 const $ = (id) => document.getElementById(id);
 
 const el = {
-  form: $("search-form"), text: $("q-text"), file: $("q-image"), zone: $("drop-zone"),
-  preview: $("preview"), previewImg: $("preview-img"), previewName: $("preview-name"),
-  remove: $("remove-image"), k: $("k"), rerank: $("rerank"), mode: $("mode"),
-  category: $("f-category"),
-  priceMin: $("f-price-min"), priceMax: $("f-price-max"), settings: $("settings"),
-  apiKey: $("api-key"), submit: $("submit"), busy: $("busy"), error: $("error"),
-  section: $("results-section"), heading: $("results-heading"), count: $("count"),
+  form: $("search-form"), k: $("k"), apiKey: $("api-key"), submit: $("submit"), busy: $("busy"),
+  section: $("results-section"), heading: $("results-heading"), back: $("back"),
+  count: $("count"), sortField: $("sort-field"), sort: $("sort"), plainNote: $("plain-note"),
+  refine: $("refine"), refinePicked: $("refine-picked"), facets: $("facets"),
   rerankNote: $("rerank-note"), truncated: $("truncated-note"), caption: $("caption"),
-  reason: $("reason"), grid: $("grid"), hint: $("more-like-hint"), timings: $("timings"),
-  timingsList: $("timings-list"),
+  reason: $("reason"), hint: $("more-like-hint"), grid: $("grid"), more: $("more"),
+  timings: $("timings"), timingsList: $("timings-list"),
 };
 
-const state = { image: null, previewUrl: null, controller: null };
-
-// -- the query image ----------------------------------------------------------------------------
-function setImage(file) {
-  if (file.type && !file.type.startsWith("image/")) {
-    showError(`“${file.name}” is not an image (${file.type}): `
-      + "choose a JPEG, PNG or WebP file.");
-    return false;
-  }
-  clearError();
-  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
-  state.image = file;
-  state.previewUrl = URL.createObjectURL(file);
-  el.previewImg.src = state.previewUrl;
-  el.previewName.textContent = file.name;
-  el.preview.hidden = false;
-  if (el.file.files[0] !== file) {
-    try {  // mirror it in the file input, so the control says what is chosen
-      const transfer = new DataTransfer();
-      transfer.items.add(file);
-      el.file.files = transfer.files;
-    } catch { /* older browsers: the preview alone shows it */ }
-  }
-  return true;
-}
-
-function removeImage() {
-  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
-  Object.assign(state, { image: null, previewUrl: null });
-  el.previewImg.removeAttribute("src");
-  el.previewName.textContent = "";
-  el.preview.hidden = true;
-  el.file.value = "";
-  el.file.focus();
-}
-
-el.file.addEventListener("change", () => {
-  const file = el.file.files[0];
-  if (file && !setImage(file)) el.file.value = "";
-});
-el.remove.addEventListener("click", removeImage);
-el.previewImg.addEventListener("error", () => {
-  if (state.previewUrl) el.preview.classList.add("no-preview");
-});
-el.previewImg.addEventListener("load", () => el.preview.classList.remove("no-preview"));
-el.zone.addEventListener("dragover", (event) => {
-  event.preventDefault();
-  el.zone.classList.add("dragging");
-});
-el.zone.addEventListener("dragleave", (event) => {
-  if (!el.zone.contains(event.relatedTarget)) el.zone.classList.remove("dragging");
-});
-el.zone.addEventListener("drop", (event) => {
-  event.preventDefault();
-  el.zone.classList.remove("dragging");
-  const file = event.dataTransfer.files[0];
-  if (file) setImage(file);
-});
-// A file dropped beside the zone must not replace the page with the file.
-window.addEventListener("dragover", (event) => event.preventDefault());
-window.addEventListener("drop", (event) => event.preventDefault());
-document.addEventListener("paste", (event) => {
-  const item = Array.from(event.clipboardData?.items || [])
-    .find((i) => i.kind === "file" && i.type.startsWith("image/"));
-  if (!item) return;  // ordinary text pastes go where they were going
-  event.preventDefault();
-  const blob = item.getAsFile();
-  const ext = (blob.type.split("/")[1] || "png").replace("jpeg", "jpg");
-  setImage(new File([blob], blob.name || `pasted.${ext}`, { type: blob.type }));
-});
+// controller: the request in flight; listing: what the grid shows; search: the latest search
+// (what "Back" returns to); from: the search result whose similar products are shown; plain:
+// the catalogue has no facets or sorts.
+const state = { controller: null, listing: null, search: null, from: null, plain: false };
 
 // -- the API key --------------------------------------------------------------------------------
 el.apiKey.value = sessionStorage.getItem(KEY_STORAGE) || "";
@@ -103,126 +40,94 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
-// -- messages -----------------------------------------------------------------------------------
-
-function showError(message) {
-  el.error.textContent = message;
-  el.error.classList.add("shown");
-}
-
-function clearError() {
-  el.error.textContent = "";
-  el.error.classList.remove("shown");
-}
-
-function retrySeconds(header) {
-  if (!header) return null;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return Math.max(0, Math.ceil(seconds));
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
-}
-
-async function errorMessage(response, what) {
-  let detail = null;
-  try {
-    detail = (await response.json())?.error ?? null;
-  } catch { /* not our JSON error format: the status says enough */ }
-  const status = `${response.status}${response.statusText ? " " + response.statusText : ""}`;
-  const said = detail?.message ? `: ${detail.message}` : "";
-  const parts = [sentence(`${what} failed (${status})${said}`)];
-  if (detail?.field) parts.push(`Field: ${detail.field}.`);
-  if (response.status === 503) {
-    const wait = retrySeconds(response.headers.get("Retry-After"));
-    parts.push(wait === null ? "The service is temporarily unavailable, please retry shortly."
-      : `The service is temporarily unavailable, retry in ${wait} s.`);
-  }
-  if (response.status === 401) {
-    parts.push("Enter an API key under Settings.");
-    el.settings.open = true;
-  }
-  return parts.join(" ");
-}
-
-// -- the request --------------------------------------------------------------------------------
-function readNumber(input, label, problems) {
-  const raw = input.value.trim();
-  if (!raw && !input.validity.badInput) return undefined;
-  if (!input.checkValidity()) {
-    problems.push(`${label}: ${input.validationMessage || "not a valid number"}`);
-    return undefined;
-  }
-  return Number(raw);
-}
-
-function buildQuery() {
-  const problems = [];
-  const text = el.text.value.trim();
-  const k = readNumber(el.k, "Number of results", problems);
-  if (el.k.value.trim() === "") problems.push("Number of results: enter a number from 1 to 100");
-  const filters = {};
-  const categories = el.category.value.split(",").map((c) => c.trim()).filter(Boolean);
-  if (categories.length) filters.categories = categories;
-  const priceMin = readNumber(el.priceMin, "Price from", problems);
-  const priceMax = readNumber(el.priceMax, "Price up to", problems);
-  if (priceMin !== undefined) filters.price_min = priceMin;
-  if (priceMax !== undefined) filters.price_max = priceMax;
-  if (priceMin !== undefined && priceMax !== undefined && priceMin > priceMax) {
-    problems.push("Price from must not be more than Price up to");
-  }
-  if (!text && !state.image) problems.push("Type what you are looking for, or add an image");
-  if (problems.length) return { problems };
-
-  const body = new FormData();
-  body.append("text", text);
-  body.append("k", String(k));
-  body.append("rerank", el.rerank.checked ? "true" : "false");
-  if (el.mode.value !== "auto") body.append("mode", el.mode.value);
-  if (Object.keys(filters).length) body.append("filters", JSON.stringify(filters));
-  if (state.image) body.append("image", state.image, state.image.name || "query.jpg");
-  return { body };
-}
-
 function setBusy(busy) {
   el.submit.disabled = busy;
+  el.more.disabled = busy;
   el.busy.hidden = !busy;
   el.form.setAttribute("aria-busy", String(busy));
   el.section.setAttribute("aria-busy", String(busy));
 }
 
-async function search({ focusResults = false } = {}) {
-  const { body, problems } = buildQuery();
-  if (problems) {
-    showError(`Cannot search yet. ${problems.join(". ")}.`);
-    return;
+// -- loading and showing a listing ------------------------------------------------------------
+const actions = { choose: moreLikeThis, similar: showSimilar };
+
+function emptyText(listing) {
+  if (listing.kind === "similar") return "No similar products.";
+  if (pickCount(listing.about.picks)) return "No results with these picks: unpick some.";
+  return "No results. Try other words, another image, or fewer filters.";
+}
+
+/** Draw `listing` (all its results, or only `fresh`, its newest page, after the others);
+ * returns the first card drawn. */
+function show(listing, fresh = null) {
+  const { data, kind, about } = listing;
+  const similar = kind === "similar";
+  const view = { headers: authHeaders(), currency: data.currency };
+  const first = renderCards(el.grid, fresh || listing.results, actions, view,
+                            { append: Boolean(fresh) });
+  const n = listing.results.length;
+  el.count.textContent = countText(n, data, similar ? "similar product" : "result")
+    || emptyText(listing);
+  renderNotes(el, data);
+  el.rerankNote.hidden ||= similar;  // similar products are never reranked: nothing to say
+  el.heading.textContent = similar ? `Products like “${about.title}”` : "Results";
+  el.back.hidden = !similar;
+  el.sortField.hidden = similar || about.plain;
+  el.plainNote.hidden = !about.plain;
+  if (!similar && !about.plain) {
+    el.sort.value = about.sort;
+    const picked = pickCount(about.picks);
+    el.refinePicked.textContent = picked ? `(${picked} picked)` : "";
+    const focused = el.facets.contains(document.activeElement) ? document.activeElement : null;
+    el.refine.hidden = !renderFacets(el.facets, data.facets, about.picks, data.currency);
+    if (focused) {  // the panel is drawn anew: the shopper's place in it stays where it was
+      const again = focused.dataset.facet && findBox(el.facets, focused.dataset.facet,
+                                                     focused.value);
+      (again || el.refine.querySelector("summary")).focus();
+    }
+  } else {
+    el.refine.hidden = true;
   }
-  state.controller?.abort();  // the newest query wins
+  el.more.hidden = !listing.next;
+  el.hint.hidden = !n;
+  el.section.hidden = false;
+  state.listing = listing;
+  if (!similar) state.search = listing;
+  return first;
+}
+
+function clearResults() {
+  el.grid.replaceChildren();
+  el.facets.replaceChildren();
+  el.count.textContent = "";
+  for (const node of [el.more, el.refine, el.hint, el.timings, el.rerankNote, el.reason,
+    el.caption, el.truncated, el.plainNote, el.section]) node.hidden = true;
+  Object.assign(state, { listing: null, search: null });
+}
+
+/** Fetch a page of `listing` (its first, or with `append` its next) and show it; `focus`
+ * gets the first new card. The newest request wins. */
+async function load(listing, { append = false, what = "Search", focus = null } = {}) {
+  state.controller?.abort();
   const controller = (state.controller = new AbortController());
   clearError();
   setBusy(true);
   try {
-    const response = await fetch("/v1/search", {
-      method: "POST", body, headers: authHeaders(), signal: controller.signal,
-    });
-    if (!response.ok) {
-      clearResults();
-      showError(await errorMessage(response, "Search"));
-      return;
-    }
-    let data;
-    try {
-      data = await response.json();
-    } catch {
-      showError("The service answered with something that is not a search result. Try again.");
-      return;
-    }
-    render(el, data, moreLikeThis, authHeaders());
-    if (focusResults) el.heading.focus();
+    const data = await fetchPage(listing, append ? listing.next : null,
+                                 { headers: authHeaders(), signal: controller.signal, what });
+    const fresh = listing.take(data, append);
+    const first = show(listing, append ? fresh : null);
+    if (focus) focus(first);
   } catch (error) {
     if (error.name === "AbortError") return;
-    clearResults();
-    showError(`Could not reach the search service (${error.message}). Check your connection `
-      + "and that the service is running, then try again.");
+    const { kind, about } = listing;
+    if (error.code === "catalogue_outdated" && kind === "search" && !append && !about.plain) {
+      state.plain = true;
+      search({ ...about, plain: true, focus });  // the same search, without facets and sort
+      return;
+    }
+    if (kind === "search" && !append) clearResults();
+    showError(error.message);
   } finally {
     if (state.controller === controller) {
       state.controller = null;
@@ -231,15 +136,76 @@ async function search({ focusResults = false } = {}) {
   }
 }
 
+/** Search by the form's fields (`base`) in `sort` order, refined by `picks`; `plain`: none
+ * of those (a catalogue written before them answers a search with facets by 409). */
+function search({ base, sort, picks = {}, plain = false, focus = null }) {
+  const fields = [...base];
+  if (!plain) {
+    if (sort !== "relevance") fields.push(["sort", sort]);
+    fields.push(["facets", JSON.stringify(FACETS)]);
+    if (pickCount(picks)) fields.push(["refine", JSON.stringify(picks)]);
+  }
+  return load(searchListing(fields, { base, sort, picks, plain }), { focus });
+}
+
+function searchFromForm(focus = null) {
+  const { fields, problems } = readForm();
+  if (problems) {
+    showError(`Cannot search yet. ${problems.join(". ")}.`);
+    return Promise.resolve();
+  }
+  return search({ base: fields, sort: el.sort.value, plain: state.plain, focus });
+}
+
 el.form.addEventListener("submit", (event) => {
   event.preventDefault();
-  search();
+  searchFromForm();
 });
 
-function clearResults() {
-  render(el, { results: [], rerank: { outcome: "reranked" }, timings_ms: {} }, moreLikeThis);
-  el.count.textContent = "";
+// -- refining, sorting, more results ----------------------------------------------------------
+function refineLatest(changes) {
+  if (!state.search) return;  // no search yet: the sort waits for the first one
+  const { base, sort, picks } = state.search.about;
+  search({ base, sort, picks, ...changes });
 }
+
+el.facets.addEventListener("change", () => refineLatest({ picks: readPicks(el.facets) }));
+el.facets.addEventListener("click", (event) => {
+  if (event.target.matches("[data-clear]")) refineLatest({ picks: {} });
+});
+el.sort.addEventListener("change", () => refineLatest({ sort: el.sort.value }));
+
+el.more.addEventListener("click", () => {
+  const listing = state.listing;
+  if (!listing?.next) return;
+  load(listing, {
+    append: true,
+    what: listing.kind === "similar" ? "Loading more similar products" : "Loading more results",
+    focus: (first) => first?.querySelector(".card-title").focus(),
+  });
+});
+
+// Wide screens show the facets beside the results; phones fold them under "Refine".
+const placeFacets = () => { el.refine.open = WIDE.matches; };
+WIDE.addEventListener("change", placeFacets);
+placeFacets();
+
+// -- similar products -------------------------------------------------------------------------
+function showSimilar(result) {
+  const k = state.search?.about.base.find(([name]) => name === "k")?.[1] || el.k.value || 12;
+  if (state.listing?.kind === "search") state.from = result.id;
+  const listing = similarListing(result.id, k, { title: result.title || result.id });
+  load(listing, { what: "Finding similar products", focus: () => el.heading.focus() });
+}
+
+el.back.addEventListener("click", () => {
+  if (!state.search) return;
+  state.controller?.abort();
+  clearError();
+  show(state.search);
+  const from = [...el.grid.children].find((card) => card.dataset.id === state.from);
+  (from?.querySelector(".similar") || el.heading).focus();
+});
 
 // -- "more like this" ---------------------------------------------------------------------------
 async function moreLikeThis(result) {
@@ -259,6 +225,6 @@ async function moreLikeThis(result) {
   }
   const ext = (blob.type.split("/")[1] || "jpg").replace("jpeg", "jpg");
   if (setImage(new File([blob], `${result.id}.${ext}`, { type: blob.type || "image/jpeg" }))) {
-    await search({ focusResults: true });
+    await searchFromForm(() => el.heading.focus());
   }
 }

@@ -1,6 +1,6 @@
 // Drawing a search answer: the result cards, the notes above them, the stage timings.
 
-export const sentence = (text) => (/[.!?]$/.test(text) ? text : `${text}.`);
+import { formatPrice, plural, sentence } from "./format.js";
 
 const MODE_NAMES = { dense: "pictures", lexical: "words", hybrid: "words and pictures" };
 // Why a search was not reranked (SearchResponse.rerank.outcome), in the shopper's words.
@@ -25,10 +25,6 @@ export function rerankNote(data) {
 function showText(node, text) {
   node.textContent = text || "";
   node.hidden = !text;
-}
-
-function formatPrice(price) {
-  return typeof price === "number" && Number.isFinite(price) ? price.toFixed(2) : "-";
 }
 
 function addField(parent, className, text) {
@@ -68,7 +64,7 @@ function showPicture(img, url, headers) {
     .catch(() => img.classList.add("broken"));
 }
 
-function card(result, onChoose, headers) {
+function card(result, actions, view) {
   const item = document.createElement("li");
   item.className = "card";
   Object.assign(item.dataset, {
@@ -76,12 +72,13 @@ function card(result, onChoose, headers) {
     retrievalRank: result.retrieval_rank,
   });
   const picture = whichPicture(result);
+  const name = result.title || result.id;
   const img = document.createElement("img");
-  img.alt = [result.title || result.id, picture].filter(Boolean).join(", ");
+  img.alt = [name, picture].filter(Boolean).join(", ");
   img.width = img.height = 256;
   img.loading = "lazy";
   img.addEventListener("error", () => img.classList.add("broken"));
-  showPicture(img, pictureUrl(result, 256), headers);
+  showPicture(img, pictureUrl(result, 256), view.headers);
 
   const body = document.createElement("div");
   body.className = "card-body";
@@ -97,14 +94,24 @@ function card(result, onChoose, headers) {
   button.type = "button";
   button.className = "card-title";
   button.setAttribute("aria-describedby", "more-like-hint");
-  button.textContent = result.title || result.id;
-  button.addEventListener("click", () => onChoose(result));
+  button.textContent = name;
+  button.addEventListener("click", () => actions.choose(result));
   const facts = document.createElement("p");
   facts.className = "card-facts";
   addField(facts, "category", result.category || "uncategorised");
-  addField(facts, "price", formatPrice(result.price)).title = "Price";
+  if (result.brand) addField(facts, "brand", result.brand).title = "Brand";
+  if (typeof result.rating === "number") {
+    addField(facts, "rating", `rated ${result.rating.toFixed(1)}`).title = "Rating, out of 5";
+  }
+  addField(facts, "price", formatPrice(result.price, view.currency)).title = "Price";
   if (picture) addField(facts, "picture", `matched ${picture}`).title = "The picture that matched";
-  body.append(meta, button, facts);
+  const similar = document.createElement("button");
+  similar.type = "button";
+  similar.className = "similar link-button";
+  similar.textContent = "Similar";
+  similar.setAttribute("aria-label", `Similar products to ${name}`);
+  similar.addEventListener("click", () => actions.similar(result, similar));
+  body.append(meta, button, facts, similar);
   item.append(img, body);
   return item;
 }
@@ -121,20 +128,34 @@ function renderTimings(el, timings) {
   el.timings.hidden = !el.timingsList.children.length;
 }
 
-/** Draw `data` (a SearchResponse) into the page's elements; onChoose: "more like this". */
-export function render(el, data, onChoose, headers = {}) {
-  const results = Array.isArray(data.results) ? data.results : [];
-  el.grid.replaceChildren(...results.map((result) => card(result, onChoose, headers)));
-  const n = results.length;
-  const how = MODE_NAMES[data.mode] ? ` Found by ${MODE_NAMES[data.mode]}.` : "";
+/** Draw result cards into the grid: in place of what it shows, or after it (`append`: the
+ * next page). actions: {choose(result), similar(result, button)}; view: {headers, currency}.
+ * Returns the first new card. */
+export function renderCards(grid, results, actions, view, { append = false } = {}) {
+  const cards = results.map((result) => card(result, actions, view));
+  if (append) grid.append(...cards);
+  else grid.replaceChildren(...cards);
+  return cards[0] || null;
+}
+
+/** What the count line says: how many of how many, and how they were found. */
+export function countText(shown, data, what = "result") {
+  const total = Number.isInteger(data.total) ? Math.max(data.total, shown) : shown;
+  if (!shown) return "";
+  const { reranked } = rerankNote(data);
+  const how = MODE_NAMES[data.mode] && what === "result" ? ` Found by ${MODE_NAMES[data.mode]}.`
+    : "";
+  const of = shown < total ? `${shown} of ${plural(total, what)}` : plural(shown, what);
+  return `${of}${reranked ? ", reranked" : ""}.${how}`;
+}
+
+/** The notes about the latest answer: reranked or why not, the caption, the reason, timings. */
+export function renderNotes(el, data) {
   const { reranked, note } = rerankNote(data);
-  el.count.textContent = n
-    ? `${n} result${n === 1 ? "" : "s"}${reranked ? ", reranked" : ""}.${how}`
-    : "No results. Try other words, another image, or fewer filters.";
   showText(el.rerankNote, reranked ? "" : note);
+  el.rerankNote.classList.toggle("quiet", data.rerank?.outcome === "off");  // as asked: no alarm
   el.truncated.hidden = !data.truncated;
   showText(el.caption, data.caption ? `Your image, as the reranker sees it: ${data.caption}` : "");
   showText(el.reason, data.reason ? `Why #1: ${data.reason}` : "");
-  el.hint.hidden = !n;
   renderTimings(el, data.timings_ms);
 }

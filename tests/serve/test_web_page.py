@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -24,31 +26,36 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SEARCH_MS = 120_000  # a reranked search runs a (tiny) vision-language model on CPU
 UI_MS = 15_000
 CARDS = "#grid > li"
+FACETS = json.dumps(["category", "brand", "price", "rating"], separators=(",", ":"))
 # Chromium does not show Playwright a multipart body that holds a file: the page's fetch is
-# watched instead, and the fields of the last FormData it sent are kept in window.__sent.
+# watched instead; the fields of the last FormData it sent are kept in window.__sent, and of
+# every one in window.__sentAll.
 FORM_SPY = """
 const send = window.fetch;
+window.__sentAll = [];
 window.fetch = (url, options = {}) => {
   if (options.body instanceof FormData) {
     window.__sent = Object.fromEntries([...options.body.entries()].map(([key, value]) =>
       [key, typeof value === "string" ? value : {name: value.name, size: value.size}]));
+    window.__sentAll.push(window.__sent);
   }
   return send(url, options);
 };
 """
 
 
-@pytest.fixture(scope="module")
-def browser():
+@contextmanager
+def chromium():
+    """Debian's Chromium, headless, driven by Playwright."""
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
 
 
-@pytest.fixture()
-def page(browser, service_url, artifacts, request):
-    """A fresh tab on the page; its console errors fail the test, a screenshot is kept."""
+@contextmanager
+def open_tab(browser, url: str, screenshot: Path):
+    """A fresh tab on the page; its script errors fail the test, a screenshot is kept."""
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     context.add_init_script(FORM_SPY)
     tab = context.new_page()
@@ -56,19 +63,41 @@ def page(browser, service_url, artifacts, request):
     expect.set_options(timeout=UI_MS)
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.goto(f"{service_url}/")
+    tab.goto(f"{url}/")
     yield tab
-    tab.screenshot(path=artifacts / f"web-{request.node.name}.png", full_page=True)
+    tab.screenshot(path=screenshot, full_page=True)
     context.close()
     assert not errors, f"script errors on the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture()
+def page(browser, service_url, artifacts, request):
+    with open_tab(browser, service_url, artifacts / f"web-{request.node.name}.png") as tab:
+        yield tab
 
 
 def catalogue_image(sample_catalogue, index: int, picture: int = 0):
     return sample_catalogue / "images" / f"item-{index:04d}-{picture}.jpg"
 
 
+def open_options(page):
+    """Unfold "Options and filters" (folded by default, so results show on the first screen)."""
+    options = page.locator("#options")
+    if not options.evaluate("details => details.open"):
+        options.locator("summary").click()
+    expect(page.get_by_label("Number of results")).to_be_visible()
+
+
 def fill_query(page, text="", k=None, rerank=None, category=None, price_max=None):
     page.get_by_label("What are you looking for?").fill(text)
+    if (k, rerank, category, price_max) != (None,) * 4:
+        open_options(page)
     if k is not None:
         page.get_by_label("Number of results").fill(str(k))
     if rerank is not None:
@@ -98,10 +127,24 @@ def shown_cards(page) -> list[dict]:
         src: card.querySelector("img").getAttribute("src")}))""")
 
 
-def assert_page_shows(page, body: dict) -> list[dict]:
-    """Every result of the API's answer is on the page, with what the shopper should see."""
+def money(price: float | None, currency: str) -> str:
+    """A price as the page shows it (Intl.NumberFormat, English); the sample service's
+    currency is USD."""
+    assert currency == "USD", currency
+    return "-" if price is None else f"${price:,.2f}"
+
+
+def count_says(shown: int, total: int) -> str:
+    """The count line's "how many of how many"."""
+    noun = "result" if total == 1 else "results"
+    return f"{shown} of {total} {noun}" if shown < total else f"{shown} {noun}"
+
+
+def assert_page_shows(page, body: dict, earlier: list[dict] = ()) -> list[dict]:
+    """Every result of the API's answer (after the `earlier` pages' results) is on the page,
+    with what the shopper should see."""
     cards = shown_cards(page)
-    results = body["results"]
+    results = [*earlier, *body["results"]]
     assert [c["id"] for c in cards] == [r["id"] for r in results]
     for card, result in zip(cards, results):
         assert f"#{result['rank']}" in card["text"]
@@ -111,13 +154,13 @@ def assert_page_shows(page, body: dict) -> list[dict]:
             picture = f"picture {result['image_index'] + 1} of {result['image_count']}"
             assert picture in card["alt"] and f"matched {picture}" in card["text"]
         assert card["category"] == result["category"]
-        price = "-" if result["price"] is None else f"{result['price']:.2f}"
-        assert price in card["text"]
+        assert money(result["price"], body["currency"]) in card["text"]
+        assert result["brand"] in card["text"]
         moved = result["retrieval_rank"] != result["rank"]
         assert (f"retrieval #{result['retrieval_rank']}" in card["text"]) == moved
         joiner = "&" if "?" in result["image_url"] else "?"
         assert card["src"] == f"{result['image_url']}{joiner}size=256"
-    expect(page.locator("#count")).to_contain_text(f"{len(results)} result")
+    expect(page.locator("#count")).to_contain_text(count_says(len(results), body["total"]))
     if body["rerank"]["outcome"] == "reranked":
         expect(page.locator("#rerank-note")).to_be_hidden()
     else:  # why not, in words (the page's own for each outcome)
@@ -142,7 +185,7 @@ def test_text_query_draws_the_ranked_grid(page, artifacts):
 
     call = run_search(page, search_and_look_busy)
     assert call.status == 200
-    assert call.sent == {"text": "a red bag", "k": "6", "rerank": "true"}
+    assert call.sent == {"text": "a red bag", "k": "6", "rerank": "true", "facets": FACETS}
     assert len(assert_page_shows(page, call.body)) == 6
     first = page.get_by_role("img", name=call.body["results"][0]["title"]).first
     expect(first).to_be_visible()
@@ -151,16 +194,18 @@ def test_text_query_draws_the_ranked_grid(page, artifacts):
 
 
 def test_image_upload_finds_that_item_first(page, sample_catalogue):
-    picture = catalogue_image(sample_catalogue, 3)
+    # Item 4, in stock: the sample's item 3 is out of stock, and the server's default boosts
+    # demote it below in-stock look-alikes.
+    picture = catalogue_image(sample_catalogue, 4)
     page.get_by_label("Query image").set_input_files(picture)
     expect(page.locator("#preview")).to_be_visible()
-    expect(page.locator("#preview-name")).to_have_text("item-0003-0.jpg")
+    expect(page.locator("#preview-name")).to_have_text("item-0004-0.jpg")
     fill_query(page, "", k=5, rerank=False)
     call = run_search(page)
     assert call.status == 200
-    assert call.sent["image"] == {"name": "item-0003-0.jpg", "size": picture.stat().st_size}
+    assert call.sent["image"] == {"name": "item-0004-0.jpg", "size": picture.stat().st_size}
     cards = assert_page_shows(page, call.body)
-    assert cards[0]["id"] == "SAMPLE00003"
+    assert cards[0]["id"] == "SAMPLE00004"
     expect(page.locator("#rerank-note")).to_be_visible()
 
     page.get_by_role("button", name="Remove image").click()
@@ -295,7 +340,7 @@ def test_more_like_this_searches_with_the_items_picture(page):
 
     # The keyboard does the same: focus a result, press Enter.
     target = call.body["results"][1]
-    page.locator(CARDS).nth(1).get_by_role("button").focus()
+    page.locator(CARDS).nth(1).locator(".card-title").focus()
     call = run_search(page, lambda: page.keyboard.press("Enter"))
     assert call.status == 200
     assert call.sent["image"]["name"] == f"{target['id']}.jpg"
@@ -337,6 +382,7 @@ def test_phone_width_has_no_sideways_scrolling(page, sample_catalogue):
     fill_query(page, "a bag like this", k=4, rerank=False)
     assert run_search(page).status == 200
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    open_options(page)
     for label in ("What are you looking for?", "Query image", "Number of results", "Category",
                   "Price from", "Price up to"):
         box = page.get_by_label(label).bounding_box()
