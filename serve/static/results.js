@@ -104,6 +104,7 @@ function card(result, actions, view) {
     addField(facts, "rating", `rated ${result.rating.toFixed(1)}`).title = "Rating, out of 5";
   }
   addField(facts, "price", formatPrice(result.price, view.currency)).title = "Price";
+  if (result.in_stock === false) addField(facts, "stock", "Out of stock");
   if (picture) addField(facts, "picture", `matched ${picture}`).title = "The picture that matched";
   const similar = document.createElement("button");
   similar.type = "button";

@@ -156,6 +156,7 @@ def assert_page_shows(page, body: dict, earlier: list[dict] = ()) -> list[dict]:
         assert card["category"] == result["category"]
         assert money(result["price"], body["currency"]) in card["text"]
         assert result["brand"] in card["text"]
+        assert ("Out of stock" in card["text"]) == (result["in_stock"] is False)
         moved = result["retrieval_rank"] != result["rank"]
         assert (f"retrieval #{result['retrieval_rank']}" in card["text"]) == moved
         joiner = "&" if "?" in result["image_url"] else "?"
