@@ -146,7 +146,8 @@ class SearchService:
             timings["embed"] = ms_since(start)
         mark = time.perf_counter()
         found = await self.store.search(plan, embedding.vector, query.text,
-                                        self.settings.search.window, query.filters)
+                                        self.settings.search.window, query.filters,
+                                        pictures=False)
         timings["search"] = ms_since(mark)
         digest = search_digest(
             "search", query.text, hashlib.sha256(query.image or b"").hexdigest(),
@@ -170,7 +171,7 @@ class SearchService:
             raise _not_found(item_id)
         plan = make_plan(QueryKind.IMAGE, self.settings.search, Mode.DENSE)
         found = await self.store.search(plan, vectors[0], "", self.settings.search.window,
-                                        query.filters, exclude=item_id)
+                                        query.filters, exclude=item_id, pictures=False)
         timings["search"] = ms_since(start)
         digest = search_digest("similar", item_id, _dump(query.filters), query.sort,
                                _dump(query.refine), _dump(query.boosts), query.min_relevance)
@@ -198,11 +199,12 @@ class SearchService:
                            boosts=query.boosts, refine=query.refine, facets=query.facets,
                            sort=query.sort, offset=offset, k=query.k)
         timings["arrange"] = ms_since(mark)
-        hits = [entry.hit for entry in arranged.page]
+        page = await self._with_pictures(found.version, arranged.page, timings)
+        hits = [entry.hit for entry in page]
         outcome = await self.reranking.run(query.text, query.image, hits, query.rerank, timings)
         if self.metrics is not None:
             self.metrics.reranked(outcome, query.image is not None)
-        by_id = {entry.item.id: (offset + i, entry) for i, entry in enumerate(arranged.page, 1)}
+        by_id = {entry.item.id: (offset + i, entry) for i, entry in enumerate(page, 1)}
         results = [self._result(*by_id[item_id], offset + rank, query.debug)
                    for rank, item_id in enumerate(outcome.order, start=1)]
         following = arranged.next_offset
@@ -220,6 +222,19 @@ class SearchService:
                                                         selected=v.selected) for v in values])
                     for name, values in arranged.facets.items()],
             timings_ms={})
+
+    async def _with_pictures(self, version: str | None, page: list[Ranked],
+                             timings: dict[str, float]) -> list[Ranked]:
+        """The page's entries with their items' pictures (the window was read without them;
+        the time counts as search)."""
+        if version is None or not page:
+            return page
+        mark = time.perf_counter()
+        hits = {hit.item.id: hit
+                for hit in await self.store.with_pictures(version, [e.hit for e in page])}
+        timings["search"] = timings.get("search", 0.0) + ms_since(mark)
+        return [replace(entry, hit=hits[entry.item.id]) for entry in page
+                if entry.item.id in hits]
 
     @staticmethod
     def _result(position: int, entry: Ranked, rank: int, debug: bool) -> SearchResult:

@@ -15,7 +15,13 @@ from pardus.deployments.catalogue.filters import SearchFilters
 from pardus.deployments.catalogue.items import CatalogueItem
 from pardus.deployments.catalogue.plans import SearchPlan
 from pardus.deployments.catalogue.schema import LegacyCollection
-from pardus.deployments.catalogue.store import CatalogueStore, Found, Picture, StoreUnavailable
+from pardus.deployments.catalogue.store import (
+    CatalogueStore,
+    Found,
+    Hit,
+    Picture,
+    StoreUnavailable,
+)
 from pardus.deployments.settings import MilvusSettings
 
 log = logging.getLogger(__name__)
@@ -41,9 +47,14 @@ class StoreGateway:
 
     # -- the store's operations, typed ------------------------------------------------------
     async def search(self, plan: SearchPlan, vector: np.ndarray | None, text: str, k: int,
-                     filters: SearchFilters | None, exclude: str | None = None) -> Found:
-        return await self._call(
-            "search", lambda store: store.search(plan, vector, text, k, filters, exclude))
+                     filters: SearchFilters | None, exclude: str | None = None,
+                     pictures: bool = True) -> Found:
+        return await self._call("search", lambda store: store.search(
+            plan, vector, text, k, filters, exclude, pictures))
+
+    async def with_pictures(self, version: str, hits: Sequence[Hit]) -> list[Hit]:
+        return await self._call("with_pictures",
+                                lambda store: store.with_pictures(version, hits))
 
     async def vectors(self, item_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         return await self._call("vectors", lambda store: store.vectors(item_id))

@@ -140,7 +140,8 @@ class CatalogueItem(BaseModel):
         """An item read back from the store, as written (rows written by older releases may
         predate today's rules: they are shown, not refused)."""
         values = {name: row[name] for name in cls.model_fields if name in row}
-        return cls.model_construct(**{**values, "images": tuple(values["images"])})
+        # a search window's items come without their pictures (store.with_pictures adds them)
+        return cls.model_construct(**{**values, "images": tuple(values.get("images", ()))})
 
     @staticmethod
     def known(value: float) -> float | None:

@@ -36,6 +36,10 @@ SIGNAL_FIELDS = ["in_stock", "popularity", "added_at"]  # schema 3
 ITEM_FIELDS = ["item_id", "title", "category", "brand", "price", "rating", "images",
                "ingested_at", *SIGNAL_FIELDS]
 ROW_FIELDS = [*ITEM_FIELDS, "image_index", "image_count"]
+# What a search window reads for each of its (up to a thousand) items: all it ranks, counts and
+# sorts by. Not the picture list: reading that array field made a 1000-item search 17 times
+# slower on Milvus 2.5 (benchmarks/README.md#results-pages); the page's items get it after.
+WINDOW_FIELDS = [f for f in ROW_FIELDS if f != "images"]
 # Everything a row holds that can be read back (not the sparse vector, which Milvus derives).
 STORED_FIELDS = ["row_id", *ROW_FIELDS, IMAGE_VECTOR, PAIR_VECTOR, "words"]
 

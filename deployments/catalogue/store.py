@@ -14,7 +14,7 @@ import functools
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -342,9 +342,12 @@ class CatalogueStore:
 
     @guard
     def search(self, plan: SearchPlan, vector: np.ndarray | None, text: str, k: int,
-               filters: SearchFilters | None = None, exclude: str | None = None) -> Found:
+               filters: SearchFilters | None = None, exclude: str | None = None,
+               pictures: bool = True) -> Found:
         """The k best items for the plan, one hit per item (its best-matching picture); every
-        route obeys the filters, and leaves out the item `exclude` names."""
+        route obeys the filters, and leaves out the item `exclude` names. pictures=False: the
+        items come without their picture lists (schema.WINDOW_FIELDS), which `with_pictures`
+        adds to the few that are shown."""
         expr = to_expression(filters)
         if exclude is not None:
             expr = " and ".join(part for part in (expr, f"item_id != {string_literal(exclude)}")
@@ -355,7 +358,8 @@ class CatalogueStore:
             if name is None:
                 return Found([], None)
             try:
-                fields = self._readable(name, schema.ROW_FIELDS)
+                fields = self._readable(
+                    name, schema.ROW_FIELDS if pictures else schema.WINDOW_FIELDS)
                 found = engine.search(name, plan, vector, text, k, expr, fields)
             except Exception as exc:
                 if attempt or not engine.collection_missing(exc):
@@ -367,6 +371,21 @@ class CatalogueStore:
                         int(m.entity["image_index"]), m.score) for m in found]
             return Found(hits, name, self._signals(name))
         raise AssertionError("unreachable")
+
+    @guard
+    def with_pictures(self, version: str, hits: Sequence[Hit]) -> list[Hit]:
+        """The hits with their items' picture lists, read from the version they were found
+        in; an item deleted since is left out."""
+        if not hits:
+            return []
+        rows = self._client.query(
+            version, filter=f"{_ids('item_id', [hit.item.id for hit in hits])} and "
+                            "image_index == 0",
+            output_fields=["item_id", "images"],
+            consistency_level=self.settings.consistency_level, timeout=self.settings.timeout_s)
+        images = {row["item_id"]: tuple(row["images"]) for row in rows}
+        return [replace(hit, item=hit.item.model_copy(update={"images": images[hit.item.id]}))
+                for hit in hits if hit.item.id in images]
 
     # -- versions and health ---------------------------------------------------------------------
     @guard

@@ -85,6 +85,25 @@ def test_every_picture_finds_its_item_once(store):
         assert hits[0].item.images == item(i).images  # any row carries the whole item
 
 
+def test_a_window_is_read_without_pictures_and_the_page_gets_them(store):
+    """pictures=False reads every field but the picture list; with_pictures adds it from the
+    version searched, keeps the hits' order and matched picture, and leaves out an item
+    deleted since."""
+    found = store.search(plan(), unit(100 * 13 + 1), "", k=30, pictures=False)
+    assert len(found.hits) == 30 and all(hit.item.images == () for hit in found.hits)
+    assert found.hits[0].item.id == "item-13" and found.hits[0].item.title == item(13).title
+    page = found.hits[:5]
+    store.delete([page[2].item.id])
+    filled = store.with_pictures(found.version, page)
+    kept = [hit for i, hit in enumerate(page) if i != 2]
+    assert [(h.item.id, h.image_index, h.score) for h in filled] == [
+        (h.item.id, h.image_index, h.score) for h in kept]
+    assert [h.item.images for h in filled] == [
+        item(int(h.item.id.split("-")[1])).images for h in kept]
+    assert filled[0].image == "images/13-1.jpg"
+    assert store.with_pictures(found.version, []) == []
+
+
 def test_words_only_bm25_matches_rank_first_even_with_random_vectors(store):
     for words, expected in (("QX7011", "item-11"), ("zebulon", "item-11"),
                             ("qx7023 mug", "item-23")):
