@@ -230,8 +230,11 @@ def test_similar_items_use_the_stored_vector_and_leave_the_item_out(settings):
 
 
 def test_attribute_updates_reach_every_row_while_searches_run(settings):
-    """Out of stock and back, popularity up, while searches for the item keep running: each
-    search finds it exactly once, and its rows stay two (none lost, none doubled)."""
+    """Out of stock and back, popularity up, while searches for the item keep running: no
+    search finds it twice, every search after the updates finds it once, and its rows stay
+    two (none lost, none doubled) with the last values. A search that runs at the very moment
+    of an update may miss the item: the Milvus 2.5 core's upsert is a delete and an insert
+    that a reader can fall between (README: Results pages)."""
     svc = service(settings)
     target = "p00007"
     text = "product 7#0"  # the vector of the item's main picture
@@ -254,7 +257,10 @@ def test_attribute_updates_reach_every_row_while_searches_run(settings):
         return await watcher
 
     seen = run(scenario())
-    assert seen and set(seen) == {1}
+    assert seen and max(seen) == 1, seen
+    after = run(svc.search(Query(text=text, k=5, rerank=False, boosts=KEEP)))
+    assert [r.id for r in after.results].count(target) == 1
+    assert [r for r in after.results if r.id == target][0].popularity == 7.0
     store = CatalogueStore(settings.milvus, DIM)
     rows = store._query(f'item_id == "{target}"', ["row_id", "in_stock", "popularity"])
     assert sorted(r["row_id"] for r in rows) == [f"{target}#0", f"{target}#1"]
