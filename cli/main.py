@@ -133,10 +133,17 @@ def embed(
     console.print(table)
 
 
-def _filters(category: list[str] | None, price_min: float | None,
-             price_max: float | None) -> dict | None:
+def _filters(category: list[str] | None, price_min: float | None, price_max: float | None):
+    """The filter options as SearchFilters (None: none given); a bad one exits 1, saying why."""
+    # Here, not at the top: `pardus --help` and the other commands need none of it.
+    from pardus.deployments.catalogue.filters import FilterError, parse_filters
+
     filters = {"categories": category or None, "price_min": price_min, "price_max": price_max}
-    return {k: v for k, v in filters.items() if v is not None} or None
+    try:
+        return parse_filters({k: v for k, v in filters.items() if v is not None} or None)
+    except FilterError as exc:
+        err_console.print(f"[red]{exc.message}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @app.command("serve")
@@ -289,7 +296,6 @@ def search(
     """Search a running Pardus service (or, with --in-process, the configured store directly)."""
     # Here, not at the top: `pardus --help` and the other commands need none of it.
     from pardus.cli.service import SearchArgs, search_in_process, search_over_http
-    from pardus.deployments.catalogue.filters import FilterError, parse_filters
     from pardus.deployments.settings import Weights
 
     if not text.strip() and image is None:
@@ -298,11 +304,7 @@ def search(
         raise typer.BadParameter("give --dense-weight and --lexical-weight together")
     weights = None if dense_weight is None else Weights(dense=dense_weight,
                                                         lexical=lexical_weight)
-    try:
-        filters = parse_filters(_filters(category, price_min, price_max))
-    except FilterError as exc:
-        err_console.print(f"[red]{exc.message}[/]", soft_wrap=True)
-        raise typer.Exit(1) from None
+    filters = _filters(category, price_min, price_max)
     args = SearchArgs(text, image, k, rerank, filters, mode, weights, sort, tuple(facet or ()),
                       _refinements(refine), cursor, debug)
     _show(ctx, lambda here: search_in_process(args) if here else search_over_http(
@@ -328,13 +330,8 @@ def similar(
     """Products like one in the catalogue, by its stored picture (no embedding)."""
     # Here, not at the top: `pardus --help` and the other commands need none of it.
     from pardus.cli.service import SearchArgs, similar_in_process, similar_over_http
-    from pardus.deployments.catalogue.filters import FilterError, parse_filters
 
-    try:
-        filters = parse_filters(_filters(category, price_min, price_max))
-    except FilterError as exc:
-        err_console.print(f"[red]{exc.message}[/]", soft_wrap=True)
-        raise typer.Exit(1) from None
+    filters = _filters(category, price_min, price_max)
     args = SearchArgs(k=k, filters=filters, cursor=cursor, debug=debug)
     _show(ctx, lambda here: similar_in_process(item_id, args) if here else similar_over_http(
         _service_url(url), item_id, args, api_key), in_process, f"like {item_id}")
