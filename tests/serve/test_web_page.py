@@ -70,18 +70,6 @@ def open_tab(browser, url: str, screenshot: Path):
     assert not errors, f"script errors on the page: {errors}"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture()
-def page(browser, service_url, artifacts, request):
-    with open_tab(browser, service_url, artifacts / f"web-{request.node.name}.png") as tab:
-        yield tab
-
-
 def catalogue_image(sample_catalogue, index: int, picture: int = 0):
     return sample_catalogue / "images" / f"item-{index:04d}-{picture}.jpg"
 

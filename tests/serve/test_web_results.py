@@ -16,12 +16,10 @@ from tests.serve.test_web_page import (
     SEARCH_MS,
     assert_page_shows,
     catalogue_image,
-    chromium,
     count_says,
     expect,
     fill_query,
     money,
-    open_tab,
     run_search,
     shown_cards,
 )
@@ -30,18 +28,6 @@ PANEL = """() => [...document.querySelectorAll("#facets fieldset")].map(set => (
     name: set.dataset.facet, values: [...set.querySelectorAll("li")].map(li => ({
         value: li.querySelector("input").value, checked: li.querySelector("input").checked,
         label: li.querySelector("label").innerText}))}))"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture()
-def page(browser, service_url, artifacts, request):
-    with open_tab(browser, service_url, artifacts / f"web-{request.node.name}.png") as tab:
-        yield tab
 
 
 def box(page, facet: str, value: str):
