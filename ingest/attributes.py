@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ray.data import DataContext, Datasink
-from ray.data.block import BlockAccessor
+from ray.data import DataContext
 
 from pardus.deployments.catalogue.items import UNKNOWN
 from pardus.deployments.catalogue.store import CatalogueStore
 from pardus.deployments.catalogue.versions import label_of
-from pardus.deployments.settings import MilvusSettings, Settings
+from pardus.deployments.settings import Settings
 from pardus.ingest.pipeline import ensure_ray, read_source, write_report
 from pardus.ingest.progress import Report, Watch, counter
 from pardus.ingest.sources import NO_IMAGE, Source, SourceError
-from pardus.ingest.writer import stock
+from pardus.ingest.writer import StoreSink, stock
 
 UPDATE_CHUNK = 256  # items per store call
 
@@ -78,29 +77,19 @@ def update_rows(store: CatalogueStore, batch: dict[str, np.ndarray]) -> Updated:
     return done
 
 
-class AttributesSink(Datasink):
-    def __init__(self, milvus: MilvusSettings, version: str | None, progress=None):
-        self.milvus, self.version, self.progress = milvus, version, progress
-        self.results: list[Updated] = []
+class AttributesSink(StoreSink):
+    """Updates the attributes of the items a manifest names."""
 
-    def write(self, blocks, ctx) -> Updated:
-        store = CatalogueStore(self.milvus, shared=False, version=self.version)
-        total = Updated()
-        try:
-            for block in blocks:
-                batch = BlockAccessor.for_block(block).to_batch_format("numpy")
-                total.add(update_rows(store, batch))
-                if self.progress is not None:
-                    self.progress.add.remote(len(batch["id"]))
-        finally:
-            store.close()
-        return total
+    name = "MilvusAttributes"
 
-    def on_write_complete(self, write_result) -> None:
-        self.results = list(write_result.write_returns)
+    def empty(self) -> Updated:
+        return Updated()
 
-    def get_name(self) -> str:
-        return "MilvusAttributes"
+    def write_batch(self, store: CatalogueStore, batch: dict[str, np.ndarray]) -> Updated:
+        return update_rows(store, batch)
+
+    def finished(self, batch: dict[str, np.ndarray]) -> int:
+        return len(batch["id"])
 
 
 @dataclass

@@ -87,25 +87,37 @@ def write_rows(store, batch: dict[str, np.ndarray], write_batch_size: int) -> Wr
     return done
 
 
-class MilvusSink(Datasink):
-    """A Ray Data Datasink that upserts into one catalogue version from every write task,
-    counting the items it finishes on the `progress` actor (ingest/progress.py)."""
+class StoreSink(Datasink):
+    """A Ray Data Datasink that writes into one catalogue version from every write task (a
+    store of its own in each), counting the items it finishes on the `progress` actor
+    (ingest/progress.py). A kind of sink says what a batch does to the store, the zero of
+    its totals, and how many items a batch finishes."""
 
-    def __init__(self, milvus: MilvusSettings, dim: int, version: str, write_batch_size: int,
-                 progress=None):
-        self.milvus, self.dim, self.version = milvus, dim, version
-        self.write_batch_size, self.progress = write_batch_size, progress
-        self.results: list[Written] = []
+    name = "Milvus"
 
-    def write(self, blocks, ctx) -> Written:
+    def __init__(self, milvus: MilvusSettings, version: str | None, progress=None,
+                 dim: int | None = None):
+        self.milvus, self.version, self.progress, self.dim = milvus, version, progress, dim
+        self.results: list = []
+
+    def empty(self):
+        raise NotImplementedError
+
+    def write_batch(self, store: CatalogueStore, batch: dict[str, np.ndarray]):
+        raise NotImplementedError
+
+    def finished(self, batch: dict[str, np.ndarray]) -> int:
+        raise NotImplementedError
+
+    def write(self, blocks, ctx):
         store = CatalogueStore(self.milvus, self.dim, shared=False, version=self.version)
-        total = Written()
+        total = self.empty()
         try:
             for block in blocks:
                 batch = BlockAccessor.for_block(block).to_batch_format("numpy")
-                total.add(write_rows(store, batch, self.write_batch_size))
+                total.add(self.write_batch(store, batch))
                 if self.progress is not None:
-                    self.progress.add.remote(items_finished(batch))
+                    self.progress.add.remote(self.finished(batch))
         finally:
             store.close()
         return total
@@ -114,4 +126,22 @@ class MilvusSink(Datasink):
         self.results = list(write_result.write_returns)
 
     def get_name(self) -> str:
-        return "Milvus"
+        return self.name
+
+
+class MilvusSink(StoreSink):
+    """Upserts the picture rows of an ingest."""
+
+    def __init__(self, milvus: MilvusSettings, dim: int, version: str, write_batch_size: int,
+                 progress=None):
+        super().__init__(milvus, version, progress, dim)
+        self.write_batch_size = write_batch_size
+
+    def empty(self) -> Written:
+        return Written()
+
+    def write_batch(self, store: CatalogueStore, batch: dict[str, np.ndarray]) -> Written:
+        return write_rows(store, batch, self.write_batch_size)
+
+    def finished(self, batch: dict[str, np.ndarray]) -> int:
+        return items_finished(batch)
