@@ -41,6 +41,10 @@ class ServiceMetrics:
         self.captions = Counter(
             "pardus_caption_cache_total", description="Query-image captions by cache result.",
             tag_keys=("result",))
+        self.query_cache = Counter(
+            "pardus_query_cache_total", description="Query embeddings by cache result (hit; "
+            "joined: shared with the same query on its way; miss: embedded).",
+            tag_keys=("result",))
         self.batch_size = Histogram(
             "pardus_embed_batch_size", description="Queries per embedder forward pass.",
             boundaries=BATCH_SIZES)

@@ -221,6 +221,9 @@ class ServingSettings(BaseModel):
     thumbnail_cache_size: int = Field(512, ge=0)  # thumbnails kept in memory per replica
     thumbnail_max_age_s: int = Field(300, ge=0)  # Cache-Control max-age of thumbnails
     embed_timeout_s: float = Field(30.0, gt=0)
+    # Query embeddings kept per ingress replica (by model, text and picture), in MiB; 0 = off.
+    # A 768-d vector costs ~3.5 KiB: 64 MiB holds ~18k queries.
+    query_cache_mb: float = Field(64, ge=0)
     readiness_timeout_s: float = Field(5.0, gt=0)  # each /readyz probe (Milvus, models)
     decode_concurrency: int = Field(2, ge=1, le=64)  # thumbnails an ingress replica makes at once
     retry_after_s: int = Field(5, ge=1)  # told to callers while Milvus is down

@@ -30,6 +30,7 @@ from pardus.deployments.names import FacetName, Mode, QueryKind, Sort, StockRule
 from pardus.deployments.reranker.policy import RerankPolicy
 from pardus.deployments.settings import Boosts, Settings, Weights
 from pardus.serve.images import ImageLibrary, image_format, snap_size
+from pardus.serve.query_cache import QueryCache, model_identity
 from pardus.serve.rerank_stage import Rerank, RerankStage, ms_since, within
 from pardus.serve.schemas import (
     Facet,
@@ -113,6 +114,8 @@ class SearchService:
         # hundreds of MB while it is decoded.
         self.decoding = asyncio.Semaphore(serving.decode_concurrency)
         self.cursors = Cursors(cursor_key(settings))
+        self.query_cache = QueryCache(int(serving.query_cache_mb * 2**20),
+                                      model_identity(settings.embedder))
 
     # -- backends -----------------------------------------------------------------------------
     def _embedder_down(self, exc: BaseException) -> Unavailable:
@@ -125,11 +128,16 @@ class SearchService:
                            retry_after_s=retry)
 
     async def _embed(self, query: EmbedQuery) -> Embedding:
-        try:
-            embedding = await within(self.models.embed(query),
-                                     self.settings.serving.embed_timeout_s)
-        except Exception as exc:
-            raise self._embedder_down(exc) from None
+        async def call() -> Embedding:
+            try:
+                return await within(self.models.embed(query),
+                                    self.settings.serving.embed_timeout_s)
+            except Exception as exc:
+                raise self._embedder_down(exc) from None
+
+        embedding, lookup = await self.query_cache.embed(query, call)
+        if self.metrics is not None:
+            self.metrics.query_cache.inc(1, tags={"result": lookup.value})
         if embedding.error is not None:
             raise embedding.error
         return embedding

@@ -1,8 +1,9 @@
 """Ray Serve deployment of the embedder: a thin shell around the model with dynamic batching.
 
-Concurrent queries are gathered by `@serve.batch` into one forward pass; the batch size and
-wait come from the deployment's user_config (serve/config.yaml), so they change without a
-restart.
+Concurrent queries share forward passes: each pass takes every query queued while the last
+one ran (deployments/batching.py), so batches grow with the load and a lone query goes at
+once. The batch size (and an optional wait) come from the deployment's user_config
+(serve/config.yaml), so they change without a restart.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from ray import serve
 
+from pardus.deployments.batching import BacklogBatcher
 from pardus.deployments.embedder.queries import (
     Embedding,
     EmbedQuery,
@@ -35,21 +37,26 @@ class EmbedderDeployment:
         self.embedder = Embedder(Settings(**(settings or {})).embedder)
         self.batch_sizes: Counter = Counter()
         self.metrics = metrics()
+        self.batcher = BacklogBatcher(self._encode, on_batch=self._count)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """Apply batching from user_config (max_batch_size, batch_wait_timeout_s)."""
-        if "max_batch_size" in config:
-            self.embed.set_max_batch_size(int(config["max_batch_size"]))
-        if "batch_wait_timeout_s" in config:
-            self.embed.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
+        """Apply batching from user_config: max_batch_size, and batch_wait_timeout_s (how long
+        an idle model waits for a batch to fill; 0, the default, never waits)."""
+        self.batcher.configure(
+            int(config["max_batch_size"]) if "max_batch_size" in config else None,
+            float(config["batch_wait_timeout_s"]) if "batch_wait_timeout_s" in config else None)
 
-    @serve.batch()  # sizes come from user_config through reconfigure()
-    async def embed(self, queries: list[EmbedQuery]) -> list[Embedding]:
+    async def embed(self, query: EmbedQuery) -> Embedding:
         """One query in, one Embedding (a vector, or the image's error) out; batched across
         callers."""
-        self.batch_sizes[len(queries)] += 1
+        return await self.batcher(query)
+
+    def _count(self, size: int) -> None:
+        self.batch_sizes[size] += 1
         if self.metrics is not None:
-            self.metrics.batch_size.observe(len(queries))
+            self.metrics.batch_size.observe(size)
+
+    async def _encode(self, queries: list[EmbedQuery]) -> list[Embedding]:
         # in a thread: the replica keeps answering (health checks, reconfigure) meanwhile
         return await asyncio.to_thread(encode_queries, self.embedder, queries)
 

@@ -221,9 +221,32 @@ def test_metrics_reach_rays_prometheus_endpoint(client):
     search(client, text="metrics please", k=2, rerank=False)
     deadline, names = time.monotonic() + 40, set()
     wanted = {"ray_pardus_requests_total", "ray_pardus_stage_latency_ms_bucket",
-              "ray_pardus_rerank_total", "ray_pardus_embed_batch_size_bucket"}
+              "ray_pardus_rerank_total", "ray_pardus_embed_batch_size_bucket",
+              "ray_pardus_query_cache_total"}
     while time.monotonic() < deadline and not wanted <= names:
         text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).text
         names = {line.split("{")[0] for line in text.splitlines() if line.startswith("ray_pardus")}
         time.sleep(2)
     assert wanted <= names, names
+
+
+def test_a_repeated_query_skips_the_embedder(client):
+    """The ingress's query cache: the same text and picture again (whitespace aside) is not
+    embedded again; another picture is. The Embedder's own batch count tells."""
+    from ray import serve
+
+    embedder = serve.get_deployment_handle("Embedder", "pardus")
+
+    def passes() -> int:
+        return sum(embedder.batch_size_histogram.remote().result().values())
+
+    picture = data_url(jpeg(seed=4242, code=4242))
+    before = passes()
+    first = search(client, text="a cache test  mug", image=picture, k=3, rerank=False)
+    assert passes() == before + 1
+    again = search(client, text=" a cache test mug", image=picture, k=3, rerank=False)
+    assert passes() == before + 1
+    assert [r["id"] for r in again["results"]] == [r["id"] for r in first["results"]]
+    search(client, text="a cache test mug", image=data_url(jpeg(seed=4243, code=4243)), k=3,
+           rerank=False)
+    assert passes() == before + 2
