@@ -109,8 +109,10 @@ def ensure_ray() -> None:
     # Deferred: Ray, which a search over HTTP does not need.
     from pardus.cli.logs import stop_on_sigterm
     from pardus.ingest.pipeline import ensure_ray as ensure
+    from pardus.serve.ray_env import apply_serve_environment
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    apply_serve_environment()  # Serve's throughput mode, before Ray starts
     ensure(local_cpus=max(4, os.cpu_count() or 1))
     stop_on_sigterm()  # ray.init set its own (a bare sys.exit): ours goes through the clean-up
 

@@ -56,7 +56,7 @@ class ServiceMetrics:
         for stage, ms in timings_ms.items():
             self.stage_ms.observe(ms, tags={"stage": stage})
 
-    def reranked(self, result: "RerankResult", had_image: bool) -> None:
+    def reranked(self, result: RerankResult, had_image: bool) -> None:
         self.rerank.inc(1, tags={"outcome": result.outcome.value})
         if result.model_calls:
             self.rerank_model_calls.inc(result.model_calls)
@@ -75,17 +75,3 @@ def metrics() -> ServiceMetrics | None:
     if not ray.is_initialized():
         return None
     return ServiceMetrics()
-
-
-def count_requests(app) -> None:
-    """Count every request by route template and status (a template, not the raw path:
-    item ids must not become label values)."""
-
-    @app.middleware("http")
-    async def _count(request, call_next):
-        response = await call_next(request)
-        recorder = metrics()
-        if recorder is not None:
-            route = request.scope.get("route")
-            recorder.request(getattr(route, "path", "unmatched"), response.status_code)
-        return response

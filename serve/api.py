@@ -22,8 +22,8 @@ from fastapi.staticfiles import StaticFiles
 from pardus.deployments.catalogue.filters import parse_filters
 from pardus.deployments.catalogue.items import ID_PATTERN, MAX_IMAGES
 from pardus.deployments.errors import BadQuery, Forbidden, NotFound, Unauthorized
-from pardus.deployments.metrics import count_requests
 from pardus.serve.bodies import BodyLimit, SearchBody, inline_image, json_only, search_body
+from pardus.serve.counting import RequestCounter
 from pardus.serve.errors import install_handlers
 from pardus.serve.image_urls import fetch_allowed
 from pardus.serve.images import THUMBNAIL_SIZES
@@ -243,7 +243,7 @@ def create_api(service: SearchService) -> FastAPI:
     api.state.service = service
     api.state.keys = [key.get_secret_value().encode() for key in serving.api_keys]
     install_handlers(api, serving.retry_after_s)
-    count_requests(api)
+    api.add_middleware(RequestCounter)
     api.add_middleware(BodyLimit, limit=serving.max_request_bytes)
     if serving.cors_origins:  # off unless origins are named
         api.add_middleware(CORSMiddleware, allow_origins=serving.cors_origins,

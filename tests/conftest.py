@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -74,15 +75,34 @@ def milvus_23(tmp_path_factory):
         yield process.uri
 
 
+@contextmanager
+def patched_environ(values: dict[str, str]):
+    """os.environ with `values` set (unless already set) for the block only."""
+    added = {name: value for name, value in values.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for the session (4 logical CPUs on 2 cores: the session app and a
     module's own deployments fit side by side; no dashboard)."""
     import ray
+    from ray import serve  # noqa: F401  (imported first: see below)
+
+    from pardus.serve.ray_env import serve_environment
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, _metrics_export_port=METRICS_PORT)
+        # Ray's processes run in the Serve mode `pardus serve` and Kubernetes run in; this
+        # driver keeps Serve's default mode (its constants were read at the import above), in
+        # which the tests' blocking handle calls work outside an event loop.
+        with patched_environ(serve_environment()):
+            ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, _metrics_export_port=METRICS_PORT)
     yield ray
     ray.shutdown()
 

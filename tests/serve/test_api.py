@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pardus.ingest.samples import draw_product
-from tests.support.service import API_KEY
+from tests.support.service import API_KEY, REQUEST_LIMIT
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -182,10 +182,11 @@ def test_image_limits(client):
     response = client.post("/v1/search", json={"image": data_url(bomb_png())})
     assert response.status_code == 413 and response.json()["error"]["code"] == "image_too_large"
     response = client.post("/v1/search", data={"text": "x"},
-                           files={"image": ("big.bin", b"\0" * 2_100_000, "image/jpeg")})
+                           files={"image": ("big.bin", b"\0" * (REQUEST_LIMIT + 100_000),
+                                                     "image/jpeg")})
     assert response.status_code == 413
     assert "MAX_REQUEST_BYTES" in response.json()["error"]["message"]
-    item = {"id": "huge", "image": base64.b64encode(b"\0" * 1_600_000).decode()}
+    item = {"id": "huge", "image": base64.b64encode(b"\0" * (REQUEST_LIMIT * 4 // 5)).decode()}
     response = client.post("/v1/items", json={"items": [item]}, headers=AUTH)
     assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
 
@@ -250,3 +251,20 @@ def test_a_repeated_query_skips_the_embedder(client):
     search(client, text="a cache test mug", image=data_url(jpeg(seed=4243, code=4243)), k=3,
            rerank=False)
     assert passes() == before + 2
+
+
+def test_a_picture_larger_than_grpcs_default_message_crosses_the_embedder_hop(client):
+    """In Serve's throughput mode the Ingress calls the Embedder over gRPC, whose default
+    message limit (4 MiB) is below the pictures a search may send (serve/ray_env.py). A 6 MiB
+    picture (noise does not compress) must be embedded, not refused."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(5).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    assert buf.tell() > 6 * 2**20
+    response = client.post("/v1/search", data={"text": "like this", "k": "2", "rerank": "false"},
+                           files={"image": ("big.png", buf.getvalue(), "image/png")})
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["kind"] == "composed"

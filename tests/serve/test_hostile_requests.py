@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.deployments.embedder.test_hostile_images import eps, grey_png
-from tests.support.service import API_KEY
+from tests.support.service import API_KEY, REQUEST_LIMIT
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 DEEP = "[" * 200_000 + "]" * 200_000
@@ -134,10 +134,10 @@ def chunks(total: int, size: int = 64 * 1024):
 
 @pytest.mark.parametrize("path", ["/v1/search", "/v1/items"])
 def test_a_streamed_body_over_the_limit_is_413(client, path):
-    """The service's limit is 2,000,000 bytes (tests/support/service.py); 3 MB streamed without
-    a length is refused as it arrives, on a route that reads its own body and on one that
-    FastAPI parses."""
-    response = client.post(path, content=chunks(3_000_000), headers={
+    """A body over the service's limit (tests/support/service.py) streamed without a length is
+    refused as it arrives, on a route that reads its own body and on one that FastAPI
+    parses."""
+    response = client.post(path, content=chunks(REQUEST_LIMIT + 1_000_000), headers={
         **AUTH, "content-type": "application/json"})
     assert response.status_code == 413, response.text[:300]
     assert response.json()["error"]["code"] == "payload_too_large"

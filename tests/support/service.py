@@ -11,6 +11,8 @@ import pytest
 
 SERVICE_PORT = 8127  # serve_local's port (tests/conftest.py)
 API_KEY = "test-key-1-0123456789"  # 16 characters or more
+# Above gRPC's default 4 MiB, which a picture must cross in Serve's throughput mode.
+REQUEST_LIMIT = 12_000_000
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +43,7 @@ def service_settings(tmp_path_factory, embedder_settings, sample_catalogue, tiny
                      "num_crops": 1, "enforce_eager": True, "timeout_s": 60, "grid_cell": 96,
                      "max_tokens": 160, "max_candidates": 6},
         "serving": {"image_root": str(sample_catalogue), "api_keys": [API_KEY],
-                    "max_request_bytes": 2_000_000, "retry_after_s": 2},
+                    "max_request_bytes": REQUEST_LIMIT, "retry_after_s": 2},
         "ingest": {"report": str(work / "report.jsonl")},
     }
 

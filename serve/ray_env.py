@@ -1,0 +1,38 @@
+"""The Ray Serve mode Pardus runs in, as environment variables every Ray process must see.
+
+Ray Serve's throughput-optimised mode (measured in benchmarks/README.md#serving-throughput):
+user code and the router share the replica's event loop, deployment calls go over gRPC, and
+the Ingress replica serves HTTP itself (direct ingress) instead of answering through the
+Python proxy. Where HAProxy runs (Kubernetes), it forwards each node's port 8000 to the
+Ingress replicas' own ports.
+
+These are read when Ray's processes start, so they are environment variables, not Serve
+config: `pardus serve` and the tests set them before Ray starts, the Kubernetes ConfigMap
+(k8s/base/config.yaml) gives them to every Ray container, and a test keeps both equal to
+this module.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The replica's gRPC message limit (RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH, 4 MiB) is left
+# alone: measured with Ray 2.60, a 30 MB argument crosses a deployment call in this mode at
+# that limit (tests/serve/test_api.py sends a 6 MiB picture through the Embedder hop).
+
+
+def serve_environment(haproxy: bool = False) -> dict[str, str]:
+    """The variables of Pardus' Serve mode. haproxy: the HAProxy ingress too (it binds its
+    stats and metrics ports, 8404 and 9101, on every interface: meant for pods)."""
+    env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    if haproxy:
+        env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    return env
+
+
+def apply_serve_environment(haproxy: bool = False) -> dict[str, str]:
+    """Put the mode in this process's environment before Ray starts (what Ray then starts
+    inherits it); a variable already set by the user wins. Returns what is in effect."""
+    for name, value in serve_environment(haproxy).items():
+        os.environ.setdefault(name, value)
+    return {name: os.environ[name] for name in serve_environment(haproxy)}
