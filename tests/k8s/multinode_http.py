@@ -37,8 +37,8 @@ def not_ready(url: str) -> dict[str, Any] | None:
     return response.json() if response.status_code == 503 else None
 
 
-def search(url: str, timeout: float = 30) -> dict[str, Any]:
-    query = {"text": "a red shoe", "k": 3, "rerank": False}
+def search(url: str, timeout: float = 30, text: str = "a red shoe") -> dict[str, Any]:
+    query = {"text": text, "k": 3, "rerank": False}
     try:
         response = httpx.post(f"{url}/v1/search", json=query, timeout=timeout)
     except httpx.HTTPError as exc:

