@@ -35,3 +35,6 @@ class LruCache:
         """Drop every entry whose key (a tuple) starts with `first` (an item changed here)."""
         for key in [k for k in self._items if k[0] == first]:
             del self._items[key]
+
+    def clear(self) -> None:
+        self._items.clear()

@@ -45,6 +45,9 @@ class ServiceMetrics:
             "pardus_query_cache_total", description="Query embeddings by cache result (hit; "
             "joined: shared with the same query on its way; miss: embedded).",
             tag_keys=("result",))
+        self.result_cache = Counter(
+            "pardus_result_cache_total", description="Search answers by result cache result "
+            "(hit, miss), when the cache is on.", tag_keys=("result",))
         self.batch_size = Histogram(
             "pardus_embed_batch_size", description="Queries per embedder forward pass.",
             boundaries=BATCH_SIZES)

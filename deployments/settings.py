@@ -224,6 +224,11 @@ class ServingSettings(BaseModel):
     # Query embeddings kept per ingress replica (by model, text and picture), in MiB; 0 = off.
     # A 768-d vector costs ~3.5 KiB: 64 MiB holds ~18k queries.
     query_cache_mb: float = Field(64, ge=0)
+    # Whole search answers kept per ingress replica, keyed by the request and the live
+    # catalogue version, for this many seconds; 0 = off. An item changed through another
+    # replica (PATCH, POST, DELETE) or by ingest in place shows after at most this long.
+    result_cache_s: float = Field(0, ge=0, le=3600)
+    result_cache_size: int = Field(4096, ge=1)  # answers kept per replica
     readiness_timeout_s: float = Field(5.0, gt=0)  # each /readyz probe (Milvus, models)
     decode_concurrency: int = Field(2, ge=1, le=64)  # thumbnails an ingress replica makes at once
     retry_after_s: int = Field(5, ge=1)  # told to callers while Milvus is down

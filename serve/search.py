@@ -26,7 +26,14 @@ from pardus.deployments.embedder.images import ImageError
 from pardus.deployments.embedder.queries import Embedding, EmbedQuery, PictureQuery, PictureVectors
 from pardus.deployments.errors import NotFound, Unavailable
 from pardus.deployments.metrics import metrics
-from pardus.deployments.names import FacetName, Mode, QueryKind, Sort, StockRule
+from pardus.deployments.names import (
+    FacetName,
+    Mode,
+    QueryKind,
+    RerankOutcome,
+    Sort,
+    StockRule,
+)
 from pardus.deployments.reranker.policy import RerankPolicy
 from pardus.deployments.settings import Boosts, Settings, Weights
 from pardus.serve.images import ImageLibrary, image_format, snap_size
@@ -81,6 +88,12 @@ class Query:
     debug: bool = False
 
 
+# Answers worth keeping: the ranking they give is the one a repeat would get (not a
+# degraded one from a reranker that timed out or failed).
+CACHEABLE = {RerankOutcome.RERANKED, RerankOutcome.OFF, RerankOutcome.DISABLED,
+             RerankOutcome.TOO_FEW}
+
+
 def cursor_key(settings: Settings) -> bytes:
     """The key that signs page cursors: the configured secret, else one derived from the
     catalogue's name (the same on every replica either way)."""
@@ -116,6 +129,9 @@ class SearchService:
         self.cursors = Cursors(cursor_key(settings))
         self.query_cache = QueryCache(int(serving.query_cache_mb * 2**20),
                                       model_identity(settings.embedder))
+        # Whole answers (off unless result_cache_s > 0); writes through this replica clear it.
+        self.results = (LruCache(serving.result_cache_size, serving.result_cache_s)
+                        if serving.result_cache_s > 0 else None)
 
     # -- backends -----------------------------------------------------------------------------
     def _embedder_down(self, exc: BaseException) -> Unavailable:
@@ -144,6 +160,27 @@ class SearchService:
 
     # -- search ---------------------------------------------------------------------------------
     async def search(self, query: Query) -> SearchResponse:
+        if self.results is None:
+            return await self._search(query)
+        start = time.perf_counter()
+        key = (await self.store.live_version(), search_digest(
+            "answer", query.text, hashlib.sha256(query.image or b"").hexdigest(), query.k,
+            _dump(query.filters), query.rerank, query.mode, _dump(query.weights), query.sort,
+            query.facets, _dump(query.refine), _dump(query.boosts), query.min_relevance,
+            query.cursor, query.debug))
+        cached = self.results.get(key)
+        if self.metrics is not None:
+            self.metrics.result_cache.inc(1, tags={"result": "miss" if cached is None
+                                                   else "hit"})
+        if cached is not None:
+            return cached.model_copy(update={"timings_ms": {
+                "result_cache": round(ms_since(start), 2), "total": round(ms_since(start), 2)}})
+        response = await self._search(query)
+        if response.rerank.outcome in CACHEABLE:  # never a degraded answer
+            self.results.put(key, response)
+        return response
+
+    async def _search(self, query: Query) -> SearchResponse:
         kind = query_kind(bool(query.text.strip()), query.image is not None)
         plan = make_plan(kind, self.settings.search, query.mode, query.weights)
         timings: dict[str, float] = {}
@@ -297,6 +334,7 @@ class SearchService:
             await self.store.upsert(pictures)
         for picture in pictures:
             self.thumbnails.forget(picture.item.id)
+        self._changed()
         return ItemsResponse(upserted=[p.item.id for p in pictures], failed=failed)
 
     async def _embed_pictures(self, pictures: list[PictureQuery]) -> list[PictureVectors]:
@@ -320,12 +358,20 @@ class SearchService:
         updated = await self.store.update_attributes({item_id: changes})
         if not updated:
             raise _not_found(item_id)
+        self._changed()
         return updated[0]
 
     async def delete(self, item_id: str) -> None:
         if not await self.store.delete([item_id]):
             raise _not_found(item_id)
         self.thumbnails.forget(item_id)
+        self._changed()
+
+    def _changed(self) -> None:
+        """The catalogue changed through this replica: no cached answer may show it as it
+        was (other replicas' caches expire within result_cache_s)."""
+        if self.results is not None:
+            self.results.clear()
 
     async def thumbnail(self, item_id: str, size: int, index: int = 0) -> bytes:
         """A thumbnail of one of the item's pictures, from the cache before any store call."""

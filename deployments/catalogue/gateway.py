@@ -56,6 +56,10 @@ class StoreGateway:
         return await self._call("with_pictures",
                                 lambda store: store.with_pictures(version, hits))
 
+    async def live_version(self) -> str | None:
+        """The version searches read now (the store's cached alias lookup)."""
+        return await self._call("live_version", lambda store: store.target())
+
     async def vectors(self, item_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         return await self._call("vectors", lambda store: store.vectors(item_id))
 

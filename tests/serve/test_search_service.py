@@ -313,3 +313,57 @@ def test_a_killed_shared_lite_server_is_restarted_without_an_error(tmp_path):
         assert first.results[0].id == second.results[0].id == "one"
     finally:
         lite_server.stop(path)
+
+
+def test_the_result_cache_answers_repeats_and_forgets_on_a_write(settings, catalogue):
+    """Off by default; on, a repeat is answered without the embedder or Milvus, another k or
+    filter is not a repeat, a degraded (unreranked for a fault) answer is never kept, and a
+    write through this replica clears it."""
+    calls = []
+
+    async def counting(query):
+        calls.append(query.text)
+        return Embedding(vector(query.text))
+
+    assert service(settings).results is None  # off by default
+    settings.serving.result_cache_s = 60
+    settings.serving.query_cache_mb = 0  # each search that is not a repeat embeds: counted
+    searcher = service(settings, embed=counting)
+
+    async def go():
+        first = await searcher.search(Query(text="item 3", k=3, rerank=False))
+        again = await searcher.search(Query(text="item 3", k=3, rerank=False))
+        assert len(calls) == 1 and "result_cache" in again.timings_ms
+        assert [r.id for r in again.results] == [r.id for r in first.results]
+        await searcher.search(Query(text="item 3", k=2, rerank=False))
+        assert len(calls) == 2
+        await searcher.patch("i3", {"price": 9.5})
+        after = await searcher.search(Query(text="item 3", k=3, rerank=False))
+        assert len(calls) == 3 and after.results[0].price == 9.5
+        await searcher.store.close()
+
+    run(go())
+
+
+def test_a_degraded_answer_is_not_kept(settings, catalogue):
+    settings.serving.result_cache_s = 60
+    settings.serving.query_cache_mb = 0
+    calls = []
+
+    async def counting(query):
+        calls.append(query.text)
+        return Embedding(vector(query.text))
+
+    async def slow(request: RerankRequest) -> RerankResult:
+        await asyncio.sleep(5)  # past the 0.2 s rerank deadline
+
+    searcher = service(settings, embed=counting, rerank=slow)
+
+    async def go():
+        for _ in range(2):
+            answer = await searcher.search(Query(text="item 1", k=3))
+            assert answer.rerank.outcome is RerankOutcome.TIMEOUT
+        await searcher.store.close()
+
+    run(go())
+    assert len(calls) == 2
