@@ -21,7 +21,7 @@ from pardus.evaluation.queries import parse_queries
 from pardus.evaluation.runner import plan_rows
 from pardus.evaluation.targets import HttpTarget, InProcessTarget
 from tests.support.cli import invoke
-from tests.support.service import API_KEY
+from tests.support.service import API_KEY, REQUEST_LIMIT
 
 ITEMS, QUERIES = 120, 60  # the CI-sized benchmark: 20 queries of each kind
 
@@ -171,8 +171,9 @@ def test_bad_query_sets_exit_2_and_name_the_line(service_url, tmp_path, monkeypa
         result = run(lines)
         assert result.exit_code == 2, result.output
         assert expected in " ".join(result.output.split()) and "Traceback" not in result.output
-    noise = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(tmp_path / "huge.png")  # over the service's 2 MB requests
+    side = int((REQUEST_LIMIT / 3) ** 0.5) + 100  # noise: a PNG over the service's limit
+    noise = np.random.default_rng(0).integers(0, 255, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "huge.png")
     refused = run([good, '{"image": "huge.png", "relevant": ["SAMPLE00003"]}'])
     assert refused.exit_code == 2 and "Traceback" not in refused.output
     said = " ".join(refused.output.split())
