@@ -21,18 +21,24 @@ import os
 # that limit (tests/serve/test_api.py sends a 6 MiB picture through the Embedder hop).
 
 
-def serve_environment(haproxy: bool = False) -> dict[str, str]:
+def serve_environment(haproxy: bool = False, local: bool = False) -> dict[str, str]:
     """The variables of Pardus' Serve mode. haproxy: the HAProxy ingress too (it binds its
-    stats and metrics ports, 8404 and 9101, on every interface: meant for pods)."""
+    stats and metrics ports, 8404 and 9101, on every interface: meant for pods). local: one
+    machine, where no load balancer has to take a stopping Ingress replica out of rotation:
+    Ray's direct ingress otherwise holds each one open 30 s on every stop, Ctrl-C and
+    redeploy (measured: two Serve test modules took 229 s with it, 141 s without)."""
     env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
     if haproxy:
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    if local:
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"
     return env
 
 
 def apply_serve_environment(haproxy: bool = False) -> dict[str, str]:
-    """Put the mode in this process's environment before Ray starts (what Ray then starts
-    inherits it); a variable already set by the user wins. Returns what is in effect."""
-    for name, value in serve_environment(haproxy).items():
+    """Put the local mode in this process's environment before Ray starts (what Ray then
+    starts inherits it); a variable already set by the user wins. Returns what is in effect."""
+    wanted = serve_environment(haproxy, local=True)
+    for name, value in wanted.items():
         os.environ.setdefault(name, value)
-    return {name: os.environ[name] for name in serve_environment(haproxy)}
+    return {name: os.environ[name] for name in wanted}

@@ -100,7 +100,7 @@ def ray_local():
         # Ray's processes run in the Serve mode `pardus serve` and Kubernetes run in; this
         # driver keeps Serve's default mode (its constants were read at the import above), in
         # which the tests' blocking handle calls work outside an event loop.
-        with patched_environ(serve_environment()):
+        with patched_environ(serve_environment(local=True)):
             ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
                      configure_logging=False, _metrics_export_port=METRICS_PORT)
     yield ray
