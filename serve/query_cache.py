@@ -37,9 +37,13 @@ def model_identity(settings: EmbedderSettings) -> str:
                                      settings.vision_config, settings.dtype, settings.device))
 
 
-def cache_key(model: str, query: EmbedQuery) -> tuple[str, str, str]:
+def cache_key(model: str, query: EmbedQuery, picture: str | None = None) -> tuple[str, str, str]:
+    """picture: the image's SHA-256 (hex) when the caller has it already."""
     text = " ".join(query.text.split())
-    picture = hashlib.sha256(query.image).hexdigest() if query.image is not None else ""
+    if query.image is None:
+        picture = ""
+    elif picture is None:
+        picture = hashlib.sha256(query.image).hexdigest()
     return model, text, picture
 
 
@@ -53,13 +57,13 @@ class QueryCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def embed(self, query: EmbedQuery,
-                    compute: Callable[[], Awaitable[Embedding]]) -> tuple[Embedding, Lookup]:
+    async def embed(self, query: EmbedQuery, compute: Callable[[], Awaitable[Embedding]],
+                    picture: str | None = None) -> tuple[Embedding, Lookup]:
         """The query's embedding from the cache, from a call already on its way, or from
-        `compute()` (then kept when it is a vector)."""
+        `compute()` (then kept when it is a vector). picture: the image's SHA-256, if known."""
         if self.max_bytes <= 0:
             return await compute(), Lookup.MISS
-        key = cache_key(self.model, query)
+        key = cache_key(self.model, query, picture)
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel
@@ -87,6 +88,12 @@ class Query:
     cursor: str | None = None  # the previous page's `next`
     debug: bool = False
 
+    @cached_property
+    def picture_digest(self) -> str:
+        """The picture's SHA-256 (of no bytes without one): hashed once per request for the
+        query cache, the result cache and the cursor's digest."""
+        return hashlib.sha256(self.image or b"").hexdigest()
+
 
 # Answers worth keeping: the ranking they give is the one a repeat would get (not a
 # degraded one from a reranker that timed out or failed).
@@ -143,7 +150,7 @@ class SearchService:
         return Unavailable("the embedder is unavailable; retry", code="embedder_unavailable",
                            retry_after_s=retry)
 
-    async def _embed(self, query: EmbedQuery) -> Embedding:
+    async def _embed(self, query: EmbedQuery, picture: str | None = None) -> Embedding:
         async def call() -> Embedding:
             try:
                 return await within(self.models.embed(query),
@@ -151,7 +158,7 @@ class SearchService:
             except Exception as exc:
                 raise self._embedder_down(exc) from None
 
-        embedding, lookup = await self.query_cache.embed(query, call)
+        embedding, lookup = await self.query_cache.embed(query, call, picture)
         if self.metrics is not None:
             self.metrics.query_cache.inc(1, tags={"result": lookup.value})
         if embedding.error is not None:
@@ -164,7 +171,7 @@ class SearchService:
             return await self._search(query)
         start = time.perf_counter()
         key = (await self.store.live_version(), search_digest(
-            "answer", query.text, hashlib.sha256(query.image or b"").hexdigest(), query.k,
+            "answer", query.text, query.picture_digest, query.k,
             _dump(query.filters), query.rerank, query.mode, _dump(query.weights), query.sort,
             query.facets, _dump(query.refine), _dump(query.boosts), query.min_relevance,
             query.cursor, query.debug))
@@ -187,7 +194,8 @@ class SearchService:
         start = time.perf_counter()
         embedding = Embedding(None)
         if plan.dense_field is not None:  # a lexical search needs no vector
-            embedding = await self._embed(EmbedQuery(text=query.text, image=query.image))
+            embedding = await self._embed(EmbedQuery(text=query.text, image=query.image),
+                                          query.picture_digest)
             timings["embed"] = ms_since(start)
         mark = time.perf_counter()
         found = await self.store.search(plan, embedding.vector, query.text,
@@ -195,7 +203,7 @@ class SearchService:
                                         pictures=False)
         timings["search"] = ms_since(mark)
         digest = search_digest(
-            "search", query.text, hashlib.sha256(query.image or b"").hexdigest(),
+            "search", query.text, query.picture_digest,
             _dump(query.filters), plan.mode, plan.fusion, _dump(plan.weights), query.sort,
             _dump(query.refine), _dump(query.boosts), query.min_relevance)
         response = await self._page(query, plan, found, digest, timings)
