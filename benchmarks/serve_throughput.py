@@ -543,14 +543,9 @@ async def run(args, work: Path, overrides: dict, servers: dict[str, Server]) -> 
             await closed_loop(arm, composed(16)(0), 4)
 
         # -- closed loop ----------------------------------------------------------------------
-        closed = {}
-        for clients in LEVELS:
-            n = max(args.requests // 4, 12) if clients == 1 else args.requests
-            closed[clients] = await measure(
-                list(arms.values()), composed(n), args.rounds,
-                lambda arm, batch, c=clients: closed_loop(arm, batch, c))
-            console.print(table(f"closed loop, {clients} client(s): a text and a fresh picture "
-                                "per search, k=6, no rerank", closed[clients]))
+        closed = await closed_levels(
+            list(arms.values()), composed, LEVELS, args, console,
+            "closed loop, {} client(s): a text and a fresh picture per search, k=6, no rerank")
         console.print(cpu_table("CPU per search at 8 clients (server processes; arm A and the "
                                 "load generator share this process)", closed[8]))
         b = closed[1]["B plain uvicorn"].pct(50)
@@ -561,16 +556,9 @@ async def run(args, work: Path, overrides: dict, servers: dict[str, Server]) -> 
                              for c, tallies in closed.items()}
 
         # -- open loop sweep -------------------------------------------------------------------
-        sweep: dict[str, dict[float, Tally]] = defaultdict(dict)
-        for rate in args.rates:
-            n = max(int(rate * args.sweep_s), 10)
-            tallies = await measure(list(arms.values()), composed(n), 1,
-                                    lambda arm, batch, r=rate: open_loop(arm, batch, r, seed=1))
-            for name, tally in tallies.items():
-                sweep[name][rate] = tally
+        sweep, best = await rate_sweep(list(arms.values()), composed, args.rates, args.sweep_s,
+                                       seed=1)
         console.print(sweep_table(sweep, args.rates))
-        best = {name: max([r for r, t in by_rate.items() if served(t)], default=0.0)
-                for name, by_rate in sweep.items()}
         results["sweep"] = {name: {r: {"p50": t.pct(50), "p99": t.pct(99), "rate": t.rate}
                                    for r, t in by.items()} for name, by in sweep.items()}
 
@@ -627,24 +615,12 @@ async def run(args, work: Path, overrides: dict, servers: dict[str, Server]) -> 
                          [servers["E"]])]
         for arm in peer_arms:
             await closed_loop(arm, texts(16)(0), 4)
-        peers = {}
-        for clients in (1, 8, 32):
-            n = max(args.requests // 4, 12) if clients == 1 else args.requests
-            peers[clients] = await measure(peer_arms, texts(n), args.rounds,
-                                           lambda arm, batch, c=clients: closed_loop(arm, batch, c))
-            console.print(table(f"embed-only, {clients} client(s), distinct texts",
-                                peers[clients]))
+        peers = await closed_levels(peer_arms, texts, (1, 8, 32), args, console,
+                                    "embed-only, {} client(s), distinct texts")
         console.print(cpu_table("CPU per embedding at 32 clients", peers[32]))
-        peer_sweep: dict[str, dict[float, Tally]] = defaultdict(dict)
-        for rate in args.embed_rates:
-            n = max(int(rate * args.sweep_s), 10)
-            tallies = await measure(peer_arms, texts(n), 1,
-                                    lambda arm, batch, r=rate: open_loop(arm, batch, r, seed=2))
-            for name, tally in tallies.items():
-                peer_sweep[name][rate] = tally
+        peer_sweep, peer_best = await rate_sweep(peer_arms, texts, args.embed_rates,
+                                                 args.sweep_s, seed=2)
         console.print(sweep_table(peer_sweep, args.embed_rates))
-        peer_best = {name: max([r for r, t in by.items() if served(t)], default=0.0)
-                     for name, by in peer_sweep.items()}
         await service.store.close()
 
     # -- goals ---------------------------------------------------------------------------------
@@ -681,6 +657,33 @@ async def run(args, work: Path, overrides: dict, servers: dict[str, Server]) -> 
                    zipf={name: {"p50": t.pct(50), "repeat_p50": t.pct(50, t.hits)}
                          for name, t in zipf.items()})
     return results
+
+
+async def closed_levels(arms: list[Arm], make, levels, args, console,
+                        title: str) -> dict[int, dict[str, Tally]]:
+    """Closed-loop runs at each number of clients (a quarter of the requests for one client),
+    each level's table printed as it ends. make(n) -> a batch maker of n requests."""
+    out = {}
+    for clients in levels:
+        n = max(args.requests // 4, 12) if clients == 1 else args.requests
+        out[clients] = await measure(arms, make(n), args.rounds,
+                                     lambda arm, batch, c=clients: closed_loop(arm, batch, c))
+        console.print(table(title.format(clients), out[clients]))
+    return out
+
+
+async def rate_sweep(arms: list[Arm], make, rates, seconds: float, seed: int):
+    """Open-loop runs at each offered rate (`seconds` of requests each); the tallies by arm
+    and rate, and each arm's highest rate served (0 if none)."""
+    sweep: dict[str, dict[float, Tally]] = defaultdict(dict)
+    for rate in rates:
+        tallies = await measure(arms, make(max(int(rate * seconds), 10)), 1,
+                                lambda arm, batch, r=rate: open_loop(arm, batch, r, seed=seed))
+        for name, tally in tallies.items():
+            sweep[name][rate] = tally
+    best = {name: max([r for r, t in by_rate.items() if served(t)], default=0.0)
+            for name, by_rate in sweep.items()}
+    return sweep, best
 
 
 def served(tally: Tally) -> bool:
