@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
-from pardus.cli.logs import library_logs, stop_on_sigterm
+from pardus.cli.logs import library_logs
 
 console = Console()
 err_console = Console(stderr=True)
@@ -213,6 +213,22 @@ def ingest(
                                   "added of items already indexed (nothing embedded).")] = False,
 ) -> None:
     """Index a catalogue into Milvus (idempotent: re-running adds nothing twice)."""
+    # Deferred: the stop's handlers (Ray's own are replaced after it starts).
+    from pardus.cli.stopping import stops_cleanly
+
+    with stops_cleanly(err_console.print) as stopping:
+        try:
+            _ingest(source, collection, milvus_uri, batch_size, report, allow_http, reembed,
+                    version, attributes_only)
+        except KeyboardInterrupt:  # what was written stays: a re-run adds the rest
+            err_console.print("[yellow]stopped: run the same command again to index the rest "
+                              "(nothing is indexed twice)[/]", soft_wrap=True)
+            raise typer.Exit(stopping.exit_code or 130) from None
+
+
+def _ingest(source: str, collection: str | None, milvus_uri: str | None, batch_size: int | None,
+            report: Path | None, allow_http: bool | None, reembed: bool, version: str | None,
+            attributes_only: bool) -> None:
     # Deferred: Ray, pymilvus and the model code.
     from pardus.deployments.catalogue.lite_server import LiteServerError
     from pardus.deployments.catalogue.store import StoreError, StoreUnavailable
@@ -225,7 +241,6 @@ def ingest(
     settings = with_overrides(get_settings(), "milvus", uri=milvus_uri, collection=collection)
     settings = with_overrides(settings, "ingest", batch_size=batch_size, allow_http=allow_http,
                                report=str(report) if report else None)
-    stop_on_sigterm()
     with library_logs(settings.log_dir, "ingest", (console, err_console)) as log_path:
         try:
             # Deferred: Ray (cli.service is imported by the commands that start services).

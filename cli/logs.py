@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -86,13 +85,3 @@ def _python_logs_to(path: Path, verbose: bool):
         logging.captureWarnings(False)
         root.handlers, root.level = saved_handlers, saved_level
         handler.close()
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM (Kubernetes, process managers) stops a command as Ctrl-C does: through its
-    clean-up, so Ray and the Milvus server it started stop too and nothing is left behind."""
-    signal.signal(signal.SIGTERM, _interrupt)

@@ -15,6 +15,7 @@ from pardus.cli.catalogue import console, err_console, ingest, print_summary, st
 from pardus.cli.evaluate import evaluate
 from pardus.cli.k8s import k8s_app
 from pardus.deployments.names import FacetName, Mode, Sort
+from pardus.serve.ray_env import apply_loopback_environment
 
 app = typer.Typer(help="Pardus: multimodal semantic product search.", no_args_is_help=True)
 
@@ -26,6 +27,8 @@ app.add_typer(models_app, name="models")
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    # Before any command imports Ray: a Ray this command starts listens on loopback only.
+    apply_loopback_environment()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -158,7 +161,18 @@ def serve_command(
 ) -> None:
     """Start a local Ray and the Pardus app (ingress, embedder, reranker) on the configured store."""
     # Deferred: Ray, Serve and the model code, for this command only.
-    from pardus.cli.logs import library_logs, stop_on_sigterm
+    from pardus.cli.stopping import stops_cleanly
+
+    with stops_cleanly(err_console.print):  # from the start: nothing may stop us half-way
+        try:
+            _serve(host, port, rerank, tiny, workdir)
+        except KeyboardInterrupt:  # SIGTERM or Ctrl-C: how a server ends, so a success
+            console.print("stopped")
+
+
+def _serve(host: str | None, port: int | None, rerank: bool, tiny: bool, workdir: Path) -> None:
+    # Deferred: Ray, Serve and the model code, for this command only.
+    from pardus.cli.logs import library_logs
     from pardus.cli.service import (
         embedder_overrides,
         reranker_overrides,
@@ -175,7 +189,6 @@ def serve_command(
         err_console.print(f"[yellow]Warning: {exposed}[/]", soft_wrap=True)
     overrides = {"embedder": embedder_overrides(workdir, allow_tiny=tiny),
                  "reranker": reranker_overrides(workdir, rerank, allow_tiny=tiny)}
-    stop_on_sigterm()
     with library_logs(settings.log_dir, "serve", (console, err_console)) as log_path:
         try:
             url = start_service(overrides, host, port or settings.serving.port)
@@ -348,8 +361,22 @@ def demo(
 ) -> None:
     """Draw a sample catalogue, ingest it into Milvus Lite, start the service, run a composed query."""
     # Deferred: Ray, ingest and the model code, for this command only.
+    from pardus.cli.stopping import stops_cleanly
+
+    with stops_cleanly(err_console.print) as stopping:  # from the start, as `serve`
+        try:
+            log_path = _demo(workdir, count, k, rerank, port, keep_running)
+        except KeyboardInterrupt:  # before the demo's end: the shells' code for the signal
+            err_console.print("[yellow]stopped before the demo finished[/]")
+            raise typer.Exit(stopping.exit_code or 130) from None
+    console.print(f"[dim]Ray's and the libraries' logs: {log_path}[/]", soft_wrap=True)
+
+
+def _demo(workdir: Path, count: int, k: int, rerank: bool, port: int,
+          keep_running: bool) -> Path:
+    # Deferred: Ray, ingest and the model code, for this command only.
     from pardus.cli.catalogue import ingest_with_progress
-    from pardus.cli.logs import library_logs, stop_on_sigterm
+    from pardus.cli.logs import library_logs
     from pardus.cli.service import (
         SearchArgs,
         embedder_overrides,
@@ -362,6 +389,7 @@ def demo(
         stop_service,
         wait_for_interrupt,
     )
+    from pardus.cli.stopping import cleaning_up
     from pardus.deployments.catalogue import lite_server
     from pardus.deployments.settings import Settings
     from pardus.ingest.samples import draw_product, write_sample_catalogue
@@ -379,30 +407,29 @@ def demo(
         write_sample_catalogue(catalogue, count=count)
     query_image, query_text = workdir / "query-leopard.jpg", "a phone case with this"
     draw_product("bag", "yellow", "leopard", seed=7).save(query_image)
-    stop_on_sigterm()
     with library_logs(settings.log_dir, "demo", (console, err_console)) as log_path:
         try:
             ensure_ray()
             print_summary(ingest_with_progress(str(catalogue / "items.jsonl"), settings))
             url = start_service(overrides, "127.0.0.1", free_port("127.0.0.1", port))
-            try:
-                response = search_over_http(url, SearchArgs(query_text, query_image, k, rerank),
-                                            None)
-                print_results(response, f"query: {query_text!r} + {query_image}")
-                if overrides["embedder"] or "model" in overrides["reranker"]:
-                    err_console.print("[yellow]Tiny random-weight models answered: the ranking "
-                                      "and the reason above are meaningless.[/]", soft_wrap=True)
-                if keep_running:
+            response = search_over_http(url, SearchArgs(query_text, query_image, k, rerank), None)
+            print_results(response, f"query: {query_text!r} + {query_image}")
+            if overrides["embedder"] or "model" in overrides["reranker"]:
+                err_console.print("[yellow]Tiny random-weight models answered: the ranking "
+                                  "and the reason above are meaningless.[/]", soft_wrap=True)
+            if keep_running:
+                try:
                     wait_for_interrupt(url, log_path)
-                else:
-                    console.print("Try it yourself: `pardus demo --keep-running`, then open the "
-                                  "page, or `pardus search --text ... --image ...`.",
-                                  soft_wrap=True)
-            finally:
-                stop_service()
+                except KeyboardInterrupt:  # how --keep-running ends: a success
+                    console.print("stopped")
+            else:
+                console.print("Try it yourself: `pardus demo --keep-running`, then open the "
+                              "page, or `pardus search --text ... --image ...`.", soft_wrap=True)
         finally:
-            lite_server.stop(settings.milvus.uri)
-    console.print(f"[dim]Ray's and the libraries' logs: {log_path}[/]", soft_wrap=True)
+            stop_service()
+            with cleaning_up():
+                lite_server.stop(settings.milvus.uri)
+    return log_path
 
 
 # The catalogue commands (ingest, store ...) and the Kubernetes ones live in their own modules.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import httpx
 import typer
 from rich.table import Table
 
+from pardus.cli import stopping
 from pardus.cli.catalogue import console, err_console
 from pardus.deployments.catalogue.filters import Refinements, SearchFilters
 from pardus.deployments.names import RERANK_NOTES, FacetName, Mode, RerankOutcome, Sort
@@ -107,14 +109,19 @@ def ensure_ray() -> None:
     """Ray for the CLI: at least 4 logical CPUs when local, so the three deployments and an
     ingest fit on a small machine."""
     # Deferred: Ray, which a search over HTTP does not need.
-    from pardus.cli.logs import stop_on_sigterm
     from pardus.ingest.pipeline import ensure_ray as ensure
     from pardus.serve.ray_env import apply_serve_environment
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     apply_serve_environment()  # Serve's throughput mode, before Ray starts
-    ensure(local_cpus=max(4, os.cpu_count() or 1))
-    stop_on_sigterm()  # ray.init set its own (a bare sys.exit): ours goes through the clean-up
+    try:
+        ensure(local_cpus=max(4, os.cpu_count() or 1))
+    except SystemExit as exc:  # ray.init's own SIGTERM handler, while Ray started
+        if exc.code != signal.SIGTERM:
+            raise
+        raise KeyboardInterrupt from None
+    finally:
+        stopping.reinstall()  # ours again: Ray's exits without our clean-up
 
 
 def start_service(overrides: dict[str, Any], host: str, port: int) -> str:
@@ -131,6 +138,7 @@ def start_service(overrides: dict[str, Any], host: str, port: int) -> str:
         url = f"http://{host}:{port}"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
+            stopping.reinstall()  # and the stop, should a library have swallowed it
             try:
                 if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
                     return url
@@ -141,23 +149,22 @@ def start_service(overrides: dict[str, Any], host: str, port: int) -> str:
 
 
 def stop_service() -> None:
+    """Serve and Ray down; a signal meanwhile does not cut this short."""
     # Deferred: Ray.
     import ray
     from ray import serve
 
-    serve.shutdown()
-    ray.shutdown()
+    with stopping.cleaning_up():
+        serve.shutdown()
+        ray.shutdown()
 
 
 def wait_for_interrupt(url: str, log_path: Path) -> None:
     console.print(f"[green]Pardus is serving at {url}[/]  (web page {url}/, API docs "
                   f"{url}/docs). Ctrl-C stops it. Ray's and the libraries' logs: {log_path}",
                   soft_wrap=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        console.print("stopping")
+    while True:
+        time.sleep(3600)
 
 
 # -- searching ---------------------------------------------------------------------------

@@ -35,6 +35,24 @@ def serve_environment(haproxy: bool = False, local: bool = False) -> dict[str, s
     return env
 
 
+def loopback_environment() -> dict[str, str]:
+    """A Ray that this process starts on one machine listens on loopback only (GCS, raylets,
+    workers, agents, metrics), where RAY_ADDRESS names no cluster to join. Ray 2.60 has no
+    bind-address setting: it binds to 127.0.0.1 exactly when the node's address is loopback,
+    and it keeps a loopback address only where this variable (meant for Windows and macOS)
+    turns multi-node off (ray/_private/services.py, get_node_ip_address). Read when `ray` is
+    imported, so it must be in the environment before that."""
+    if os.environ.get("RAY_ADDRESS"):
+        return {}
+    return {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def apply_loopback_environment() -> None:
+    """loopback_environment() into this process's environment; a value the user set wins."""
+    for name, value in loopback_environment().items():
+        os.environ.setdefault(name, value)
+
+
 def apply_serve_environment(haproxy: bool = False) -> dict[str, str]:
     """Put the local mode in this process's environment before Ray starts (what Ray then
     starts inherits it); a variable already set by the user wins. Returns what is in effect."""

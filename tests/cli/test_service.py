@@ -17,6 +17,15 @@ from typer.testing import CliRunner
 
 from pardus.cli.main import app
 from pardus.deployments.catalogue import lite_server
+from tests.support.processes import (
+    Running,
+    command_names,
+    free_port,
+    ignored_signals,
+    listening_addresses,
+    session_processes,
+    with_default_signals,
+)
 
 runner = CliRunner()
 
@@ -124,57 +133,89 @@ def test_serve_without_weights_says_what_to_do(tmp_path, monkeypatch):
     assert "pardus models tiny" in result.output
 
 
-def session_processes(session: int) -> set[int]:
-    """The pids of a process session (Ray starts its raylet, GCS and agents inside it)."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[3]) == session:
-            pids.add(int(stat.parent.name))
-    return pids
-
-
 LIBRARY_LINES = ("INFO", "WARNING", "(raylet)", "core_worker", "Deprecat", "Traceback",
                  "GOAWAY", "too_many_pings")
 
 
+def start_serve(tmp_path: Path, env: dict[str, str], port: int) -> Running:
+    """`pardus serve` in its own session, with default signal dispositions whatever the
+    runner's (a runner in the background ignores SIGINT: so would the child)."""
+    env = {**os.environ, **env, "PARDUS_MILVUS__URI": str(tmp_path / "store.db"),
+           "PARDUS_SERVING__IMAGE_ROOT": str(tmp_path), "PARDUS_LOG_DIR": str(tmp_path / "logs")}
+    command = Running([sys.executable, "-m", "pardus.cli.main", "serve", "--port", str(port),
+                       "--no-rerank"], env)
+    time.sleep(0.5)  # the launcher has exec'd
+    assert not ignored_signals(command.pid) & {signal.SIGINT, signal.SIGTERM}
+    return command
+
+
+def stopped_cleanly(command: Running, stop: signal.Signals, tmp_path: Path) -> str:
+    """Send `stop`; the command's output once it ended with 0 and left no process behind."""
+    code = command.stop(stop)  # Ctrl-C, or what Kubernetes and process managers send
+    output = command.output
+    assert code == 0, output[-3000:]
+    assert not [line for line in output.splitlines() if any(s in line for s in LIBRARY_LINES)]
+    deadline = time.monotonic() + 30
+    while session_processes(command.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = session_processes(command.pid)
+    assert not left, f"processes left behind: {command_names(left)}"
+    lite_server.stop(tmp_path / "store.db")
+    return output
+
+
+def refused_without_token(port: int) -> bool:
+    """Whether a gRPC server on this port refuses a call that carries no Ray auth token."""
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            channel.unary_unary("/ray.serve.ASGIService/HandleRequest")(b"", timeout=10)
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.UNAUTHENTICATED
+    return False
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_answers_and_stops_cleanly(tmp_path, tiny_model, stop):
-    env = {**tiny_model, "PARDUS_MILVUS__URI": str(tmp_path / "store.db"),
-           "PARDUS_SERVING__IMAGE_ROOT": str(tmp_path), "PARDUS_LOG_DIR": str(tmp_path / "logs")}
-    process = subprocess.Popen([sys.executable, "-m", "pardus.cli.main", "serve", "--port", "8152",
-                                "--no-rerank"], env={**os.environ, **env},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    port = free_port()
+    command = start_serve(tmp_path, tiny_model, port)
     started: set[int] = set()
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get("http://127.0.0.1:8152/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        body = httpx.post("http://127.0.0.1:8152/v1/search", json={"text": "a mug"},
+        assert command.wait_for(f"Pardus is serving at http://127.0.0.1:{port}", 240)
+        body = httpx.post(f"http://127.0.0.1:{port}/v1/search", json={"text": "a mug"},
                           timeout=60).json()
         assert body["results"] == [] and body["rerank"]["outcome"] == "disabled"  # empty catalogue
-        started = session_processes(process.pid)
+        started = session_processes(command.pid)
+        listening = listening_addresses(started)
+        # Ray's servers (GCS, raylet, workers, agents) and ours listen on loopback only; Serve
+        # binds each replica's gRPC server on every interface (ray/serve/_private/replica.py),
+        # and Ray's token auth, on for a local Ray, refuses a call without the token there.
+        assert f"127.0.0.1:{port}" in listening and len(listening) > 5, listening
+        open_ = {a: p for a, p in listening.items() if not a.startswith("127.0.0.1:")}
+        assert all("ServeRepli" in name for name in open_.values()), open_
+        for address in open_:
+            assert refused_without_token(int(address.rsplit(":", 1)[1]))
     finally:
-        process.send_signal(stop)  # Ctrl-C, or what Kubernetes and process managers send
-        output, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, output[-3000:]
-    assert "Pardus is serving at http://127.0.0.1:8152" in output
+        output = stopped_cleanly(command, stop, tmp_path)
     assert "pardus-serve.log" in output and (tmp_path / "logs" / "pardus-serve.log").exists()
-    assert not [line for line in output.splitlines() if any(s in line for s in LIBRARY_LINES)]
     assert len(started) > 3  # Ray's own processes were there
-    deadline = time.monotonic() + 30
-    while session_processes(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not session_processes(process.pid), "processes left behind"
-    lite_server.stop(tmp_path / "store.db")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_stops_cleanly_while_ray_starts(tmp_path, tiny_model, stop):
+    """Stopped as Ray's processes appear: inside ray.init, whose own SIGTERM handler exits
+    at once, or just after it, before the app is up."""
+    command = start_serve(tmp_path, tiny_model, free_port())
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and command.process.poll() is None and not (
+                {"gcs_server", "raylet"} & command_names(session_processes(command.pid))):
+            time.sleep(0.05)
+        assert command.process.poll() is None, "serve ended before Ray started"
+    finally:
+        output = stopped_cleanly(command, stop, tmp_path)
+    assert "Pardus is serving" not in output and "stopped" in output
 
 
 def test_search_against_the_service_and_in_process(service_url, service_settings, monkeypatch):

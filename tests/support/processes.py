@@ -1,0 +1,141 @@
+"""Child processes for the tests, started the same way however the test runner was started, and
+the processes they leave behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
+
+
+def with_default_signals(argv: list[str]) -> list[str]:
+    """argv, run by a launcher that first gives every signal its default action and unblocks
+    them all: a runner started in the background ignores SIGINT, and its children inherit that.
+    (An exec after the reset, not Popen's preexec_fn, which is unsafe beside Ray's threads.)"""
+    return [sys.executable, "-m", "tests.support.processes", *argv]
+
+
+class Running:
+    """A command started in its own session, with default signal dispositions, whose output
+    (standard output and error together) is read as it comes."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            with_default_signals(argv), env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.pid = self.process.pid
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self._lines)
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        """Whether `text` appeared in the output before the command ended or time ran out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if text in self.output:
+                return True
+            time.sleep(0.2)
+        return text in self.output
+
+    def stop(self, signum: signal.Signals, timeout: float = 120) -> int:
+        """Send the signal; the exit code once the command has ended."""
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout)
+        self._reader.join(10)
+        return code
+
+
+def session_processes(session: int) -> set[int]:
+    """The pids of a process session (Ray starts its raylet, GCS and agents inside it)."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == session:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def command_names(pids: set[int]) -> set[str]:
+    names = set()
+    for pid in pids:
+        try:
+            names.add(Path(f"/proc/{pid}/comm").read_text().strip())
+        except OSError:
+            continue
+    return names
+
+
+def ignored_signals(pid: int) -> set[signal.Signals]:
+    """The signals a process ignores (SigIgn in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            mask = int(line.split()[1], 16)
+            return {signal.Signals(n) for n in range(1, 65) if mask >> (n - 1) & 1
+                    and n in signal.Signals._value2member_map_}
+    return set()
+
+
+def listening_addresses(pids: set[int]) -> dict[str, str]:
+    """"address:port" -> process name, for every TCP socket these processes listen on
+    (/proc/net/tcp and tcp6, matched to their file descriptors by inode)."""
+    inodes: dict[str, str] = {}
+    for pid in pids:
+        name = next(iter(command_names({pid})), "?")
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:  # gone meanwhile
+            continue
+        for link in links:
+            if link.startswith("socket:["):
+                inodes[link[8:-1]] = f"{name} ({pid})"
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found[_address(fields[1])] = inodes[fields[9]]
+    return found
+
+
+def _address(hex_address: str) -> str:
+    """/proc/net/tcp's "0100007F:1F90" as "127.0.0.1:8080" (IPv6, and IPv4 in IPv6, too)."""
+    host, port = hex_address.split(":")
+    raw = bytes.fromhex(host)
+    # The kernel prints each 32-bit word in host (little-endian) order.
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(words)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return f"{ip}:{int(port, 16)}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+if __name__ == "__main__":
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    os.execv(sys.argv[1], sys.argv[1:])
