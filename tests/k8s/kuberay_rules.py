@@ -313,17 +313,3 @@ def job_errors(doc: dict[str, Any]) -> list[str]:
 
 def kuberay_errors(doc: dict[str, Any]) -> list[str]:
     return service_errors(doc) if doc["kind"] == "RayService" else job_errors(doc)
-
-
-def cluster_hash_view(spec: dict[str, Any]) -> dict[str, Any]:
-    """What KubeRay hashes to decide a rollout (generateHashWithoutReplicasAndWorkersToDelete,
-    controllers/ray/rayservice_controller.go): the spec without each worker group's replicas,
-    minReplicas, maxReplicas and scaleStrategy.workersToDelete."""
-    import copy
-
-    view = copy.deepcopy(spec)
-    for group in view.get("workerGroupSpecs") or []:
-        for key in ("replicas", "minReplicas", "maxReplicas"):
-            group.pop(key, None)
-        (group.get("scaleStrategy") or {}).pop("workersToDelete", None)
-    return view

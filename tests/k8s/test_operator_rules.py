@@ -4,13 +4,15 @@ and each mirrored rule fails a manifest that breaks it."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.k8s.kuberay_rules import cluster_hash_view, kuberay_errors
-from tests.k8s.manifests import one
+from tests.k8s.kuberay_reconcile import rollout
+from tests.k8s.kuberay_rules import kuberay_errors
+from tests.k8s.manifests import K8S, one
 from tests.k8s.milvus_rules import image_version, milvus_errors
 
 OVERLAYS = ("dev", "prod", "dev/ingest", "prod/ingest")
@@ -194,16 +196,68 @@ def test_milvus_pins_a_2_6_release(rendered) -> None:
     assert image_version({"spec": {"components": {"image": "milvusdb/milvus:latest"}}}) is None
 
 
-def test_replica_bounds_alone_never_roll_out(rendered) -> None:
-    """Mirrors KubeRay's rollout hash: the README says a change of min/max replicas alone does
-    nothing and an image tag change starts a new cluster; both follow from the hash."""
+def _changed(cluster: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    goal = copy.deepcopy(cluster)
+    change(goal)
+    return goal
+
+
+def _template(cluster: dict[str, Any], group: int) -> dict[str, Any]:
+    return cluster["workerGroupSpecs"][group]["template"]["spec"]
+
+
+ROLLOUTS = {  # a change of rayClusterConfig -> what KubeRay v1.7.0 does (k8s/README.md's table)
+    "replica bounds": (lambda c: c["workerGroupSpecs"][1].update(
+        minReplicas=3, maxReplicas=5, replicas=3), "nothing"),
+    "tolerations": (lambda c: _template(c, 1).update(tolerations=[]), "nothing"),
+    "head tolerations": (lambda c: c["headGroupSpec"]["template"]["spec"].update(
+        tolerations=[{"key": "dedicated", "operator": "Exists"}]), "nothing"),
+    "schedulingGates": (lambda c: _template(c, 2).update(
+        schedulingGates=[{"name": "example.com/gate"}]), "nothing"),
+    "image tag": (lambda c: _template(c, 1)["containers"][0].update(
+        image=_template(c, 1)["containers"][0]["image"] + "-2"), "new cluster"),
+    "node selector": (lambda c: _template(c, 1)["nodeSelector"].update(zone="b"), "new cluster"),
+    "rayStartParams": (lambda c: c["workerGroupSpecs"][0]["rayStartParams"].update(
+        **{"object-store-memory": "1000000000"}), "new cluster"),
+    "appended group": (lambda c: c["workerGroupSpecs"].append(
+        {**copy.deepcopy(c["workerGroupSpecs"][0]), "groupName": "more-cpu"}), "in place"),
+    "inserted group": (lambda c: c["workerGroupSpecs"].insert(
+        0, {**copy.deepcopy(c["workerGroupSpecs"][0]), "groupName": "more-cpu"}), "new cluster"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROLLOUTS))
+def test_what_rolls_out(name: str, rendered) -> None:
+    """Mirrors KubeRay's rollout hash: replica bounds, tolerations and scheduling gates alone
+    never roll out (GenerateHashWithoutReplicasAndWorkersToDelete mutes them), an appended
+    worker group is added in place, anything else starts a new cluster."""
     cluster = _cluster(_service(rendered))
-    scaled = copy.deepcopy(cluster)
-    scaled["workerGroupSpecs"][1].update(minReplicas=3, maxReplicas=5, replicas=3)
-    assert cluster_hash_view(scaled) == cluster_hash_view(cluster)
-    retagged = copy.deepcopy(cluster)
-    retagged["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]["image"] += "-2"
-    assert cluster_hash_view(retagged) != cluster_hash_view(cluster)
-    tolerations = copy.deepcopy(cluster)
-    tolerations["workerGroupSpecs"][1]["template"]["spec"]["tolerations"] = []
-    assert cluster_hash_view(tolerations) != cluster_hash_view(cluster)
+    change, outcome = ROLLOUTS[name]
+    assert rollout(cluster, _changed(cluster, change)) == outcome
+
+
+README_WORDS = {"replica bounds": "`minReplicas`", "tolerations": "`tolerations`",
+                "head tolerations": "`tolerations`", "schedulingGates": "`schedulingGates`",
+                "image tag": "image tag", "node selector": "node selectors",
+                "rayStartParams": "`rayStartParams`", "appended group": "appended",
+                "inserted group": "inserted"}
+
+
+def _readme_rollouts() -> list[tuple[str, str]]:
+    """(change, outcome) rows of k8s/README.md's "What rolls out" table; outcome is "nothing",
+    "in place" or "new cluster" as the row's second cell begins."""
+    text = (K8S / "README.md").read_text()
+    section = text[text.index("### What rolls out"):]
+    section = section[:section.index("\n## ")]
+    outcomes = {"**nothing**": "nothing", "added to the running cluster in place": "in place",
+                "a new cluster": "new cluster"}
+    return [(change, next((o for start, o in outcomes.items() if cell.startswith(start)), cell))
+            for change, cell in re.findall(r"^\| (.+?) \| (.+?) \|$", section, re.MULTILINE)]
+
+
+@pytest.mark.parametrize("name", sorted(README_WORDS))
+def test_readme_says_what_rolls_out(name: str, rendered) -> None:
+    rows = [outcome for change, outcome in _readme_rollouts() if README_WORDS[name] in change]
+    assert len(rows) == 1, rows
+    cluster = _cluster(_service(rendered))
+    assert rows[0] == rollout(cluster, _changed(cluster, ROLLOUTS[name][0]))
