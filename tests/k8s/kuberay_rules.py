@@ -99,14 +99,22 @@ def _replica_errors(group: dict[str, Any], spec: dict[str, Any]) -> list[str]:
     return errors
 
 
+def gcs_ft_enabled(spec: dict[str, Any], annotations: dict[str, str]) -> bool:
+    """IsGCSFaultToleranceEnabled (utils/util.go): gcsFaultToleranceOptions, or the annotation
+    ray.io/ft-enabled set to "true" in any case; any other value ("1", "yes", "on") is off."""
+    value = annotations.get("ray.io/ft-enabled")
+    return (value is not None and value.lower() == "true") \
+        or spec.get("gcsFaultToleranceOptions") is not None
+
+
 def _gcs_ft_errors(spec: dict[str, Any], annotations: dict[str, str]) -> list[str]:
     """ValidateRayClusterSpec's GCS fault tolerance rules and validateGcsFaultToleranceBackend."""
     head, params = _head_container(spec), spec["headGroupSpec"].get("rayStartParams") or {}
     env, ft = _env(head), spec.get("gcsFaultToleranceOptions")
     errors = []
-    if annotations.get("ray.io/ft-enabled") and ft is not None:
+    if annotations.get("ray.io/ft-enabled") and ft is not None:  # any non-empty value
         errors.append("ray.io/ft-enabled and gcsFaultToleranceOptions are both set")
-    if ft is None and "RAY_REDIS_ADDRESS" in env and not annotations.get("ray.io/ft-enabled"):
+    if not gcs_ft_enabled(spec, annotations) and "RAY_REDIS_ADDRESS" in env:
         errors.append("RAY_REDIS_ADDRESS set without gcsFaultToleranceOptions")
     if ft is not None:
         if params.get("redis-password") or "REDIS_PASSWORD" in env or "RAY_REDIS_ADDRESS" in env:

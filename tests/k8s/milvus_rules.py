@@ -24,7 +24,9 @@ def _get(node: Any, *path: str) -> Any:
 
 def webhook_errors(doc: dict[str, Any]) -> list[str]:
     """validateCommon (rollingMode, validateEnableRolingUpdate, validatePersistConfig) and
-    validateExternal: what ValidateCreate / ValidateUpdate refuse."""
+    validateExternal: what ValidateCreate / ValidateUpdate refuse. In v1.3.x woodpecker counts
+    with the external queues for rolling updates and with rocksmq/natsmq for persistence
+    (GetPersistenceConfig)."""
     spec = doc["spec"]
     com, dep = spec.get("components") or {}, spec.get("dependencies") or {}
     mode, mq = spec.get("mode", "standalone"), dep.get("msgStreamType", "")
@@ -32,8 +34,8 @@ def webhook_errors(doc: dict[str, Any]) -> list[str]:
     if com.get("rollingMode", 0) not in (0, 2, 3):
         errors.append("components.rollingMode should be 2 or 3")
     if com.get("enableRollingUpdate") and mode != "cluster" \
-            and mq not in ("kafka", "pulsar", "custom"):
-        errors.append("enableRollingUpdate needs cluster mode or kafka/pulsar/custom")
+            and mq not in ("kafka", "pulsar", "custom", "woodpecker"):
+        errors.append("enableRollingUpdate needs cluster mode or kafka/pulsar/custom/woodpecker")
     persistence = _get(dep, mq, "persistence", "persistentVolumeClaim", "spec") \
         if mq in BUILT_IN_MQ else None
     if persistence is not None:

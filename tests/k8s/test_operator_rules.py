@@ -162,8 +162,8 @@ def test_ingest_job_frees_its_gpus_in_every_terminal_state(rendered) -> None:
 
 @pytest.mark.parametrize("change,message", [
     (lambda s: s["components"].update(rollingMode=1), "rollingMode"),
-    (lambda s: s.update(mode="standalone") or s["components"].update(enableRollingUpdate=True),
-     "enableRollingUpdate"),
+    (lambda s: s.update(mode="standalone") or s["dependencies"].update(msgStreamType="rocksmq")
+     or s["components"].update(enableRollingUpdate=True), "enableRollingUpdate"),
     (lambda s: s["dependencies"]["woodpecker"].update(persistence={"persistentVolumeClaim": {
         "spec": {"accessModes": "ReadWriteOnce"}}}) if "woodpecker" in s["dependencies"] else
      s["dependencies"].update(woodpecker={"persistence": {"persistentVolumeClaim": {
@@ -185,6 +185,32 @@ def test_milvus_operator_rules_can_fail(change, message: str, rendered) -> None:
     change(broken["spec"])
     errors = milvus_errors(broken)
     assert any(message in e for e in errors), errors
+
+
+@pytest.mark.parametrize("queue,refused", [("woodpecker", False), ("kafka", False),
+                                          ("rocksmq", True), ("natsmq", True)])
+def test_milvus_rolling_update_outside_cluster_mode(queue: str, refused: bool, rendered) -> None:
+    """validateEnableRolingUpdate (v1.3.x): standalone Milvus may roll with an external queue or
+    woodpecker, not with rocksmq or natsmq."""
+    milvus = copy.deepcopy(one(rendered("prod"), "Milvus", "pardus"))
+    milvus["spec"].update(mode="standalone")
+    milvus["spec"]["dependencies"]["msgStreamType"] = queue
+    milvus["spec"]["components"]["enableRollingUpdate"] = True
+    assert any("enableRollingUpdate" in e for e in milvus_errors(milvus)) == refused
+
+
+@pytest.mark.parametrize("value,refused", [("true", False), ("True", False), ("yes", True),
+                                          ("1", True), ("false", True)])
+def test_ft_enabled_annotation_counts_only_when_true(value: str, refused: bool, rendered) -> None:
+    """IsGCSFaultToleranceEnabled: ray.io/ft-enabled turns GCS fault tolerance on only when it
+    says "true" (any case); otherwise RAY_REDIS_ADDRESS on the head is refused."""
+    def change(doc: dict[str, Any]) -> None:
+        _cluster(doc).pop("gcsFaultToleranceOptions")
+        doc["metadata"]["annotations"] = {"ray.io/ft-enabled": value}
+        _head_env("RAY_REDIS_ADDRESS", "redis:6379")(doc)
+
+    errors = _broken(_service(rendered), change)
+    assert any("without gcsFaultToleranceOptions" in e for e in errors) == refused, errors
 
 
 def test_milvus_pins_a_2_6_release(rendered) -> None:
