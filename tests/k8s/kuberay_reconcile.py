@@ -1,5 +1,6 @@
 """What KubeRay v1.7.0's controllers do with the fields we set, rewritten in Python (read, not
-copied): the rollout decision of a RayService. kuberay_rules.py holds what the operator refuses.
+copied): the rollout decision of a RayService and what `ray start` is given on each node.
+kuberay_rules.py holds what the operator refuses.
 
 Each function names the upstream function it mirrors (under ray-operator/controllers/ray/).
 """
@@ -7,6 +8,9 @@ Each function names the upstream function it mirrors (under ray-operator/control
 from __future__ import annotations
 
 import copy
+import json
+import math
+import re
 from typing import Any
 
 
@@ -44,3 +48,71 @@ def rollout(running: dict[str, Any], goal: dict[str, Any]) -> str:
         if cluster_hash_view(head) == cluster_hash_view(running):
             return "in place"
     return "new cluster"
+
+
+# -- what `ray start` is given on each node ------------------------------------------------------
+
+GPU_KEY = re.compile(r"(gpu|nvidia\.com/mig-\d+g\.\d+gb)$")  # IsGPUResourceKey (utils/resources.go)
+
+
+def resources_map(params: dict[str, str]) -> dict[str, float]:
+    """getResourcesMap (common/pod.go): rayStartParams.resources with the quotes, backticks and
+    spaces around it trimmed, read as JSON. Raises ValueError where the operator fails."""
+    text = params.get("resources")
+    if text is None:
+        return {}
+    value = json.loads(text.strip("'\"` "))
+    if not isinstance(value, dict) or not all(isinstance(v, (int, float)) for v in value.values()):
+        raise ValueError(f"not a map of numbers: {text}")
+    return {k: float(v) for k, v in value.items()}
+
+
+def ray_start_params(group: dict[str, Any]) -> dict[str, str]:
+    """What KubeRay adds to a group's rayStartParams before `ray start` (generateRayStartCommand
+    and addWellKnownAcceleratorResources, common/pod.go; memory and the addresses left out):
+    num-cpus from the CPU limit (else request), rounded up, and num-gpus from the first GPU
+    resource of the limits. When rayStartParams.resources does not parse (getResourcesMap), the
+    operator logs an error and adds no num-gpus at all."""
+    params = dict(group.get("rayStartParams") or {})
+    resources = group["template"]["spec"]["containers"][0].get("resources") or {}
+    limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+    cpu = limits.get("cpu") or requests.get("cpu")
+    if "num-cpus" not in params and cpu:
+        params["num-cpus"] = str(math.ceil(_quantity(cpu)))
+    try:
+        resources_map(params)
+    except ValueError:
+        return params
+    for key in sorted(limits):
+        if "num-gpus" not in params and GPU_KEY.search(key) and _quantity(limits[key]):
+            params["num-gpus"] = str(math.ceil(_quantity(limits[key])))
+    return params
+
+
+def autoscaler_resources(group: dict[str, Any]) -> dict[str, float]:
+    """What Ray's autoscaler (Ray 2.60, autoscaler/_private/kuberay/autoscaling_config.py:
+    _get_num_gpus, _get_custom_resources) believes a new node of the group offers: GPU from
+    num-gpus, else the first GPU limit or request; custom resources from rayStartParams.resources with its first
+    and last character dropped and backslashes removed, integers only. Raises ValueError where
+    the autoscaler fails."""
+    params = group.get("rayStartParams") or {}
+    k8s = group["template"]["spec"]["containers"][0].get("resources") or {}
+    out: dict[str, float] = {}
+    if "num-gpus" in params:
+        out["GPU"] = float(int(params["num-gpus"]))
+    else:
+        gpus = [math.ceil(_quantity(v)) for kind in ("limits", "requests")
+                for k, v in (k8s.get(kind) or {}).items() if k.endswith("gpu")]
+        if any(gpus):
+            out["GPU"] = float(next(g for g in gpus if g > 0))
+    if "resources" in params:
+        custom = json.loads(params["resources"][1:-1].replace("\\", ""))
+        if not isinstance(custom, dict) or not all(type(v) is int for v in custom.values()):
+            raise ValueError(f"custom resources must be whole numbers: {params['resources']}")
+        out.update({k: float(v) for k, v in custom.items()})
+    return out
+
+
+def _quantity(value: Any) -> float:
+    text = str(value)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)

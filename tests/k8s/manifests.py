@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import subprocess
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.k8s.kuberay_reconcile import resources_map
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
@@ -175,13 +176,9 @@ def parse_quantity(value: Any) -> float:
 
 
 def start_resources(params: dict[str, str]) -> dict[str, float]:
-    """The custom resources in rayStartParams.resources ('"{\\"name\\": 1}"', as KubeRay has it)."""
-    text = params.get("resources", "").strip()
-    if not text:
-        return {}
-    if text.startswith('"') and text.endswith('"'):
-        text = text[1:-1]
-    return {k: float(v) for k, v in json.loads(text.replace('\\"', '"')).items()}
+    """The custom resources in rayStartParams.resources as KubeRay reads them (getResourcesMap:
+    "'{\\"name\\": 1}'"); a form it cannot read fails here."""
+    return resources_map(params)
 
 
 @dataclass

@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.k8s.kuberay_reconcile import rollout
+from tests.k8s.kuberay_reconcile import (
+    autoscaler_resources,
+    ray_start_params,
+    resources_map,
+    rollout,
+)
 from tests.k8s.kuberay_rules import kuberay_errors
 from tests.k8s.manifests import K8S, one
 from tests.k8s.milvus_rules import image_version, milvus_errors
@@ -111,6 +116,42 @@ def _head_env(name: str, value: str) -> Callable[[dict[str, Any]], None]:
 def test_kuberay_cluster_and_service_rules_can_fail(change, message: str, rendered) -> None:
     errors = _broken(_service(rendered), change)
     assert any(message in e for e in errors), errors
+
+
+def _gpu_group(resources: str, **params: str) -> dict[str, Any]:
+    limits = {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": 1}
+    return {"rayStartParams": {"resources": resources, **params},
+            "template": {"spec": {"containers": [{"resources": {"limits": limits}}]}}}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ray_start_gets_each_groups_gpus(overlay: str, rendered) -> None:
+    """Every Ray node starts with the GPUs its container has (KubeRay's --num-gpus), and KubeRay
+    and Ray's autoscaler read the group's custom resource alike."""
+    groups = {group.get("groupName", f"{doc['kind']} head"): group
+              for doc in rendered(overlay) if doc["kind"] in ("RayService", "RayJob")
+              for group in [_cluster(doc)["headGroupSpec"], *_cluster(doc)["workerGroupSpecs"]]}
+    gpus = {name: int(g["template"]["spec"]["containers"][0]["resources"]["limits"].get(
+        "nvidia.com/gpu", 0)) for name, g in groups.items()}
+    started = {name: int(ray_start_params(g).get("num-gpus", 0)) for name, g in groups.items()}
+    assert started == gpus
+    for name, group in groups.items():
+        scaler = autoscaler_resources(group)
+        assert scaler.pop("GPU", 0) == gpus[name], name
+        assert scaler == resources_map(group.get("rayStartParams") or {}), name
+
+
+def test_unparsed_resources_lose_the_gpus() -> None:
+    """getResourcesMap trims quotes, not backslashes: Ray's documented '"{\\"x\\": 1}"' form
+    fails there, and KubeRay then adds no --num-gpus; the autoscaler reads both forms."""
+    escaped = _gpu_group('"{\\"pardus_embedder\\": 100}"')
+    assert "num-gpus" not in ray_start_params(escaped)
+    assert autoscaler_resources(escaped) == {"GPU": 1.0, "pardus_embedder": 100.0}
+    plain = _gpu_group("'{\"pardus_embedder\": 100}'")
+    assert ray_start_params(plain)["num-gpus"] == "1"
+    assert resources_map(plain["rayStartParams"]) == {"pardus_embedder": 100.0}
+    assert autoscaler_resources(plain) == {"GPU": 1.0, "pardus_embedder": 100.0}
+    assert ray_start_params(_gpu_group('"{\\"x\\": 1}"', **{"num-gpus": "1"}))["num-gpus"] == "1"
 
 
 @pytest.mark.parametrize("change,message", [
