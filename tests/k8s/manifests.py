@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +65,17 @@ def kustomize_command() -> list[str] | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _render_text(folder: Path) -> str:
     command = kustomize_command()
     assert command is not None
-    done = subprocess.run([*command, str(folder)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*command, str(folder)], capture_output=True, text=True, timeout=60,
+                          check=False)
     assert done.returncode == 0, f"{' '.join(command)} {folder} failed:\n{done.stderr}"
     return done.stdout
 
 
-@lru_cache(maxsize=None)
+@cache
 def _render_docs(folder: Path) -> tuple[dict[str, Any], ...]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return tuple(doc for doc in yaml.load_all(_render_text(folder), Loader=loader) if doc)
@@ -136,7 +137,7 @@ def strict_schema(schema: Any) -> Any:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def crd_validator(group: str, kind: str, version: str):
     """A jsonschema validator for one served version of a CRD in CRD_DIR."""
     import jsonschema
