@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.k8s.manifests import one, parse_quantity
+from tests.k8s.milvus_rules import component_resources, deployed_components, replicas
 from tests.k8s.netpol import selects
 from tests.k8s.workloads import Pod, pods, secret_refs
 
@@ -189,6 +190,19 @@ def test_milvus_is_production_shaped(env: str, rendered) -> None:
         assert persistence["storageClass"] == "pardus-block" and persistence["size"], dep
     assert spec["dependencies"]["etcd"]["inCluster"]["values"]["replicaCount"] == (
         3 if env == "prod" else 1)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_milvus_memory_requests_are_its_limits(env: str, rendered) -> None:
+    """Every Milvus pod that runs requests the memory it may use (Guaranteed-style memory): the
+    scheduler places it where that memory is, and node pressure evicts others first. Requests
+    below the limit let a query node or proxy be OOM-killed or evicted while holding its share."""
+    spec = one(rendered(env), "Milvus", "pardus")["spec"]
+    running = [c for c in deployed_components(spec) if replicas(spec, c)]
+    assert {"proxy", "queryNode"} <= set(running)
+    for component in running:
+        resources = component_resources(spec, component)
+        assert resources["requests"]["memory"] == resources["limits"]["memory"], component
 
 
 def minio_write_quorum(drives: int) -> int:
