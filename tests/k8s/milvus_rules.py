@@ -163,6 +163,18 @@ def component_resources(spec: dict[str, Any], component: str) -> dict[str, Any]:
     return (com.get(component) or {}).get("resources") or com.get("resources") or {}
 
 
+def component_errors(doc: dict[str, Any]) -> list[str]:
+    """Components configured in spec.components that the operator does not deploy for this mode
+    and version (GetComponentsBySpec): a no-op at best. An indexNode on 2.6 is worse:
+    cleanupIndexNodeIfNeeded (pkg/controllers/deployments.go) deletes it from the CR, and every
+    `kubectl apply` puts it back."""
+    com, spec = doc["spec"].get("components") or {}, doc["spec"]
+    deployed = set(deployed_components(spec))
+    return [f"spec.components.{name} is not deployed by this mode and version"
+            for name in sorted({*COMPONENTS_2_6, *SEPARATE, "mixCoord", "streamingNode"} - deployed)
+            if name in com]
+
+
 def milvus_errors(doc: dict[str, Any]) -> list[str]:
     return (webhook_errors(doc) + overwritten_errors(doc) + security_context_errors(doc)
-            + etcd_auth_errors(doc))
+            + etcd_auth_errors(doc) + component_errors(doc))

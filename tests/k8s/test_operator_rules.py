@@ -18,7 +18,12 @@ from tests.k8s.kuberay_reconcile import (
 )
 from tests.k8s.kuberay_rules import kuberay_errors
 from tests.k8s.manifests import K8S, one
-from tests.k8s.milvus_rules import image_version, milvus_errors
+from tests.k8s.milvus_rules import (
+    COMPONENTS_2_6,
+    deployed_components,
+    image_version,
+    milvus_errors,
+)
 
 OVERLAYS = ("dev", "prod", "dev/ingest", "prod/ingest")
 
@@ -219,6 +224,11 @@ def test_ingest_job_frees_its_gpus_in_every_terminal_state(rendered) -> None:
     (lambda s: s["config"]["etcd"]["auth"].update(password="hunter2"), "committed"),
     (lambda s: s["dependencies"]["etcd"]["inCluster"]["values"]["auth"]["rbac"].pop(
         "existingSecret"), "RBAC"),
+    (lambda s: s["components"].update(indexNode={"replicas": 0}), "indexNode is not deployed"),
+    (lambda s: s["components"].update(queryCoord={"replicas": 1}), "queryCoord is not deployed"),
+    (lambda s: s["components"].update(image="milvusdb/milvus:v2.5.4", streamingMode=False),
+     "streamingNode is not deployed"),
+    (lambda s: s.update(mode="standalone"), "proxy is not deployed"),
 ])
 def test_milvus_operator_rules_can_fail(change, message: str, rendered) -> None:
     milvus = one(rendered("prod"), "Milvus", "pardus")
@@ -252,6 +262,20 @@ def test_ft_enabled_annotation_counts_only_when_true(value: str, refused: bool, 
 
     errors = _broken(_service(rendered), change)
     assert any("without gcsFaultToleranceOptions" in e for e in errors) == refused, errors
+
+
+def test_milvus_components_follow_the_version() -> None:
+    """GetComponentsBySpec: 2.6 in cluster mode has no index node or separate coordinators; 2.5
+    has index nodes, and streaming nodes only when asked for."""
+    def spec(image: str, **components: Any) -> dict[str, Any]:
+        return {"mode": "cluster", "components": {"image": image, **components}}
+
+    assert deployed_components(spec("milvusdb/milvus:v2.6.11")) == list(COMPONENTS_2_6)
+    assert deployed_components(spec("milvusdb/milvus:master-20250101-abc")) == list(COMPONENTS_2_6)
+    assert "indexNode" in deployed_components(spec("milvusdb/milvus:v2.5.4", mixCoord={}))
+    assert "streamingNode" not in deployed_components(spec("milvusdb/milvus:v2.5.4"))
+    assert "streamingNode" in deployed_components(spec("milvusdb/milvus:v2.5.4", streamingNode={}))
+    assert deployed_components({"components": {}}) == ["standalone"]
 
 
 def test_milvus_pins_a_2_6_release(rendered) -> None:
