@@ -1,5 +1,6 @@
 """What KubeRay v1.7.0's controllers do with the fields we set, rewritten in Python (read, not
-copied): the rollout decision of a RayService and what `ray start` is given on each node.
+copied): the rollout decision of a RayService, its Serve Service (which cluster and which pods
+it reaches) and what `ray start` is given on each node.
 kuberay_rules.py holds what the operator refuses.
 
 Each function names the upstream function it mirrors (under ray-operator/controllers/ray/).
@@ -48,6 +49,83 @@ def rollout(running: dict[str, Any], goal: dict[str, Any]) -> str:
         if cluster_hash_view(head) == cluster_hash_view(running):
             return "in place"
     return "new cluster"
+
+
+# -- the Serve Service and the pods it reaches ---------------------------------------------------
+
+SERVE_LABEL, CLUSTER_LABEL = "ray.io/serve", "ray.io/cluster"
+DEFAULT_PORTS = {"client": 10001, "gcs-server": 6379, "dashboard": 8265, "metrics": 8080,
+                 "serve": 8000}  # getDefaultPorts (common/service.go)
+
+
+def serving_ports(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """getServicePorts + isServingPort: the head container's ports named `serve` or `serve-*`
+    (the defaults when the head declares none), as Service ports without a targetPort."""
+    head = doc["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    declared = {p.get("name") or f"{p['containerPort']}-port": p["containerPort"]
+                for p in head.get("ports") or []} or DEFAULT_PORTS
+    return [{"name": name, "port": port} for name, port in declared.items()
+            if name == "serve" or name.startswith("serve-")]
+
+
+def serve_service(doc: dict[str, Any], cluster: str) -> dict[str, Any]:
+    """The Serve Service KubeRay makes for a RayService whose traffic goes to `cluster`
+    (BuildServeService, common/service.go; no incremental upgrade). With spec.serveService its
+    name, type, annotations and labels are kept (KubeRay's labels win), its selector is always
+    replaced, and of its ports only those named like the head's serving ports survive (the
+    head's own where it names none); without it, <name>-serve-svc with the head's ports. The
+    selector pins the cluster: its pods labelled ray.io/serve=true."""
+    name = doc["metadata"]["name"]
+    auto = serving_ports(doc)
+    custom = copy.deepcopy(doc["spec"].get("serveService"))
+    service = custom or {"metadata": {}, "spec": {"ports": auto}}
+    meta, spec = service.setdefault("metadata", {}), service.setdefault("spec", {})
+    meta.setdefault("name", f"{name}-serve-svc")
+    meta["labels"] = {**(meta.get("labels") or {}), "ray.io/originated-from-cr-name": name,
+                      "ray.io/originated-from-crd": "RayService", SERVE_LABEL: f"{name}-serve"}
+    spec["selector"] = {CLUSTER_LABEL: cluster, SERVE_LABEL: "true"}
+    if custom and auto:
+        mine = {p.get("name"): p for p in spec.get("ports") or []}
+        spec["ports"] = [mine.get(p["name"], p) for p in auto]
+    return {"apiVersion": "v1", "kind": "Service", **service}
+
+
+def cluster_pod_labels(doc: dict[str, Any], cluster: str) -> dict[str, dict[str, str]]:
+    """The labels of each group's pods in the RayService's cluster `cluster` (labelPod and
+    BuildPod, common/pod.go; updateHeadPodServeLabel): the template's, then ray.io/cluster,
+    ray.io/group and ray.io/node-type, which no template overrides; ray.io/serve "true" on
+    every worker, "false" on the head while excludeHeadPodFromServeSvc holds (otherwise it
+    follows the head's proxy health: taken here as healthy)."""
+    spec = doc["spec"]
+    groups = {"head": spec["rayClusterConfig"]["headGroupSpec"]}
+    groups.update({g["groupName"]: g for g in spec["rayClusterConfig"]["workerGroupSpecs"]})
+    out = {}
+    for group, value in groups.items():
+        head = group == "head"
+        serve = "false" if head and spec.get("excludeHeadPodFromServeSvc") else "true"
+        out[group] = {**(value["template"]["metadata"].get("labels") or {}),
+                      CLUSTER_LABEL: cluster, "ray.io/group": "headgroup" if head else group,
+                      "ray.io/node-type": "head" if head else "worker", SERVE_LABEL: serve}
+    return out
+
+
+def serve_ready(apps: dict[str, str]) -> bool:
+    """getAndCheckServeStatus (rayservice_controller.go): a cluster takes traffic once it has a
+    Serve application and every one is RUNNING (Serve's: all its deployments up)."""
+    return bool(apps) and all(status == "RUNNING" for status in apps.values())
+
+
+def serve_target(pointing: str | None, active: str | None, pending: str | None,
+                 apps: dict[str, dict[str, str]]) -> str | None:
+    """The cluster the Serve Service points to after a reconcile of a NewCluster RayService
+    (Reconcile: reconcileServicesToReadyCluster): the pending cluster once its Serve apps are
+    ready; the active one while no cluster is pending and its apps are ready; otherwise the
+    Service is left as it is (`pointing`). `apps`: cluster -> app name -> status."""
+    if pending is not None and serve_ready(apps.get(pending, {})):
+        return pending
+    if active is not None and pending is None and serve_ready(apps.get(active, {})):
+        return active
+    return pointing
 
 
 # -- what `ray start` is given on each node ------------------------------------------------------

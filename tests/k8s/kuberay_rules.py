@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from tests.k8s.kuberay_reconcile import serving_ports
+
 MAX_CLUSTER_NAME = 53  # MaxRayClusterNameLength: 63 - len("-serve-svc")
 MAX_RAYSERVICE_NAME = MAX_CLUSTER_NAME - 6  # MaxRayServiceNameLength (GenerateRayClusterName)
 MAX_RAYJOB_NAME = MAX_CLUSTER_NAME - 6  # MaxRayJobNameLength
@@ -223,8 +225,9 @@ def service_errors(doc: dict[str, Any]) -> list[str]:
 
 def serve_service_errors(spec: dict[str, Any]) -> list[str]:
     """BuildServeService (controllers/ray/common/service.go): the Serve Service needs a port
-    named `serve` (head container or spec.serveService), and KubeRay replaces any selector of
-    spec.serveService with its own (every pod of the cluster labelled ray.io/serve=true)."""
+    named `serve` (head container or spec.serveService); KubeRay replaces any selector of
+    spec.serveService with its own (the serving cluster's pods labelled ray.io/serve=true) and
+    keeps only the ports named like the head's serving ports (`serve`, `serve-*`)."""
     errors = []
     ports = _head_container(spec["rayClusterConfig"]).get("ports") or []
     custom = spec.get("serveService") or {}
@@ -234,6 +237,12 @@ def serve_service_errors(spec: dict[str, Any]) -> list[str]:
         errors.append("the head's port 8000 is not named `serve`: no Serve Service is made")
     if (custom.get("spec") or {}).get("selector"):
         errors.append("spec.serveService.spec.selector is ignored by KubeRay (BuildServeService)")
+    kept = {p["name"] for p in serving_ports({"spec": spec})}
+    dropped = [p.get("name") for p in (custom.get("spec") or {}).get("ports") or []
+               if kept and p.get("name") not in kept]
+    if dropped:
+        errors.append(f"spec.serveService ports {dropped} are dropped by KubeRay: only ports "
+                      f"named like the head's serving ports ({sorted(kept)}) are kept")
     return errors
 
 

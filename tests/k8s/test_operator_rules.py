@@ -115,8 +115,9 @@ def _head_env(name: str, value: str) -> Callable[[dict[str, Any]], None]:
      "options"),
     (lambda d: d["spec"].update(rayClusterDeletionDelaySeconds=-1), "non-negative"),
     (lambda d: d["spec"].update(serveService={"spec": {"selector": {"a": "b"}}}), "ignored"),
-    (lambda d: _cluster(d)["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"][3]
-     .update(name="http"), "not named `serve`"),
+    (lambda d: d["spec"]["serveService"]["spec"]["ports"][0].update(name="http"), "dropped"),
+    (lambda d: d["spec"].pop("serveService") and _cluster(d)["headGroupSpec"]["template"][
+        "spec"]["containers"][0]["ports"][3].update(name="http"), "not named `serve`"),
 ])
 def test_kuberay_cluster_and_service_rules_can_fail(change, message: str, rendered) -> None:
     errors = _broken(_service(rendered), change)
