@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from tests.k8s.kuberay_reconcile import serving_ports
+
 MAX_CLUSTER_NAME = 53  # MaxRayClusterNameLength: 63 - len("-serve-svc")
 MAX_RAYSERVICE_NAME = MAX_CLUSTER_NAME - 6  # MaxRayServiceNameLength (GenerateRayClusterName)
 MAX_RAYJOB_NAME = MAX_CLUSTER_NAME - 6  # MaxRayJobNameLength
@@ -99,14 +101,22 @@ def _replica_errors(group: dict[str, Any], spec: dict[str, Any]) -> list[str]:
     return errors
 
 
+def gcs_ft_enabled(spec: dict[str, Any], annotations: dict[str, str]) -> bool:
+    """IsGCSFaultToleranceEnabled (utils/util.go): gcsFaultToleranceOptions, or the annotation
+    ray.io/ft-enabled set to "true" in any case; any other value ("1", "yes", "on") is off."""
+    value = annotations.get("ray.io/ft-enabled")
+    return (value is not None and value.lower() == "true") \
+        or spec.get("gcsFaultToleranceOptions") is not None
+
+
 def _gcs_ft_errors(spec: dict[str, Any], annotations: dict[str, str]) -> list[str]:
     """ValidateRayClusterSpec's GCS fault tolerance rules and validateGcsFaultToleranceBackend."""
     head, params = _head_container(spec), spec["headGroupSpec"].get("rayStartParams") or {}
     env, ft = _env(head), spec.get("gcsFaultToleranceOptions")
     errors = []
-    if annotations.get("ray.io/ft-enabled") and ft is not None:
+    if annotations.get("ray.io/ft-enabled") and ft is not None:  # any non-empty value
         errors.append("ray.io/ft-enabled and gcsFaultToleranceOptions are both set")
-    if ft is None and "RAY_REDIS_ADDRESS" in env and not annotations.get("ray.io/ft-enabled"):
+    if not gcs_ft_enabled(spec, annotations) and "RAY_REDIS_ADDRESS" in env:
         errors.append("RAY_REDIS_ADDRESS set without gcsFaultToleranceOptions")
     if ft is not None:
         if params.get("redis-password") or "REDIS_PASSWORD" in env or "RAY_REDIS_ADDRESS" in env:
@@ -215,8 +225,9 @@ def service_errors(doc: dict[str, Any]) -> list[str]:
 
 def serve_service_errors(spec: dict[str, Any]) -> list[str]:
     """BuildServeService (controllers/ray/common/service.go): the Serve Service needs a port
-    named `serve` (head container or spec.serveService), and KubeRay replaces any selector of
-    spec.serveService with its own (every pod of the cluster labelled ray.io/serve=true)."""
+    named `serve` (head container or spec.serveService); KubeRay replaces any selector of
+    spec.serveService with its own (the serving cluster's pods labelled ray.io/serve=true) and
+    keeps only the ports named like the head's serving ports (`serve`, `serve-*`)."""
     errors = []
     ports = _head_container(spec["rayClusterConfig"]).get("ports") or []
     custom = spec.get("serveService") or {}
@@ -226,6 +237,12 @@ def serve_service_errors(spec: dict[str, Any]) -> list[str]:
         errors.append("the head's port 8000 is not named `serve`: no Serve Service is made")
     if (custom.get("spec") or {}).get("selector"):
         errors.append("spec.serveService.spec.selector is ignored by KubeRay (BuildServeService)")
+    kept = {p["name"] for p in serving_ports({"spec": spec})}
+    dropped = [p.get("name") for p in (custom.get("spec") or {}).get("ports") or []
+               if kept and p.get("name") not in kept]
+    if dropped:
+        errors.append(f"spec.serveService ports {dropped} are dropped by KubeRay: only ports "
+                      f"named like the head's serving ports ({sorted(kept)}) are kept")
     return errors
 
 
@@ -313,17 +330,3 @@ def job_errors(doc: dict[str, Any]) -> list[str]:
 
 def kuberay_errors(doc: dict[str, Any]) -> list[str]:
     return service_errors(doc) if doc["kind"] == "RayService" else job_errors(doc)
-
-
-def cluster_hash_view(spec: dict[str, Any]) -> dict[str, Any]:
-    """What KubeRay hashes to decide a rollout (generateHashWithoutReplicasAndWorkersToDelete,
-    controllers/ray/rayservice_controller.go): the spec without each worker group's replicas,
-    minReplicas, maxReplicas and scaleStrategy.workersToDelete."""
-    import copy
-
-    view = copy.deepcopy(spec)
-    for group in view.get("workerGroupSpecs") or []:
-        for key in ("replicas", "minReplicas", "maxReplicas"):
-            group.pop(key, None)
-        (group.get("scaleStrategy") or {}).pop("workersToDelete", None)
-    return view

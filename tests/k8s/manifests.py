@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.k8s.kuberay_reconcile import resources_map
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
@@ -64,16 +65,17 @@ def kustomize_command() -> list[str] | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _render_text(folder: Path) -> str:
     command = kustomize_command()
     assert command is not None
-    done = subprocess.run([*command, str(folder)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*command, str(folder)], capture_output=True, text=True, timeout=60,
+                          check=False)
     assert done.returncode == 0, f"{' '.join(command)} {folder} failed:\n{done.stderr}"
     return done.stdout
 
 
-@lru_cache(maxsize=None)
+@cache
 def _render_docs(folder: Path) -> tuple[dict[str, Any], ...]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return tuple(doc for doc in yaml.load_all(_render_text(folder), Loader=loader) if doc)
@@ -135,7 +137,7 @@ def strict_schema(schema: Any) -> Any:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def crd_validator(group: str, kind: str, version: str):
     """A jsonschema validator for one served version of a CRD in CRD_DIR."""
     import jsonschema
@@ -175,13 +177,9 @@ def parse_quantity(value: Any) -> float:
 
 
 def start_resources(params: dict[str, str]) -> dict[str, float]:
-    """The custom resources in rayStartParams.resources ('"{\\"name\\": 1}"', as KubeRay has it)."""
-    text = params.get("resources", "").strip()
-    if not text:
-        return {}
-    if text.startswith('"') and text.endswith('"'):
-        text = text[1:-1]
-    return {k: float(v) for k, v in json.loads(text.replace('\\"', '"')).items()}
+    """The custom resources in rayStartParams.resources as KubeRay reads them (getResourcesMap:
+    "'{\\"name\\": 1}'"); a form it cannot read fails here."""
+    return resources_map(params)
 
 
 @dataclass

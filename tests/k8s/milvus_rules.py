@@ -24,7 +24,9 @@ def _get(node: Any, *path: str) -> Any:
 
 def webhook_errors(doc: dict[str, Any]) -> list[str]:
     """validateCommon (rollingMode, validateEnableRolingUpdate, validatePersistConfig) and
-    validateExternal: what ValidateCreate / ValidateUpdate refuse."""
+    validateExternal: what ValidateCreate / ValidateUpdate refuse. In v1.3.x woodpecker counts
+    with the external queues for rolling updates and with rocksmq/natsmq for persistence
+    (GetPersistenceConfig)."""
     spec = doc["spec"]
     com, dep = spec.get("components") or {}, spec.get("dependencies") or {}
     mode, mq = spec.get("mode", "standalone"), dep.get("msgStreamType", "")
@@ -32,8 +34,8 @@ def webhook_errors(doc: dict[str, Any]) -> list[str]:
     if com.get("rollingMode", 0) not in (0, 2, 3):
         errors.append("components.rollingMode should be 2 or 3")
     if com.get("enableRollingUpdate") and mode != "cluster" \
-            and mq not in ("kafka", "pulsar", "custom"):
-        errors.append("enableRollingUpdate needs cluster mode or kafka/pulsar/custom")
+            and mq not in ("kafka", "pulsar", "custom", "woodpecker"):
+        errors.append("enableRollingUpdate needs cluster mode or kafka/pulsar/custom/woodpecker")
     persistence = _get(dep, mq, "persistence", "persistentVolumeClaim", "spec") \
         if mq in BUILT_IN_MQ else None
     if persistence is not None:
@@ -112,6 +114,67 @@ def image_version(doc: dict[str, Any]) -> tuple[int, int, int] | None:
     return tuple(int(p) for p in match.groups()) if match else None
 
 
+# -- the components the operator deploys (pkg/controllers/components.go) ------------------------
+
+COMPONENTS_2_6 = ("mixCoord", "dataNode", "streamingNode", "queryNode", "proxy", "standalone")
+MIXTURE = ("mixCoord", "dataNode", "queryNode", "indexNode", "proxy", "standalone")
+SEPARATE = ("rootCoord", "dataCoord", "queryCoord", "indexCoord", "dataNode", "queryNode",
+            "indexNode", "proxy", "standalone")
+
+
+def from_2_6(spec: dict[str, Any]) -> bool:
+    """IsVersionGreaterThan2_6 (apis/milvus.io/v1beta1/milvus_types.go): components.version, or
+    else the image tag ("master-*" counts), is above 2.5.999."""
+    com = spec.get("components") or {}
+    text = com.get("version") or (com.get("image") or "").rpartition(":")[2]
+    if not com.get("version") and text.startswith("master-"):
+        return True
+    match = re.match(r"^v?(\d+)(?:\.(\d+))?", text)
+    return bool(match) and (int(match.group(1)), int(match.group(2) or 0)) >= (2, 6)
+
+
+def deployed_components(spec: dict[str, Any]) -> list[str]:
+    """GetComponentsBySpec: what the operator deploys for the CR's mode and version, as the
+    fields of spec.components (replicas may still be 0: standalone defaults to 0 in cluster mode)."""
+    com = spec.get("components") or {}
+    out = ["cdc"] if com.get("cdc") is not None else []
+    if spec.get("mode", "standalone") != "cluster":
+        return out + ["standalone"]
+    if from_2_6(spec):
+        return out + list(COMPONENTS_2_6)
+    out += list(MIXTURE if com.get("mixCoord") is not None else SEPARATE)
+    streaming = com.get("streamingMode")
+    return out + (["streamingNode"] if streaming or (streaming is None and "streamingNode" in com)
+                  else [])
+
+
+def replicas(spec: dict[str, Any], component: str) -> int:
+    """defaultComponentsReplicas (milvus_webhook.go): 1 unless set, standalone 0 in cluster mode."""
+    value = ((spec.get("components") or {}).get(component) or {}).get("replicas")
+    if value is None:
+        return 0 if component == "standalone" and spec.get("mode") == "cluster" else 1
+    return int(value)
+
+
+def component_resources(spec: dict[str, Any], component: str) -> dict[str, Any]:
+    """MergeComponentSpec (pkg/controllers/components.go): a component's own resources replace
+    spec.components.resources whole; nothing is merged key by key."""
+    com = spec.get("components") or {}
+    return (com.get(component) or {}).get("resources") or com.get("resources") or {}
+
+
+def component_errors(doc: dict[str, Any]) -> list[str]:
+    """Components configured in spec.components that the operator does not deploy for this mode
+    and version (GetComponentsBySpec): a no-op at best. An indexNode on 2.6 is worse:
+    cleanupIndexNodeIfNeeded (pkg/controllers/deployments.go) deletes it from the CR, and every
+    `kubectl apply` puts it back."""
+    com, spec = doc["spec"].get("components") or {}, doc["spec"]
+    deployed = set(deployed_components(spec))
+    return [f"spec.components.{name} is not deployed by this mode and version"
+            for name in sorted({*COMPONENTS_2_6, *SEPARATE, "mixCoord", "streamingNode"} - deployed)
+            if name in com]
+
+
 def milvus_errors(doc: dict[str, Any]) -> list[str]:
     return (webhook_errors(doc) + overwritten_errors(doc) + security_context_errors(doc)
-            + etcd_auth_errors(doc))
+            + etcd_auth_errors(doc) + component_errors(doc))

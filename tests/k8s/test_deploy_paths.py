@@ -1,5 +1,6 @@
 """The paths through the deployment: the ingest report is writable, every ingest pod has the
-storage identity, HTTP enters through the CPU workers only, KubeRay's probes, the metrics."""
+storage identity, HTTP reaches only a cluster that serves and there only the CPU workers, KubeRay's
+probes, the metrics."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 import yaml
 
 from pardus.cli.serve_config import load_placement, serve_config
+from tests.k8s.kuberay_reconcile import cluster_pod_labels, serve_service, serve_target
+from tests.k8s.kuberay_rules import kuberay_errors
 from tests.k8s.manifests import one
 from tests.k8s.netpol import selects
-from tests.k8s.workloads import Pod, by_where, pods
+from tests.k8s.workloads import Pod, by_where, pods, reached_by
 
 ENVS = ("dev", "prod")
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user and `users` group of the Ray image
@@ -83,24 +86,54 @@ def test_every_ingest_pod_has_the_storage_identity(env: str, rendered) -> None:
     assert len({identity(p) for p in gpu}) == 2
 
 
+def cluster_pods(service: dict[str, Any], cluster: str) -> list[Pod]:
+    """The RayService's pods in its Ray cluster `cluster`, with the labels KubeRay gives them."""
+    labels = cluster_pod_labels(service, cluster)
+    return [Pod(f"{pod.where}@{cluster}", {**pod.labels, **labels[pod.where.split("/")[1]]},
+                pod.spec) for pod in pods([service])]
+
+
 @pytest.mark.parametrize("env", ENVS)
-def test_http_enters_through_the_cpu_workers_only(env: str, rendered) -> None:
+def test_http_reaches_only_a_cluster_that_serves(env: str, rendered) -> None:
+    """Clients' Service `pardus-http` is KubeRay's Serve Service: no Service of ours selects the
+    Ray pods (it could not pin the cluster, whose name KubeRay generates). Through a NewCluster
+    upgrade it reaches the old cluster until every Serve application of the new one is RUNNING,
+    then the new one; in each, the CPU workers only (the GPU workers match KubeRay's selector
+    but declare no `serve` port)."""
     docs = rendered(env)
-    service = one(docs, "Service", "pardus-http")
-    chosen = sorted(p.where for p in pods(docs) if selects({"matchLabels": service["spec"]["selector"]},
-                                                          p.labels))
-    assert chosen == ["RayService/cpu-workers"]
-    assert service["spec"]["ports"][0]["targetPort"] == "serve"
+    service = one(docs, "RayService", "pardus")
+    ours = [d["metadata"]["name"] for d in docs
+            if d["kind"] == "Service" and reached_by(d, pods([service]))]
+    assert ours == []
+    old, new = "pardus-abcde", "pardus-vwxyz"
+    everywhere = cluster_pods(service, old) + cluster_pods(service, new)
+    pointing = old
+    for apps, cluster in (({}, old), ({"pardus": "DEPLOYING"}, old),
+                          ({"pardus": "DEPLOY_FAILED"}, old), ({"pardus": "RUNNING"}, new)):
+        pointing = serve_target(pointing, old, new, {old: {"pardus": "RUNNING"}, new: apps})
+        http = serve_service(service, pointing)
+        assert http["metadata"]["name"] == "pardus-http"
+        assert [p.where for p in reached_by(http, everywhere)] == [
+            f"RayService/cpu-workers@{cluster}"], apps
+    assert kuberay_errors(service) == []  # its ports survive KubeRay's merge
     cpu = by_where(docs)["RayService/cpu-workers"].spec["containers"][0]
     assert {"name": "serve", "containerPort": 8000} in cpu["ports"]
-    assert "serveService" not in one(docs, "RayService", "pardus")["spec"]
     profile = load_placement()["profiles"][env]["deployments"]["Ingress"]
     ingress = next(d for d in serve_config(env)["applications"][0]["deployments"]
                    if d["name"] == "Ingress")
     assert profile["max_replicas_per_node"] == ingress["max_replicas_per_node"] == 1
-    group = next(g for g in one(docs, "RayService", "pardus")["spec"]["rayClusterConfig"][
-        "workerGroupSpecs"] if g["groupName"] == "cpu-workers")
+    group = next(g for g in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+                 if g["groupName"] == "cpu-workers")
     assert ingress["autoscaling_config"]["max_replicas"] <= group["maxReplicas"]
+
+
+def test_serve_target_moves_only_to_a_running_cluster() -> None:
+    """getAndCheckServeStatus: every application RUNNING, at least one; while the pending
+    cluster is not ready the Service is left where it points."""
+    assert serve_target("a", "a", "b", {"b": {"x": "RUNNING", "y": "DEPLOYING"}}) == "a"
+    assert serve_target("a", "a", "b", {"b": {"x": "RUNNING", "y": "RUNNING"}}) == "b"
+    assert serve_target(None, None, "b", {"b": {}}) is None
+    assert serve_target("a", "a", None, {"a": {"x": "UNHEALTHY"}}) == "a"
 
 
 @pytest.mark.parametrize("env", ENVS)

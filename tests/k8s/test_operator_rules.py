@@ -4,14 +4,26 @@ and each mirrored rule fails a manifest that breaks it."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.k8s.kuberay_rules import cluster_hash_view, kuberay_errors
-from tests.k8s.manifests import one
-from tests.k8s.milvus_rules import image_version, milvus_errors
+from tests.k8s.kuberay_reconcile import (
+    autoscaler_resources,
+    ray_start_params,
+    resources_map,
+    rollout,
+)
+from tests.k8s.kuberay_rules import kuberay_errors
+from tests.k8s.manifests import K8S, one
+from tests.k8s.milvus_rules import (
+    COMPONENTS_2_6,
+    deployed_components,
+    image_version,
+    milvus_errors,
+)
 
 OVERLAYS = ("dev", "prod", "dev/ingest", "prod/ingest")
 
@@ -103,12 +115,49 @@ def _head_env(name: str, value: str) -> Callable[[dict[str, Any]], None]:
      "options"),
     (lambda d: d["spec"].update(rayClusterDeletionDelaySeconds=-1), "non-negative"),
     (lambda d: d["spec"].update(serveService={"spec": {"selector": {"a": "b"}}}), "ignored"),
-    (lambda d: _cluster(d)["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"][3]
-     .update(name="http"), "not named `serve`"),
+    (lambda d: d["spec"]["serveService"]["spec"]["ports"][0].update(name="http"), "dropped"),
+    (lambda d: d["spec"].pop("serveService") and _cluster(d)["headGroupSpec"]["template"][
+        "spec"]["containers"][0]["ports"][3].update(name="http"), "not named `serve`"),
 ])
 def test_kuberay_cluster_and_service_rules_can_fail(change, message: str, rendered) -> None:
     errors = _broken(_service(rendered), change)
     assert any(message in e for e in errors), errors
+
+
+def _gpu_group(resources: str, **params: str) -> dict[str, Any]:
+    limits = {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": 1}
+    return {"rayStartParams": {"resources": resources, **params},
+            "template": {"spec": {"containers": [{"resources": {"limits": limits}}]}}}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ray_start_gets_each_groups_gpus(overlay: str, rendered) -> None:
+    """Every Ray node starts with the GPUs its container has (KubeRay's --num-gpus), and KubeRay
+    and Ray's autoscaler read the group's custom resource alike."""
+    groups = {group.get("groupName", f"{doc['kind']} head"): group
+              for doc in rendered(overlay) if doc["kind"] in ("RayService", "RayJob")
+              for group in [_cluster(doc)["headGroupSpec"], *_cluster(doc)["workerGroupSpecs"]]}
+    gpus = {name: int(g["template"]["spec"]["containers"][0]["resources"]["limits"].get(
+        "nvidia.com/gpu", 0)) for name, g in groups.items()}
+    started = {name: int(ray_start_params(g).get("num-gpus", 0)) for name, g in groups.items()}
+    assert started == gpus
+    for name, group in groups.items():
+        scaler = autoscaler_resources(group)
+        assert scaler.pop("GPU", 0) == gpus[name], name
+        assert scaler == resources_map(group.get("rayStartParams") or {}), name
+
+
+def test_unparsed_resources_lose_the_gpus() -> None:
+    """getResourcesMap trims quotes, not backslashes: Ray's documented '"{\\"x\\": 1}"' form
+    fails there, and KubeRay then adds no --num-gpus; the autoscaler reads both forms."""
+    escaped = _gpu_group('"{\\"pardus_embedder\\": 100}"')
+    assert "num-gpus" not in ray_start_params(escaped)
+    assert autoscaler_resources(escaped) == {"GPU": 1.0, "pardus_embedder": 100.0}
+    plain = _gpu_group("'{\"pardus_embedder\": 100}'")
+    assert ray_start_params(plain)["num-gpus"] == "1"
+    assert resources_map(plain["rayStartParams"]) == {"pardus_embedder": 100.0}
+    assert autoscaler_resources(plain) == {"GPU": 1.0, "pardus_embedder": 100.0}
+    assert ray_start_params(_gpu_group('"{\\"x\\": 1}"', **{"num-gpus": "1"}))["num-gpus"] == "1"
 
 
 @pytest.mark.parametrize("change,message", [
@@ -160,8 +209,8 @@ def test_ingest_job_frees_its_gpus_in_every_terminal_state(rendered) -> None:
 
 @pytest.mark.parametrize("change,message", [
     (lambda s: s["components"].update(rollingMode=1), "rollingMode"),
-    (lambda s: s.update(mode="standalone") or s["components"].update(enableRollingUpdate=True),
-     "enableRollingUpdate"),
+    (lambda s: s.update(mode="standalone") or s["dependencies"].update(msgStreamType="rocksmq")
+     or s["components"].update(enableRollingUpdate=True), "enableRollingUpdate"),
     (lambda s: s["dependencies"]["woodpecker"].update(persistence={"persistentVolumeClaim": {
         "spec": {"accessModes": "ReadWriteOnce"}}}) if "woodpecker" in s["dependencies"] else
      s["dependencies"].update(woodpecker={"persistence": {"persistentVolumeClaim": {
@@ -176,6 +225,11 @@ def test_ingest_job_frees_its_gpus_in_every_terminal_state(rendered) -> None:
     (lambda s: s["config"]["etcd"]["auth"].update(password="hunter2"), "committed"),
     (lambda s: s["dependencies"]["etcd"]["inCluster"]["values"]["auth"]["rbac"].pop(
         "existingSecret"), "RBAC"),
+    (lambda s: s["components"].update(indexNode={"replicas": 0}), "indexNode is not deployed"),
+    (lambda s: s["components"].update(queryCoord={"replicas": 1}), "queryCoord is not deployed"),
+    (lambda s: s["components"].update(image="milvusdb/milvus:v2.5.4", streamingMode=False),
+     "streamingNode is not deployed"),
+    (lambda s: s.update(mode="standalone"), "proxy is not deployed"),
 ])
 def test_milvus_operator_rules_can_fail(change, message: str, rendered) -> None:
     milvus = one(rendered("prod"), "Milvus", "pardus")
@@ -183,6 +237,46 @@ def test_milvus_operator_rules_can_fail(change, message: str, rendered) -> None:
     change(broken["spec"])
     errors = milvus_errors(broken)
     assert any(message in e for e in errors), errors
+
+
+@pytest.mark.parametrize("queue,refused", [("woodpecker", False), ("kafka", False),
+                                          ("rocksmq", True), ("natsmq", True)])
+def test_milvus_rolling_update_outside_cluster_mode(queue: str, refused: bool, rendered) -> None:
+    """validateEnableRolingUpdate (v1.3.x): standalone Milvus may roll with an external queue or
+    woodpecker, not with rocksmq or natsmq."""
+    milvus = copy.deepcopy(one(rendered("prod"), "Milvus", "pardus"))
+    milvus["spec"].update(mode="standalone")
+    milvus["spec"]["dependencies"]["msgStreamType"] = queue
+    milvus["spec"]["components"]["enableRollingUpdate"] = True
+    assert any("enableRollingUpdate" in e for e in milvus_errors(milvus)) == refused
+
+
+@pytest.mark.parametrize("value,refused", [("true", False), ("True", False), ("yes", True),
+                                          ("1", True), ("false", True)])
+def test_ft_enabled_annotation_counts_only_when_true(value: str, refused: bool, rendered) -> None:
+    """IsGCSFaultToleranceEnabled: ray.io/ft-enabled turns GCS fault tolerance on only when it
+    says "true" (any case); otherwise RAY_REDIS_ADDRESS on the head is refused."""
+    def change(doc: dict[str, Any]) -> None:
+        _cluster(doc).pop("gcsFaultToleranceOptions")
+        doc["metadata"]["annotations"] = {"ray.io/ft-enabled": value}
+        _head_env("RAY_REDIS_ADDRESS", "redis:6379")(doc)
+
+    errors = _broken(_service(rendered), change)
+    assert any("without gcsFaultToleranceOptions" in e for e in errors) == refused, errors
+
+
+def test_milvus_components_follow_the_version() -> None:
+    """GetComponentsBySpec: 2.6 in cluster mode has no index node or separate coordinators; 2.5
+    has index nodes, and streaming nodes only when asked for."""
+    def spec(image: str, **components: Any) -> dict[str, Any]:
+        return {"mode": "cluster", "components": {"image": image, **components}}
+
+    assert deployed_components(spec("milvusdb/milvus:v2.6.11")) == list(COMPONENTS_2_6)
+    assert deployed_components(spec("milvusdb/milvus:master-20250101-abc")) == list(COMPONENTS_2_6)
+    assert "indexNode" in deployed_components(spec("milvusdb/milvus:v2.5.4", mixCoord={}))
+    assert "streamingNode" not in deployed_components(spec("milvusdb/milvus:v2.5.4"))
+    assert "streamingNode" in deployed_components(spec("milvusdb/milvus:v2.5.4", streamingNode={}))
+    assert deployed_components({"components": {}}) == ["standalone"]
 
 
 def test_milvus_pins_a_2_6_release(rendered) -> None:
@@ -194,16 +288,68 @@ def test_milvus_pins_a_2_6_release(rendered) -> None:
     assert image_version({"spec": {"components": {"image": "milvusdb/milvus:latest"}}}) is None
 
 
-def test_replica_bounds_alone_never_roll_out(rendered) -> None:
-    """Mirrors KubeRay's rollout hash: the README says a change of min/max replicas alone does
-    nothing and an image tag change starts a new cluster; both follow from the hash."""
+def _changed(cluster: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    goal = copy.deepcopy(cluster)
+    change(goal)
+    return goal
+
+
+def _template(cluster: dict[str, Any], group: int) -> dict[str, Any]:
+    return cluster["workerGroupSpecs"][group]["template"]["spec"]
+
+
+ROLLOUTS = {  # a change of rayClusterConfig -> what KubeRay v1.7.0 does (k8s/README.md's table)
+    "replica bounds": (lambda c: c["workerGroupSpecs"][1].update(
+        minReplicas=3, maxReplicas=5, replicas=3), "nothing"),
+    "tolerations": (lambda c: _template(c, 1).update(tolerations=[]), "nothing"),
+    "head tolerations": (lambda c: c["headGroupSpec"]["template"]["spec"].update(
+        tolerations=[{"key": "dedicated", "operator": "Exists"}]), "nothing"),
+    "schedulingGates": (lambda c: _template(c, 2).update(
+        schedulingGates=[{"name": "example.com/gate"}]), "nothing"),
+    "image tag": (lambda c: _template(c, 1)["containers"][0].update(
+        image=_template(c, 1)["containers"][0]["image"] + "-2"), "new cluster"),
+    "node selector": (lambda c: _template(c, 1)["nodeSelector"].update(zone="b"), "new cluster"),
+    "rayStartParams": (lambda c: c["workerGroupSpecs"][0]["rayStartParams"].update(
+        **{"object-store-memory": "1000000000"}), "new cluster"),
+    "appended group": (lambda c: c["workerGroupSpecs"].append(
+        {**copy.deepcopy(c["workerGroupSpecs"][0]), "groupName": "more-cpu"}), "in place"),
+    "inserted group": (lambda c: c["workerGroupSpecs"].insert(
+        0, {**copy.deepcopy(c["workerGroupSpecs"][0]), "groupName": "more-cpu"}), "new cluster"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROLLOUTS))
+def test_what_rolls_out(name: str, rendered) -> None:
+    """Mirrors KubeRay's rollout hash: replica bounds, tolerations and scheduling gates alone
+    never roll out (GenerateHashWithoutReplicasAndWorkersToDelete mutes them), an appended
+    worker group is added in place, anything else starts a new cluster."""
     cluster = _cluster(_service(rendered))
-    scaled = copy.deepcopy(cluster)
-    scaled["workerGroupSpecs"][1].update(minReplicas=3, maxReplicas=5, replicas=3)
-    assert cluster_hash_view(scaled) == cluster_hash_view(cluster)
-    retagged = copy.deepcopy(cluster)
-    retagged["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]["image"] += "-2"
-    assert cluster_hash_view(retagged) != cluster_hash_view(cluster)
-    tolerations = copy.deepcopy(cluster)
-    tolerations["workerGroupSpecs"][1]["template"]["spec"]["tolerations"] = []
-    assert cluster_hash_view(tolerations) != cluster_hash_view(cluster)
+    change, outcome = ROLLOUTS[name]
+    assert rollout(cluster, _changed(cluster, change)) == outcome
+
+
+README_WORDS = {"replica bounds": "`minReplicas`", "tolerations": "`tolerations`",
+                "head tolerations": "`tolerations`", "schedulingGates": "`schedulingGates`",
+                "image tag": "image tag", "node selector": "node selectors",
+                "rayStartParams": "`rayStartParams`", "appended group": "appended",
+                "inserted group": "inserted"}
+
+
+def _readme_rollouts() -> list[tuple[str, str]]:
+    """(change, outcome) rows of k8s/README.md's "What rolls out" table; outcome is "nothing",
+    "in place" or "new cluster" as the row's second cell begins."""
+    text = (K8S / "README.md").read_text()
+    section = text[text.index("### What rolls out"):]
+    section = section[:section.index("\n## ")]
+    outcomes = {"**nothing**": "nothing", "added to the running cluster in place": "in place",
+                "a new cluster": "new cluster"}
+    return [(change, next((o for start, o in outcomes.items() if cell.startswith(start)), cell))
+            for change, cell in re.findall(r"^\| (.+?) \| (.+?) \|$", section, re.MULTILINE)]
+
+
+@pytest.mark.parametrize("name", sorted(README_WORDS))
+def test_readme_says_what_rolls_out(name: str, rendered) -> None:
+    rows = [outcome for change, outcome in _readme_rollouts() if README_WORDS[name] in change]
+    assert len(rows) == 1, rows
+    cluster = _cluster(_service(rendered))
+    assert rows[0] == rollout(cluster, _changed(cluster, ROLLOUTS[name][0]))

@@ -8,7 +8,9 @@ import tomllib
 
 import pytest
 
+from tests.k8s.kuberay_reconcile import serve_service
 from tests.k8s.manifests import K8S, REPO, one
+from tests.k8s.workloads import by_where, pods
 
 README = (K8S / "README.md").read_text()
 DOCKERFILE = (K8S / "Dockerfile").read_text()
@@ -33,6 +35,8 @@ def test_waits_and_port_forwards_name_real_objects(rendered) -> None:
     docs = rendered("prod") + rendered("prod/ingest") + rendered("prod/milvus-users")
     names = {(d["kind"].lower(), d["metadata"]["name"]) for d in docs}
     names.add(("job", "pardus-ingest"))  # the submitter Job KubeRay makes for the RayJob
+    serving = one(docs, "RayService", "pardus")
+    names.add(("service", serve_service(serving, "any")["metadata"]["name"]))  # pardus-http
     conditions = {"job": {"complete"}, "milvus": {"MilvusReady"}, "rayservice": {"Ready"}}
     waited = 0
     for command in _commands():
@@ -42,7 +46,28 @@ def test_waits_and_port_forwards_name_real_objects(rendered) -> None:
             waited += 1
         for kind, name in re.findall(r"(?:logs(?: -f)?|port-forward) (svc|job)/([\w-]+)", command):
             assert ({"svc": "service"}.get(kind, kind), name) in names, command
-    assert waited >= 5 and "port-forward svc/pardus-http" in README
+        for kind, name in re.findall(r"(?:wait|patch) [^|]*?\b(service)[/ ]([\w-]+)", command):
+            assert (kind, name) in names, command
+    assert waited >= 5
+
+
+def test_port_forward_reaches_a_cpu_worker_of_the_serving_cluster(rendered) -> None:
+    """Step 8 forwards to a pod, not to svc/pardus-http (kubectl would pick any pod KubeRay's
+    selector matches, GPU workers too, and fail on their missing `serve` port): its label
+    selector, with the active cluster's name, picks the CPU workers of that cluster only."""
+    commands = _commands()
+    assert not [c for c in commands if "port-forward svc/" in c]
+    cluster = next(c for c in commands if c.startswith("CLUSTER=$(kubectl"))
+    assert "get rayservice pardus" in cluster and ".status.activeServiceStatus.rayClusterName" in cluster
+    pick = next(c for c in commands if c.startswith("POD=$(kubectl"))
+    selector = dict(pair.split("=") for pair in re.search(r" -l (\S+)", pick).group(1).split(","))
+    assert selector.pop("ray.io/cluster") == "$CLUSTER"
+    assert any(re.fullmatch(r"kubectl -n pardus port-forward \$POD 8000:8000", c) for c in commands)
+    service = one(rendered("prod"), "RayService", "pardus")
+    chosen = [p.where for p in pods([service]) if selector.items() <= p.labels.items()]
+    assert chosen == ["RayService/cpu-workers"]
+    cpu = by_where([service])["RayService/cpu-workers"].spec["containers"][0]
+    assert {"name": "serve", "containerPort": 8000} in cpu["ports"]
 
 
 def test_secrets_are_created_and_rotated_without_outage(rendered) -> None:

@@ -1,5 +1,6 @@
 """Security properties of the rendered output: pod security, who reads which Secret, which
-Milvus user each pod connects as, and a production-shaped Milvus 2.6."""
+Milvus user each pod connects as, and a production-shaped Milvus 2.6 (MinIO's quorum kept
+through drains)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import pytest
 
 from tests.k8s.manifests import one, parse_quantity
+from tests.k8s.milvus_rules import component_resources, deployed_components, replicas
+from tests.k8s.netpol import selects
 from tests.k8s.workloads import Pod, pods, secret_refs
 
 ENVS = ("dev", "prod")
@@ -187,6 +190,47 @@ def test_milvus_is_production_shaped(env: str, rendered) -> None:
         assert persistence["storageClass"] == "pardus-block" and persistence["size"], dep
     assert spec["dependencies"]["etcd"]["inCluster"]["values"]["replicaCount"] == (
         3 if env == "prod" else 1)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_milvus_memory_requests_are_its_limits(env: str, rendered) -> None:
+    """Every Milvus pod that runs requests the memory it may use (Guaranteed-style memory): the
+    scheduler places it where that memory is, and node pressure evicts others first. Requests
+    below the limit let a query node or proxy be OOM-killed or evicted while holding its share."""
+    spec = one(rendered(env), "Milvus", "pardus")["spec"]
+    running = [c for c in deployed_components(spec) if replicas(spec, c)]
+    assert {"proxy", "queryNode"} <= set(running)
+    for component in running:
+        resources = component_resources(spec, component)
+        assert resources["requests"]["memory"] == resources["limits"]["memory"], component
+
+
+def minio_write_quorum(drives: int) -> int:
+    """Drives a write needs in one MinIO erasure set of `drives` drives at the default parity
+    (DefaultParityBlocks, internal/config/storageclass/storage-class.go): the data blocks, one
+    more when data and parity are equal (objectQuorumFromMeta, cmd/erasure-metadata.go)."""
+    parity = next(p for top, p in ((1, 0), (3, 1), (5, 2), (7, 3), (16, 4)) if drives <= top)
+    data = drives - parity
+    return data + (data == parity)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_minio_keeps_its_write_quorum_through_drains(env: str, rendered) -> None:
+    """A budget selects MinIO's pods and lets a drain take no more of them than the write quorum
+    spares (distributed MinIO: the chart's `replicas` pods of `drivesPerNode` drives each)."""
+    docs = rendered(env)
+    values = one(docs, "Milvus", "pardus")["spec"]["dependencies"]["storage"]["inCluster"]["values"]
+    labels = {"app": "minio", "release": "pardus-minio", **values["podLabels"]}  # the chart's
+    budgets = [d["spec"] for d in docs if d["kind"] == "PodDisruptionBudget"
+               and selects(d["spec"]["selector"], labels)]
+    assert len(budgets) == 1, budgets
+    if values["mode"] != "distributed":
+        return  # one pod, one drive: nothing to keep
+    pods, per_pod = values["replicas"], values.get("drivesPerNode", 1)
+    assert values.get("zones", 1) == 1 and pods * per_pod <= 16  # one erasure set
+    spare = pods * per_pod - minio_write_quorum(pods * per_pod)
+    assert "minAvailable" not in budgets[0] and budgets[0]["maxUnavailable"] * per_pod <= spare
+    assert minio_write_quorum(4) == 3 and minio_write_quorum(8) == 5 and minio_write_quorum(2) == 2
 
 
 @pytest.mark.parametrize("env", ENVS)

@@ -99,3 +99,24 @@ def secret_refs(node: Any) -> set[tuple[str, str | None, bool]]:
         for value in node:
             found |= secret_refs(value)
     return found
+
+
+def reached_by(service: dict[str, Any], candidates: list[Pod]) -> list[Pod]:
+    """The pods a Service sends traffic to (the EndpointSlice controller: getEndpointPorts and
+    findPort): those its selector selects that resolve a port's targetPort, a number or the name
+    of a port one of their containers declares. A selected pod that resolves none gets an
+    endpoint without ports, which kube-proxy and ingress controllers send nothing. Readiness is
+    left out."""
+    spec = service["spec"]
+    selector = spec.get("selector") or {}
+
+    def resolves(pod: Pod, port: dict[str, Any]) -> bool:
+        target = port.get("targetPort", port["port"])
+        if isinstance(target, int):
+            return True
+        return any(p.get("name") == target and p.get("protocol", "TCP") == port.get("protocol", "TCP")
+                   for c in pod.spec["containers"] for p in c.get("ports") or [])
+
+    return [pod for pod in candidates
+            if selector and all(pod.labels.get(k) == v for k, v in selector.items())
+            and any(resolves(pod, port) for port in spec.get("ports") or [])]
