@@ -127,7 +127,7 @@ def embed(
     table = Table(title=f"cosine similarity ({embedder.dim}-d, {embedder.device}, {embedder.dtype})")
     table.add_column("")
     for i in range(len(labels)):
-        table.add_column(str(i))
+        table.add_column(str(i), overflow="fold")  # a narrow terminal wraps figures, never cuts
     for i, label in enumerate(labels):
         table.add_row(f"{i} {label}", *[f"{v:.3f}" for v in vectors @ vectors[i]])
     console.print(table)

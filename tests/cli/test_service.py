@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from pardus.cli.main import app
 from pardus.deployments.catalogue import lite_server
+from tests.support.cli import invoke
 
 runner = CliRunner()
 
@@ -75,6 +76,24 @@ def test_embed_prints_similarities(tiny_model, tmp_path, monkeypatch):
     assert "cosine similarity" in result.output and "1.000" in result.output
     assert "skipped" in result.output and "not an image" in result.output
     assert "broken.jpg │" not in result.output  # failed inputs are not compared
+
+
+def test_a_table_wider_than_a_pipe_keeps_its_figures(tiny_model, monkeypatch):
+    """Output to a file or a pipe (no terminal: rich lays out 80 columns): a table that needs
+    more is printed wider, every figure in full, never cut to `0.…`."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    texts = [f"a red mug, number {n}" for n in range(12)]
+    result = invoke(["embed", *[word for text in texts for word in ("--text", text)]],
+                    tiny_model, monkeypatch)
+    assert result.exit_code == 0, result.output
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]]
+            for line in result.output.splitlines() if line.startswith("│")]
+    assert "…" not in result.output
+    assert [row[0] for row in rows] == [f"{n} text: {text}" for n, text in enumerate(texts)]
+    for n, row in enumerate(rows):
+        assert len(row) == 1 + len(texts) and row[1 + n] == "1.000"
+        assert all(re.fullmatch(r"-?[01]\.\d{3}", cell) for cell in row[1:]), row
 
 
 def test_embed_without_weights_explains_what_to_do(tmp_path, monkeypatch):
