@@ -94,5 +94,6 @@ def _interrupt(signum, frame) -> None:
 
 def stop_on_sigterm() -> None:
     """SIGTERM (Kubernetes, process managers) stops a command as Ctrl-C does: through its
-    clean-up, so Ray and the Milvus server it started stop too and nothing is left behind."""
+    clean-up, so Ray and what it started stop too and nothing is left behind (the embedded
+    Milvus server outlives every command but `pardus demo`: see README, Catalogue ingest)."""
     signal.signal(signal.SIGTERM, _interrupt)

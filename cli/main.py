@@ -166,6 +166,8 @@ def serve_command(
         stop_service,
         wait_for_interrupt,
     )
+    from pardus.deployments.catalogue.engines import start_shared_server
+    from pardus.deployments.catalogue.lite_server import LiteServerError
     from pardus.deployments.settings import get_settings
 
     settings = get_settings()
@@ -175,6 +177,11 @@ def serve_command(
         err_console.print(f"[yellow]Warning: {exposed}[/]", soft_wrap=True)
     overrides = {"embedder": embedder_overrides(workdir, allow_tiny=tiny),
                  "reranker": reranker_overrides(workdir, rerank, allow_tiny=tiny)}
+    try:  # here, not in a replica: Ray ends a worker's child processes with the worker
+        start_shared_server(settings.milvus)
+    except LiteServerError as exc:
+        err_console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
     stop_on_sigterm()
     with library_logs(settings.log_dir, "serve", (console, err_console)) as log_path:
         try:

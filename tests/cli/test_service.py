@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from pardus.cli.main import app
 from pardus.deployments.catalogue import lite_server
-from tests.support.cli import invoke
+from tests.support.cli import core_processes, documented_to_outlive, invoke
 
 runner = CliRunner()
 
@@ -129,7 +129,8 @@ def test_demo_ingests_serves_and_answers_a_composed_query(tmp_path):
     assert "composed query, hybrid search, weighted fusion" in output
     pictures = sum(1 + i % 3 for i in range(12))  # one to three per item
     assert len(list((tmp_path / "demo" / "catalogue" / "images").glob("*.jpg"))) == pictures
-    assert not (tmp_path / "demo" / "pardus.db.server.json").exists()  # Lite server stopped
+    outlived = bool(core_processes(tmp_path / "demo" / "pardus.db"))
+    assert outlived == documented_to_outlive("pardus demo")
 
 
 def test_serve_without_weights_says_what_to_do(tmp_path, monkeypatch):
@@ -193,7 +194,9 @@ def test_serve_answers_and_stops_cleanly(tmp_path, tiny_model, stop):
     while session_processes(process.pid) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not session_processes(process.pid), "processes left behind"
+    outlived = bool(core_processes(tmp_path / "store.db"))  # in a session of its own
     lite_server.stop(tmp_path / "store.db")
+    assert outlived == documented_to_outlive("pardus serve")
 
 
 def test_search_against_the_service_and_in_process(service_url, service_settings, monkeypatch):

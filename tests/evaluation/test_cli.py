@@ -22,7 +22,7 @@ from pardus.evaluation.report import EvalReport
 from pardus.evaluation.runner import plan_rows
 from pardus.evaluation.show import _cells as cells
 from pardus.evaluation.targets import HttpTarget, InProcessTarget
-from tests.support.cli import invoke
+from tests.support.cli import core_processes, documented_to_outlive, invoke
 from tests.support.service import API_KEY, REQUEST_LIMIT
 
 ITEMS, QUERIES = 120, 60  # the CI-sized benchmark: 20 queries of each kind
@@ -60,6 +60,8 @@ def test_generate_draws_ingests_and_says_what_to_run(generated):
     assert pictures > ITEMS
     assert re.search(rf"indexed now\s+│\s+{ITEMS} │\s+{pictures} │", output)
     assert "10/120 = 0.083" in (generated.folder / "README.md").read_text()
+    outlived = bool(core_processes(Path(generated.env["PARDUS_MILVUS__URI"])))
+    assert outlived == documented_to_outlive("pardus eval")
 
 
 def random_band(queries: list[dict], items: int, trials: int = 20_000) -> tuple[float, float]:
