@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from pardus.cli.console import Console
 from pardus.cli.serve_config import (
     K8S_DIR,
     SERVE_CONFIG,

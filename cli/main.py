@@ -130,7 +130,7 @@ def embed(
     table = Table(title=f"cosine similarity ({embedder.dim}-d, {embedder.device}, {embedder.dtype})")
     table.add_column("")
     for i in range(len(labels)):
-        table.add_column(str(i))
+        table.add_column(str(i), overflow="fold")  # a narrow terminal wraps figures, never cuts
     for i, label in enumerate(labels):
         table.add_row(f"{i} {label}", *[f"{v:.3f}" for v in vectors @ vectors[i]])
     console.print(table)
@@ -180,6 +180,8 @@ def _serve(host: str | None, port: int | None, rerank: bool, tiny: bool, workdir
         stop_service,
         wait_for_interrupt,
     )
+    from pardus.deployments.catalogue.engines import start_shared_server
+    from pardus.deployments.catalogue.lite_server import LiteServerError
     from pardus.deployments.settings import get_settings
 
     settings = get_settings()
@@ -189,6 +191,11 @@ def _serve(host: str | None, port: int | None, rerank: bool, tiny: bool, workdir
         err_console.print(f"[yellow]Warning: {exposed}[/]", soft_wrap=True)
     overrides = {"embedder": embedder_overrides(workdir, allow_tiny=tiny),
                  "reranker": reranker_overrides(workdir, rerank, allow_tiny=tiny)}
+    try:  # here, not in a replica: Ray ends a worker's child processes with the worker
+        start_shared_server(settings.milvus)
+    except LiteServerError as exc:
+        err_console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
     with library_logs(settings.log_dir, "serve", (console, err_console)) as log_path:
         try:
             url = start_service(overrides, host, port or settings.serving.port)

@@ -40,7 +40,10 @@ def table(report: EvalReport) -> Table:
     out = Table(title=f"relevance of {report.queries_file} ({report.target})")
     for name in ("kind", "mode", "rerank", "queries", *HEADERS, "p50 ms", "p95 ms",
                  "ΔnDCG@10", "helped/hurt"):
-        out.add_column(name, justify="left" if name in ("kind", "mode") else "right")
+        label = name in ("kind", "mode")
+        # a terminal too narrow for the table wraps a figure, never cuts it to `0.…`
+        out.add_column(name, justify="left" if label else "right",
+                       overflow="ellipsis" if label else "fold")
     kinds = list(dict.fromkeys(row.kind for row in report.rows))
     for n, kind in enumerate(kinds):
         if n:

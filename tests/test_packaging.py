@@ -97,3 +97,45 @@ def test_a_clean_virtualenv_imports_pardus_and_runs_its_help(wheel, tmp_path):
     assert helped.returncode == 0, helped.stderr
     for command in ("serve", "search", "ingest", "eval", "store", "k8s"):
         assert command in helped.stdout
+
+
+CPU_TORCH = next(requirement for requirement in PYPROJECT["project"]["optional-dependencies"]["cpu"]
+                 if requirement.startswith("torch=="))
+TORCH_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
+
+
+def install_command(tmp_path: Path, **env: str) -> str:
+    """The pip command `make install` would run into a fresh virtualenv, where pip reads no
+    configuration file and no PIP_ variable but those in `env` (a plain machine)."""
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    done = subprocess.run(["make", "-n", "install", f"VENV={tmp_path / 'venv'}"], check=False,
+                          cwd=REPO, env={**plain, "PIP_CONFIG_FILE": os.devnull, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return next(line for line in done.stdout.splitlines() if "-e '.[cpu" in line)
+
+
+def wheel_folder(folder: Path, version: str) -> Path:
+    """A folder holding a (metadata-only) torch wheel of this version, as a local one would."""
+    folder.mkdir()
+    info = f"torch-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"torch-{version}-py3-none-any.whl", "w") as whl:
+        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
+                                      "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", "")
+    return folder
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_install_finds_the_cpu_torch_with_or_without_a_local_wheel(tmp_path):
+    """The default index holds no +cpu build: a plain machine gets PyTorch's CPU index. Where
+    pip's find-links (PIP_FIND_LINKS, pip.conf, or --find-links in PIP_ARGS) hold the pinned
+    wheel, nothing is added: no index that machine may not reach is asked, no retries."""
+    assert TORCH_INDEX in install_command(tmp_path)
+    local = wheel_folder(tmp_path / "cpu", CPU_TORCH.removeprefix("torch=="))
+    assert "--extra-index-url" not in install_command(tmp_path, PIP_FIND_LINKS=str(local))
+    assert "--extra-index-url" not in install_command(tmp_path, PIP_ARGS=f"--find-links {local}")
+    cuda = wheel_folder(tmp_path / "cuda", CPU_TORCH.removeprefix("torch==").split("+")[0])
+    assert TORCH_INDEX in install_command(tmp_path, PIP_FIND_LINKS=str(cuda))
+    assert "--extra-index-url" not in install_command(tmp_path, TORCH_INDEX="")

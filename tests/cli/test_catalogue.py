@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pardus.deployments.catalogue import lite_server
-from tests.support.cli import invoke
+from tests.support.cli import core_processes, documented_to_outlive, invoke
 
 
 def env_for(tiny_model, tmp_path) -> dict[str, str]:
@@ -55,12 +55,15 @@ def test_ingest_shows_our_progress_and_table_and_keeps_the_libraries_in_a_log(
     done = subprocess.run([sys.executable, "-m", "pardus.cli.main", "ingest",
                            str(tmp_path / "catalogue" / "items.jsonl")], env=env,
                           capture_output=True, text=True, timeout=420)
+    outlived = bool(core_processes(tmp_path / "cli.db"))
     lite_server.stop(tmp_path / "cli.db")
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "indexed now" in output and "pardus-ingest.log" in output
     assert not [line for line in output.splitlines() if any(s in line for s in LIBRARY_LINES)]
     assert "ray" in (tmp_path / "logs" / "pardus-ingest.log").read_text().lower()
+    assert outlived == documented_to_outlive("pardus ingest")
+    assert "`pardus store stop` stops it" in output
 
 
 def test_attributes_only_changes_signals_and_nothing_else(ray_local, tiny_model, tmp_path,

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from pardus.cli.main import app
 from pardus.deployments.catalogue import lite_server
+from tests.support.cli import core_processes, documented_to_outlive, invoke
 from tests.support.processes import (
     Running,
     command_names,
@@ -24,7 +25,6 @@ from tests.support.processes import (
     ignored_signals,
     listening_addresses,
     session_processes,
-    with_default_signals,
 )
 
 runner = CliRunner()
@@ -86,6 +86,24 @@ def test_embed_prints_similarities(tiny_model, tmp_path, monkeypatch):
     assert "broken.jpg │" not in result.output  # failed inputs are not compared
 
 
+def test_a_table_wider_than_a_pipe_keeps_its_figures(tiny_model, monkeypatch):
+    """Output to a file or a pipe (no terminal: rich lays out 80 columns): a table that needs
+    more is printed wider, every figure in full, never cut to `0.…`."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    texts = [f"a red mug, number {n}" for n in range(12)]
+    result = invoke(["embed", *[word for text in texts for word in ("--text", text)]],
+                    tiny_model, monkeypatch)
+    assert result.exit_code == 0, result.output
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]]
+            for line in result.output.splitlines() if line.startswith("│")]
+    assert "…" not in result.output
+    assert [row[0] for row in rows] == [f"{n} text: {text}" for n, text in enumerate(texts)]
+    for n, row in enumerate(rows):
+        assert len(row) == 1 + len(texts) and row[1 + n] == "1.000"
+        assert all(re.fullmatch(r"-?[01]\.\d{3}", cell) for cell in row[1:]), row
+
+
 def test_embed_without_weights_explains_what_to_do(tmp_path, monkeypatch):
     from pardus.deployments.settings import get_settings
 
@@ -119,7 +137,8 @@ def test_demo_ingests_serves_and_answers_a_composed_query(tmp_path):
     assert "composed query, hybrid search, weighted fusion" in output
     pictures = sum(1 + i % 3 for i in range(12))  # one to three per item
     assert len(list((tmp_path / "demo" / "catalogue" / "images").glob("*.jpg"))) == pictures
-    assert not (tmp_path / "demo" / "pardus.db.server.json").exists()  # Lite server stopped
+    outlived = bool(core_processes(tmp_path / "demo" / "pardus.db"))
+    assert outlived == documented_to_outlive("pardus demo")
 
 
 def test_serve_without_weights_says_what_to_do(tmp_path, monkeypatch):
@@ -160,7 +179,9 @@ def stopped_cleanly(command: Running, stop: signal.Signals, tmp_path: Path) -> s
         time.sleep(0.5)
     left = session_processes(command.pid)
     assert not left, f"processes left behind: {command_names(left)}"
+    outlived = bool(core_processes(tmp_path / "store.db"))  # in a session of its own
     lite_server.stop(tmp_path / "store.db")
+    assert outlived == documented_to_outlive("pardus serve")
     return output
 
 

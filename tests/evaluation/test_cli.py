@@ -18,9 +18,11 @@ from pardus.deployments.catalogue import lite_server
 from pardus.deployments.settings import Settings, Weights
 from pardus.evaluation.pipeline import evaluate
 from pardus.evaluation.queries import parse_queries
+from pardus.evaluation.report import EvalReport
 from pardus.evaluation.runner import plan_rows
+from pardus.evaluation.show import _cells as cells
 from pardus.evaluation.targets import HttpTarget, InProcessTarget
-from tests.support.cli import invoke
+from tests.support.cli import core_processes, documented_to_outlive, invoke
 from tests.support.service import API_KEY, REQUEST_LIMIT
 
 ITEMS, QUERIES = 120, 60  # the CI-sized benchmark: 20 queries of each kind
@@ -58,6 +60,8 @@ def test_generate_draws_ingests_and_says_what_to_run(generated):
     assert pictures > ITEMS
     assert re.search(rf"indexed now\s+│\s+{ITEMS} │\s+{pictures} │", output)
     assert "10/120 = 0.083" in (generated.folder / "README.md").read_text()
+    outlived = bool(core_processes(Path(generated.env["PARDUS_MILVUS__URI"])))
+    assert outlived == documented_to_outlive("pardus eval")
 
 
 def random_band(queries: list[dict], items: int, trials: int = 20_000) -> tuple[float, float]:
@@ -77,13 +81,19 @@ def test_tiny_models_lexical_signal_and_dense_near_chance(generated, monkeypatch
     queries sit above anything a random ranking reaches, dense inside the random band."""
     report_path = generated.folder.parent / "report.json"
     result = invoke(["eval", str(generated.folder / "queries.jsonl"), "--in-process", "--tiny",
-                     "--collection", "eval", "--report", str(report_path)], generated.env,
-                    monkeypatch)
+                     "--collection", "eval", "--report", str(report_path)],
+                    {**generated.env, "COLUMNS": "80"}, monkeypatch)
     assert result.exit_code == 0, result.output[-3000:]
     assert "relevance of" in result.output
     assert "chance: a random ranking of the 120" in result.output
     assert "Measured with a tiny random-weight embedder" in result.output
     assert report_path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    # the table as a pipe or a file gets it (no terminal): every figure of the report in full
+    printed = [[cell.strip() for cell in line.split("│")[1:-1]]
+               for line in result.output.splitlines() if line.startswith("│")]
+    measured = EvalReport.model_validate_json(report_path.read_text())
+    assert "…" not in result.output
+    assert all(cells(row) in printed for row in measured.rows)
     report = json.loads(report_path.read_text())
     assert report["catalogue_size"] == ITEMS
     lines = [json.loads(line) for line in (generated.folder / "queries.jsonl").open()]

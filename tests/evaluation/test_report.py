@@ -133,6 +133,17 @@ def test_the_table_legend_and_chart(queries, tmp_path):
     assert json.loads(saved.read_text())["rows"][0]["kind"] == "text"
 
 
+def test_a_narrow_terminal_wraps_the_figures_never_cuts_them(queries):
+    """On a terminal, rich fits the table to the window: the figures' cells wrap instead of
+    ending in `…` (the labels may)."""
+    report = run(Scripted(SCRIPT), queries, plan_rows(queries.kinds(), rerank=True))
+    console = Console(record=True, width=80, force_terminal=True)
+    console.print(table(report))
+    figures = [cell for line in console.export_text().splitlines() if line.startswith("│")
+               for cell in line.split("│")[3:-1]]
+    assert figures and not [cell for cell in figures if "…" in cell]
+
+
 def test_unknown_ids_and_an_empty_catalogue_stop_before_searching(tmp_path, queries):
     path = tmp_path / "unknown.jsonl"
     path.write_text('{"text": "a", "relevant": ["a"]}\n{"text": "b", "relevant": ["zz"]}\n')

@@ -9,9 +9,14 @@ outside this package asks which Milvus it talks to.
 from __future__ import annotations
 
 from pardus.deployments.catalogue.engines.base import AliasBook, Engine, Match
-from pardus.deployments.catalogue.engines.choose import connect, shared_server, stop_shared_server
+from pardus.deployments.catalogue.engines.choose import (
+    connect,
+    shared_server,
+    start_shared_server,
+    stop_shared_server,
+)
 from pardus.deployments.catalogue.engines.core import CoreEngine, PointerAliases
 from pardus.deployments.catalogue.engines.server import NativeAliases, ServerEngine
 
 __all__ = ["AliasBook", "CoreEngine", "Engine", "Match", "NativeAliases", "PointerAliases",
-           "ServerEngine", "connect", "shared_server", "stop_shared_server"]
+           "ServerEngine", "connect", "shared_server", "start_shared_server", "stop_shared_server"]

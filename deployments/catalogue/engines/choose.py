@@ -58,6 +58,15 @@ def shared_server(settings: MilvusSettings) -> lite_server.LiteServer | None:
     return lite_server.running(settings.uri) if settings.is_local else None
 
 
+def start_shared_server(settings: MilvusSettings) -> lite_server.LiteServer | None:
+    """The loopback server of an embedded catalogue, started here if none runs (None for a
+    server's URI, or a local path opened in process: lite_server off). A process that outlives
+    the ones it serves should start it: Ray kills a worker's child processes with the worker."""
+    if not (settings.is_local and settings.lite_server):
+        return None
+    return lite_server.ensure(Path(settings.uri).expanduser())
+
+
 def stop_shared_server(settings: MilvusSettings) -> bool | None:
     """Stop an embedded catalogue's loopback server: whether one ran (None: the URI names a
     Milvus server, which is not ours to stop)."""
