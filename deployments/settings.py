@@ -211,6 +211,9 @@ class ServingSettings(BaseModel):
     # Browser origins allowed to call the API from other sites; empty = CORS off.
     cors_origins: list[str] = []
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    # The longest wait for the next piece of a request body; past it, 400 incomplete_body
+    # (uvicorn would wait for a body shorter than its Content-Length forever).
+    body_timeout_s: float = Field(15.0, gt=0, le=600)
     # Hosts whose http(s) image URLs a search may name; empty = no server-side fetching.
     fetch_allow_hosts: list[str] = []
     fetch_timeout_s: float = Field(5.0, gt=0)

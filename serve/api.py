@@ -22,7 +22,14 @@ from fastapi.staticfiles import StaticFiles
 from pardus.deployments.catalogue.filters import parse_filters
 from pardus.deployments.catalogue.items import ID_PATTERN, MAX_IMAGES
 from pardus.deployments.errors import BadQuery, Forbidden, NotFound, Unauthorized
-from pardus.serve.bodies import BodyLimit, SearchBody, inline_image, json_only, search_body
+from pardus.serve.bodies import (
+    BodyLimit,
+    BodyTimeout,
+    SearchBody,
+    inline_image,
+    json_only,
+    search_body,
+)
 from pardus.serve.counting import RequestCounter
 from pardus.serve.errors import install_handlers
 from pardus.serve.image_urls import fetch_allowed
@@ -243,6 +250,7 @@ def create_api(service: SearchService) -> FastAPI:
     api.state.service = service
     api.state.keys = [key.get_secret_value().encode() for key in serving.api_keys]
     install_handlers(api, serving.retry_after_s)
+    api.add_middleware(BodyTimeout, timeout_s=serving.body_timeout_s)  # inside the counter
     api.add_middleware(RequestCounter)
     api.add_middleware(BodyLimit, limit=serving.max_request_bytes)
     if serving.cors_origins:  # off unless origins are named
