@@ -152,14 +152,16 @@ def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def parse_json(model: type[BaseModel], body: bytes) -> Any:
+def parse_json(model: type[BaseModel], body: bytes | str) -> Any:
+    """JSON typed strictly: true is no 1, "5" no 5 (a whole number is still a float)."""
     try:
-        return model.model_validate_json(body)
+        return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise validation_error(list(exc.errors())) from None
 
 
 def parse_fields(model: type[BaseModel], fields: dict[str, Any]) -> Any:
+    """A form's fields: text, parsed as each field's type ("5" as 5, "false" as False)."""
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
@@ -226,6 +228,8 @@ async def search_body(request: Request) -> SearchBody:
         parsed = parse_json(SearchRequest, await request.body())
     elif kind in FORM_TYPES:
         fields, image = await form_fields(request)
+        # The parts sent as JSON text are JSON, typed as strictly as a JSON body's.
+        parse_json(SearchRequest, json.dumps({k: v for k, v in fields.items() if k in JSON_PARTS}))
         parsed = parse_fields(SearchRequest, fields)
     else:
         raise UnsupportedMediaType("send application/json or multipart/form-data")

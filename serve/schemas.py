@@ -22,6 +22,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _JsonBody(_Strict):
+    """A body FastAPI parses from JSON and validates as Python objects: typed strictly, so
+    true is no 1 and "5" no 5 (a whole number is still a float). /v1/search reads its own
+    body and validates JSON strictly there (serve/bodies.py), its form fields as text."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 # -- search -----------------------------------------------------------------------------------
 class SearchRequest(_Strict):
     """A query by text, by image, or both (the text then says what to do with "this")."""
@@ -142,7 +150,7 @@ class SearchResponse(BaseModel):
 
 
 # -- items ------------------------------------------------------------------------------------
-class ItemIn(_Strict):
+class ItemIn(_JsonBody):
     """A catalogue item to add or replace (by id)."""
 
     id: ItemId
@@ -157,7 +165,7 @@ class ItemIn(_Strict):
     image: InlineImage = Field(description="The product image: base64 or a data URL.")
 
 
-class ItemPatch(_Strict):
+class ItemPatch(_JsonBody):
     """Attributes to change without embedding again (none of them is searched by words)."""
 
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -182,7 +190,7 @@ class ItemPatch(_Strict):
         return self.model_dump(exclude_unset=True)
 
 
-class ItemsRequest(_Strict):
+class ItemsRequest(_JsonBody):
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
 
 

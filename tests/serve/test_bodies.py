@@ -1,5 +1,6 @@
 """Request bodies (serve/bodies.py), in process: a body that stops short is answered 400 within
-the body timeout, a client that leaves mid-body ends its request quietly."""
+the body timeout, a client that leaves mid-body ends its request quietly; JSON is typed
+strictly, a form's text fields are parsed as their fields' types."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import logging
 import socket
 import threading
 import time
+from typing import Annotated
 
 import pytest
 import uvicorn
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
 
+from pardus.serve.bodies import SearchBody, search_body
+from pardus.serve.errors import install_handlers
 from tests.support.offline import KEY, call, http_scope, offline_api
 
 TIMEOUT_S = 0.3
@@ -125,3 +131,75 @@ def test_uvicorn_answers_a_short_body_400_and_closes_the_connection(server):
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400"), received
     assert json.loads(body)["error"]["code"] == "incomplete_body"
+
+
+# -- JSON typed strictly, forms as text -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def echo():
+    """A route that reads its body as /v1/search does and answers what it understood."""
+    app = FastAPI()
+    install_handlers(app, retry_after_s=1)
+
+    @app.post("/v1/search")
+    async def read(body: Annotated[SearchBody, Depends(search_body)]) -> dict:
+        return body.request.model_dump(mode="json", exclude_unset=True)
+
+    with TestClient(app) as http:
+        yield http
+
+
+def nested(path: str, value) -> dict:
+    head, _, rest = path.partition(".")
+    return {head: nested(rest, value) if rest else value}
+
+
+# A JSON field and a value of another JSON type that it once took (true as 1, "5" as 5).
+LOOSE_JSON = [("k", True), ("k", "5"), ("k", 5.0), ("rerank", 1), ("rerank", "true"),
+              ("debug", "yes"), ("min_relevance", "0.5"), ("min_relevance", True),
+              ("weights.dense", True), ("weights.lexical", "1"), ("boosts.popularity", "0.2"),
+              ("boosts.out_of_stock_factor", False), ("filters.price_min", "5"),
+              ("filters.rating_min", True)]
+
+
+@pytest.mark.parametrize(("path", "value"), LOOSE_JSON)
+def test_json_takes_numbers_and_booleans_strictly(echo, path, value):
+    body = {"text": "x", **nested(path, value)}
+    if path.startswith("weights."):
+        body["weights"] = {"dense": 1, "lexical": 1, **body["weights"]}
+    response = echo.post("/v1/search", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_request", path), error
+
+
+def test_json_numbers_may_be_whole_where_a_float_is_asked(echo):
+    response = echo.post("/v1/search", json={
+        "text": "x", "k": 5, "rerank": False, "min_relevance": 1,
+        "weights": {"dense": 1, "lexical": 0}, "filters": {"price_min": 5},
+        "boosts": {"out_of_stock": "exclude", "popularity": 0}})
+    assert response.status_code == 200, response.text
+    asked = response.json()
+    assert (asked["k"], asked["min_relevance"], asked["weights"]) == (
+        5, 1.0, {"dense": 1.0, "lexical": 0.0})
+    assert asked["boosts"]["out_of_stock"] == "exclude"
+
+
+def test_a_form_carries_numbers_and_booleans_as_text(echo):
+    response = echo.post("/v1/search", data={
+        "text": "x", "k": "5", "rerank": "false", "debug": "true", "min_relevance": "0.5",
+        "weights": '{"dense": 1, "lexical": 0.5}', "filters": '{"price_min": 5}'})
+    assert response.status_code == 200, response.text
+    asked = response.json()
+    assert (asked["k"], asked["rerank"], asked["debug"], asked["min_relevance"]) == (
+        5, False, True, 0.5)
+    assert asked["weights"] == {"dense": 1.0, "lexical": 0.5}
+
+
+@pytest.mark.parametrize(("part", "text", "field"), [
+    ("weights", '{"dense": "1", "lexical": 1}', "weights.dense"),
+    ("filters", '{"price_min": true}', "filters.price_min"),
+    ("boosts", '{"popularity": "0.2"}', "boosts.popularity")])
+def test_a_form_s_json_parts_are_json_typed_strictly(echo, part, text, field):
+    response = echo.post("/v1/search", data={"text": "x", part: text})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
