@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from pardus.deployments.catalogue.filters import Refinements, SearchFilters
 from pardus.deployments.catalogue.items import Category, ItemId, Title
@@ -51,7 +58,8 @@ class SearchRequest(_Strict):
                           "server's (PARDUS_SEARCH__MODE).")
     weights: Weights | None = Field(
         None, description="Weighted fusion of the two routes instead of the server's default "
-                          "(RRF for text, weighted for a picture with words).")
+                          "(RRF for text, weighted for a picture with words); at least one "
+                          "above 0.")
     sort: Sort = Field(Sort.RELEVANCE, description="The order of the relevant products: "
                                                    "relevance (with the boosts), price up or "
                                                    "down, rating, newest.")
@@ -70,6 +78,15 @@ class SearchRequest(_Strict):
                                                                   "page, sent with the same "
                                                                   "search.")
     debug: bool = Field(False, description="Show each result's relevance, boost and score.")
+
+    @field_validator("weights")
+    @classmethod
+    def _weighs_something(cls, weights: Weights | None) -> Weights | None:
+        if weights is not None and weights.dense == 0 and weights.lexical == 0:
+            raise ValueError("at least one weight must be above 0 (all 0 scores every product "
+                             '0): e.g. {"dense": 1, "lexical": 0.3}, or mode "dense" or '
+                             '"lexical" for one route alone')
+        return weights
 
 
 class ScoreDebug(BaseModel):

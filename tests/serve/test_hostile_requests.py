@@ -65,6 +65,18 @@ HOSTILE = {  # name -> (method, path, request keywords, expected status, expecte
     "weights out of range": (
         "POST", "/v1/search", {"json": {"text": "x", "weights": {"dense": 7, "lexical": 1}}},
         422, "invalid_request"),
+    "k as true (JSON)": ("POST", "/v1/search", {"json": {"text": "x", "k": True}}, 422,
+                         "invalid_request"),
+    "k as a string (JSON)": ("POST", "/v1/search", {"json": {"text": "x", "k": "5"}}, 422,
+                             "invalid_request"),
+    "a weight as a boolean (JSON)": (
+        "POST", "/v1/search", {"json": {"text": "x", "weights": {"dense": True, "lexical": 1}}},
+        422, "invalid_request"),
+    "in_stock as 1 (PATCH)": ("PATCH", "/v1/items/SAMPLE00000", {
+        "headers": AUTH, "json": {"in_stock": 1}}, 422, "invalid_request"),
+    "every weight 0": (
+        "POST", "/v1/search", {"json": {"text": "x", "weights": {"dense": 0, "lexical": 0}}},
+        422, "invalid_request"),
     "an unknown mode": ("POST", "/v1/search", {"json": {"text": "x", "mode": "magic"}}, 422,
                         "invalid_request"),
     "multipart without a boundary": (

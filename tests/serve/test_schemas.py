@@ -38,3 +38,16 @@ def test_item_numbers_may_be_whole_where_a_float_is_asked():
     assert (item.price, item.rating, item.popularity, item.added_at) == (5.0, 4.0, 0.0, 1)
     assert ItemPatch.model_validate({"price": 12, "in_stock": False}).changes() == {
         "price": 12.0, "in_stock": False}
+
+
+@pytest.mark.parametrize("send", [
+    {"json": {"text": "x", "weights": {"dense": 0, "lexical": 0}}},
+    {"json": {"text": "x", "weights": {"dense": 0.0, "lexical": 0.0}, "mode": "hybrid"}},
+    {"data": {"text": "x", "weights": '{"dense": 0, "lexical": 0}'}}])
+def test_weights_all_zero_are_refused(http, send):
+    """They scored every product 0."""
+    response = http.post("/v1/search", **send)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_request", "weights"), error
+    assert "at least one weight must be above 0" in error["message"]
