@@ -62,6 +62,9 @@ HOSTILE = {  # name -> (method, path, request keywords, expected status, expecte
     "words-only mode for a picture": (
         "POST", "/v1/search", {"json": {"image": b64(jpeg()), "mode": "lexical"}}, 400,
         "invalid_mode"),
+    "words-only mode for a picture with words": (
+        "POST", "/v1/search", {"json": {"text": "a bag", "image": b64(jpeg()),
+                                        "mode": "lexical"}}, 400, "invalid_mode"),
     "weights out of range": (
         "POST", "/v1/search", {"json": {"text": "x", "weights": {"dense": 7, "lexical": 1}}},
         422, "invalid_request"),
