@@ -98,6 +98,12 @@ HOSTILE = {  # name -> (method, path, request keywords, expected status, expecte
         "POST", "/v1/search", {"json": {"image_url": "file:///etc/passwd"}}, 400, None),
     "an empty API key": ("DELETE", "/v1/items/SAMPLE00000", {"headers": {"X-API-Key": ""}},
                          401, "unauthorized"),
+    # byte 0xA0 (a no-break space in Latin-1): HTTP keeps it, and it is not the key
+    "an API key and a no-break space": ("DELETE", "/v1/items/never-existed", {
+        "headers": {"X-API-Key": API_KEY.encode() + b"\xa0"}}, 401, "unauthorized"),
+    "a bearer key and a no-break space": ("DELETE", "/v1/items/never-existed", {
+        "headers": {"Authorization": b"Bearer " + API_KEY.encode() + b"\xa0"}}, 401,
+        "unauthorized"),
 }
 
 

@@ -36,7 +36,7 @@ def http_scope(method: str, path: str, headers: dict[str, str]) -> dict:
             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 80),
-            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+            "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()]}
 
 
 async def call(app: ASGIApp, method: str, path: str, headers: dict[str, str],
