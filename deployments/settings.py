@@ -200,8 +200,9 @@ class ServingSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    # API keys (PARDUS_SERVING__API_KEYS='["key1","key2"]'), 16 characters or more. With any
-    # configured, writes need one; searches and item reads too when search_requires_key.
+    # API keys (PARDUS_SERVING__API_KEYS='["key1","key2"]'), 16 characters or more, nothing
+    # trimmed (compared byte for byte). With any configured, writes need one; searches and item
+    # reads too when search_requires_key.
     # Empty = an open service (local use only: a warning when it listens beyond loopback).
     api_keys: list[SecretStr] = []
     search_requires_key: bool = False
@@ -211,6 +212,9 @@ class ServingSettings(BaseModel):
     # Browser origins allowed to call the API from other sites; empty = CORS off.
     cors_origins: list[str] = []
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    # The longest wait for the next piece of a request body; past it, 400 incomplete_body
+    # (uvicorn would wait for a body shorter than its Content-Length forever).
+    body_timeout_s: float = Field(15.0, gt=0, le=600)
     # Hosts whose http(s) image URLs a search may name; empty = no server-side fetching.
     fetch_allow_hosts: list[str] = []
     fetch_timeout_s: float = Field(5.0, gt=0)
@@ -243,10 +247,15 @@ class ServingSettings(BaseModel):
     @classmethod
     def _strong_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
         for number, key in enumerate(keys, start=1):
-            if len(key.get_secret_value().strip()) < MIN_KEY_LENGTH:
+            value = key.get_secret_value()
+            if len(value.strip()) < MIN_KEY_LENGTH:
                 raise ValueError(f"API key {number} is empty or shorter than {MIN_KEY_LENGTH} "
                                  "characters: an empty key would open the writes (e.g. "
                                  "`openssl rand -hex 24` makes a good one)")
+            if not value.isprintable() or value != value.strip():
+                raise ValueError(f"API key {number} has whitespace at an end or a control "
+                                 "character (a newline from a file?): keys are compared byte "
+                                 "for byte and such a key would match no request; remove it")
         return keys
 
     def exposure_warning(self) -> str | None:

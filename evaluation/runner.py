@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from pardus.deployments.catalogue.plans import PlanError, make_plan
 from pardus.deployments.names import Mode, QueryKind
-from pardus.deployments.settings import Weights
+from pardus.deployments.settings import SearchSettings, Weights
 from pardus.evaluation.metrics import DEPTH, Scores, score
 from pardus.evaluation.queries import EvalQuery, QuerySet
 from pardus.evaluation.targets import Answer, Ask, Target
@@ -33,8 +34,14 @@ class Row:
 
     @property
     def applicable(self) -> bool:
-        """A picture alone has no words: lexical and hybrid cannot search it (the API's 400)."""
-        return not (self.kind is QueryKind.IMAGE and self.mode is not Mode.DENSE)
+        """Whether the mode can use the whole query, by the plans' own rule (the API's 400
+        invalid_mode): a picture alone has no words for lexical or hybrid, lexical would drop
+        the picture of a composed query."""
+        try:
+            make_plan(self.kind, SearchSettings(), self.mode)
+        except PlanError:
+            return False
+        return True
 
     @property
     def off(self) -> Row:

@@ -22,7 +22,14 @@ from fastapi.staticfiles import StaticFiles
 from pardus.deployments.catalogue.filters import parse_filters
 from pardus.deployments.catalogue.items import ID_PATTERN, MAX_IMAGES
 from pardus.deployments.errors import BadQuery, Forbidden, NotFound, Unauthorized
-from pardus.serve.bodies import BodyLimit, SearchBody, inline_image, json_only, search_body
+from pardus.serve.bodies import (
+    BodyLimit,
+    BodyTimeout,
+    SearchBody,
+    inline_image,
+    json_only,
+    search_body,
+)
 from pardus.serve.counting import RequestCounter
 from pardus.serve.errors import install_handlers
 from pardus.serve.image_urls import fetch_allowed
@@ -68,21 +75,36 @@ def _service(request: Request) -> SearchService:
     return request.app.state.service
 
 
+class _Bearer(HTTPBearer):
+    """`Authorization: Bearer <key>` with the key as sent: FastAPI's HTTPBearer strips the
+    credentials. The scheme's name is case-insensitive (RFC 9110 §11.1), one or more spaces
+    follow it (§11.4), and the rest is the key."""
+
+    async def __call__(self, request: Request) -> HTTPAuthorizationCredentials | None:
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        credentials = credentials.lstrip(" ")
+        if scheme.lower() != "bearer" or not credentials:
+            return None
+        return HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials)
+
+
 Service = Annotated[SearchService, Depends(_service)]
 ItemIdPath = Annotated[str, PathParam(pattern=ID_PATTERN, description="The item id.")]
-Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(
-    auto_error=False, description="An API key as a bearer token."))]
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_Bearer(
+    scheme_name="HTTPBearer", auto_error=False, description="An API key as a bearer token."))]
 KeyHeader = Annotated[str | None, Depends(APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key."))]
 
 
 def _check_key(request: Request, bearer: Bearer, header: KeyHeader, required: bool) -> None:
     """Unauthorized unless the request carries one of the configured keys (when keys are
-    configured and the route needs one). Keys are compared in constant time."""
+    configured and the route needs one): the bytes sent, compared in constant time with
+    nothing trimmed (the server's HTTP parser drops spaces and tabs at a header's ends)."""
     keys = request.app.state.keys
     if not keys or not required:
         return
-    given = (bearer.credentials if bearer else header or "").strip().encode()
+    # Starlette decodes headers as Latin-1: encoding them back gives the bytes sent.
+    given = (bearer.credentials if bearer else header or "").encode("latin-1")
     if not any(hmac.compare_digest(given, key) for key in keys):
         raise Unauthorized("a valid API key is required: send 'Authorization: Bearer <key>' or "
                            "'X-API-Key: <key>'")
@@ -243,6 +265,7 @@ def create_api(service: SearchService) -> FastAPI:
     api.state.service = service
     api.state.keys = [key.get_secret_value().encode() for key in serving.api_keys]
     install_handlers(api, serving.retry_after_s)
+    api.add_middleware(BodyTimeout, timeout_s=serving.body_timeout_s)  # inside the counter
     api.add_middleware(RequestCounter)
     api.add_middleware(BodyLimit, limit=serving.max_request_bytes)
     if serving.cors_origins:  # off unless origins are named

@@ -1,5 +1,5 @@
-"""Request bodies: every one under the byte limit, /v1/search's as JSON or as a form, inline
-images decoded.
+"""Request bodies: every one under the byte limit and arriving in time, /v1/search's as JSON
+or as a form, inline images decoded.
 
 FastAPI parses a JSON body or a form, not either on one route, so /v1/search reads its body in
 a dependency (search_body) through Starlette's public calls, and serve/openapi.py documents
@@ -8,6 +8,7 @@ both shapes from the same model.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -17,9 +18,10 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pardus.deployments.errors import BadQuery, TooLarge
+from pardus.deployments.errors import BadQuery, PardusError, TooLarge
 from pardus.serve.errors import UnsupportedMediaType, error_response, validation_error
 from pardus.serve.schemas import SearchRequest
 
@@ -81,18 +83,85 @@ class BodyLimit:
         await self.app(scope, counted, guarded)
 
 
+def incomplete_body(received: int, declared: bytes, timeout_s: float) -> BadQuery:
+    where = (f"{received} of the {int(declared)} bytes its Content-Length announced"
+             if declared.isdigit() else f"{received} bytes")
+    return BadQuery(f"the body stopped after {where}: nothing more came within {timeout_s:g} s "
+                    "(PARDUS_SERVING__BODY_TIMEOUT_S); send the whole body, with a "
+                    "Content-Length that matches it", code="incomplete_body")
+
+
+async def _answer(error: PardusError, scope: Scope, receive: Receive, send: Send) -> None:
+    """The error, and the connection closed after it: the rest of the body may still come."""
+    response = error_response(error)
+    response.headers["Connection"] = "close"
+    await response(scope, receive, send)
+
+
+class BodyTimeout:
+    """ASGI middleware: a body whose next piece does not come within `timeout_s` is answered
+    400 incomplete_body (uvicorn waits for a body shorter than its Content-Length forever);
+    a client that leaves mid-body ends its request quietly, with no answer and no error in
+    the log. Once the body is whole, receiving waits for the disconnect untimed, as ASGI
+    says."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float):
+        self.app, self.timeout_s = app, timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        state = {"received": 0, "whole": False, "ended": False, "started": False}
+
+        async def timed() -> Message:
+            if state["ended"]:  # answered, or the client left: the app stops reading
+                return {"type": "http.disconnect"}
+            if state["whole"]:
+                return await receive()
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                state["ended"] = True
+                if not state["started"]:
+                    await _answer(incomplete_body(state["received"], declared, self.timeout_s),
+                                  scope, receive, send)
+                return {"type": "http.disconnect"}
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                state["whole"] = not message.get("more_body", False)
+            elif message["type"] == "http.disconnect":
+                state["ended"] = True
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not state["ended"]:  # after our 400, or with no one to answer, nothing goes
+                state["started"] = True
+                await send(message)
+
+        try:
+            await self.app(scope, timed, guarded)
+        except ClientDisconnect:  # the app's way to stop reading a body that ended
+            if not state["ended"]:
+                raise
+
+
 def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def parse_json(model: type[BaseModel], body: bytes) -> Any:
+def parse_json(model: type[BaseModel], body: bytes | str) -> Any:
+    """JSON typed strictly: true is no 1, "5" no 5 (a whole number is still a float)."""
     try:
-        return model.model_validate_json(body)
+        return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise validation_error(list(exc.errors())) from None
 
 
 def parse_fields(model: type[BaseModel], fields: dict[str, Any]) -> Any:
+    """A form's fields: text, parsed as each field's type ("5" as 5, "false" as False)."""
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
@@ -159,6 +228,8 @@ async def search_body(request: Request) -> SearchBody:
         parsed = parse_json(SearchRequest, await request.body())
     elif kind in FORM_TYPES:
         fields, image = await form_fields(request)
+        # The parts sent as JSON text are JSON, typed as strictly as a JSON body's.
+        parse_json(SearchRequest, json.dumps({k: v for k, v in fields.items() if k in JSON_PARTS}))
         parsed = parse_fields(SearchRequest, fields)
     else:
         raise UnsupportedMediaType("send application/json or multipart/form-data")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from pardus.deployments.catalogue.filters import Refinements, SearchFilters
 from pardus.deployments.catalogue.items import Category, ItemId, Title
@@ -20,6 +27,14 @@ InlineImage = Annotated[str, StringConstraints(min_length=1)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _JsonBody(_Strict):
+    """A body FastAPI parses from JSON and validates as Python objects: typed strictly, so
+    true is no 1 and "5" no 5 (a whole number is still a float). /v1/search reads its own
+    body and validates JSON strictly there (serve/bodies.py), its form fields as text."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # -- search -----------------------------------------------------------------------------------
@@ -43,7 +58,8 @@ class SearchRequest(_Strict):
                           "server's (PARDUS_SEARCH__MODE).")
     weights: Weights | None = Field(
         None, description="Weighted fusion of the two routes instead of the server's default "
-                          "(RRF for text, weighted for a picture with words).")
+                          "(RRF for text, weighted for a picture with words); at least one "
+                          "above 0.")
     sort: Sort = Field(Sort.RELEVANCE, description="The order of the relevant products: "
                                                    "relevance (with the boosts), price up or "
                                                    "down, rating, newest.")
@@ -62,6 +78,15 @@ class SearchRequest(_Strict):
                                                                   "page, sent with the same "
                                                                   "search.")
     debug: bool = Field(False, description="Show each result's relevance, boost and score.")
+
+    @field_validator("weights")
+    @classmethod
+    def _weighs_something(cls, weights: Weights | None) -> Weights | None:
+        if weights is not None and weights.dense == 0 and weights.lexical == 0:
+            raise ValueError("at least one weight must be above 0 (all 0 scores every product "
+                             '0): e.g. {"dense": 1, "lexical": 0.3}, or mode "dense" or '
+                             '"lexical" for one route alone')
+        return weights
 
 
 class ScoreDebug(BaseModel):
@@ -142,7 +167,7 @@ class SearchResponse(BaseModel):
 
 
 # -- items ------------------------------------------------------------------------------------
-class ItemIn(_Strict):
+class ItemIn(_JsonBody):
     """A catalogue item to add or replace (by id)."""
 
     id: ItemId
@@ -157,7 +182,7 @@ class ItemIn(_Strict):
     image: InlineImage = Field(description="The product image: base64 or a data URL.")
 
 
-class ItemPatch(_Strict):
+class ItemPatch(_JsonBody):
     """Attributes to change without embedding again (none of them is searched by words)."""
 
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -182,7 +207,7 @@ class ItemPatch(_Strict):
         return self.model_dump(exclude_unset=True)
 
 
-class ItemsRequest(_Strict):
+class ItemsRequest(_JsonBody):
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
 
 

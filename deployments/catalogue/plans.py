@@ -38,13 +38,18 @@ def query_kind(has_text: bool, has_image: bool) -> QueryKind:
 
 def make_plan(kind: QueryKind, settings: SearchSettings, mode: Mode | None = None,
               weights: Weights | None = None) -> SearchPlan:
-    """The plan for a query of this kind; PlanError when the mode needs what it lacks."""
+    """The plan for a query of this kind; PlanError when the mode needs what it lacks or
+    cannot use all it has."""
     mode = Mode(mode or settings.mode)
     if mode is Mode.AUTO:
         mode = Mode.DENSE if kind is QueryKind.IMAGE else Mode.HYBRID
     if kind is QueryKind.IMAGE and mode in (Mode.LEXICAL, Mode.HYBRID):
         raise PlanError(f"mode {mode.value!r} searches words: give a text with the image, or "
                         "use mode 'dense' or 'auto'", field="mode")
+    if kind is QueryKind.COMPOSED and mode is Mode.LEXICAL:
+        raise PlanError("mode 'lexical' searches words alone and would drop the image: use mode "
+                        "'auto' or 'hybrid' (words and picture, fused) or 'dense' (one vector "
+                        "of both), or send the text alone", field="mode")
     dense = PAIR_VECTOR if kind is QueryKind.TEXT else IMAGE_VECTOR
     composed = kind is QueryKind.COMPOSED
     fusion = Fusion.WEIGHTED if weights is not None else (

@@ -31,6 +31,11 @@ def test_explicit_overrides_win_over_env(monkeypatch):
         # an empty key matched an empty header (compare_digest(b"", b"") is true): open writes
         ("PARDUS_SERVING__API_KEYS", '[""]', "API key 1 is empty or shorter than 16"),
         ("PARDUS_SERVING__API_KEYS", '["0123456789abcdef", "short"]', "API key 2"),
+        # keys are compared byte for byte: one with whitespace would match no request
+        ("PARDUS_SERVING__API_KEYS", '["0123456789abcdef\\n"]', "API key 1 has whitespace"),
+        ("PARDUS_SERVING__API_KEYS", '["0123456789abcdef", " 0123456789abcdef"]',
+         "API key 2 has whitespace"),
+        ("PARDUS_SERVING__API_KEYS", '["0123456789abcdef\\u00a0"]', "API key 1 has whitespace"),
         ("PARDUS_SEARCH__MODE", "magic", "auto"),
         ("PARDUS_SEARCH__COMPOSED_WEIGHTS", '{"dense": 2}', "less than or equal to 1"),
     ],

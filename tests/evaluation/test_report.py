@@ -77,6 +77,9 @@ def test_rows_cover_kinds_modes_weights_and_rerank():
                     ("hybrid", (1.0, 0.5), False), ("hybrid", (1.0, 0.5), True)]
     image = [(r.mode.value, r.applicable) for r in rows if r.kind is QueryKind.IMAGE]
     assert image == [("dense", True), ("dense", True), ("lexical", False), ("hybrid", False)]
+    composed = plan_rows([QueryKind.COMPOSED])
+    assert [(r.mode.value, r.applicable) for r in composed] == [
+        ("dense", True), ("lexical", False), ("hybrid", True)]  # lexical would drop the picture
     assert Row(QueryKind.TEXT, Mode.HYBRID, (1.0, 0.5), True).off.rerank is False
 
 

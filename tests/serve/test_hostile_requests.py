@@ -6,12 +6,15 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
+import time
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
 
 from tests.deployments.embedder.test_hostile_images import eps, grey_png
-from tests.support.service import API_KEY, REQUEST_LIMIT
+from tests.support.service import API_KEY, BODY_TIMEOUT_S, REQUEST_LIMIT
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 DEEP = "[" * 200_000 + "]" * 200_000
@@ -59,8 +62,23 @@ HOSTILE = {  # name -> (method, path, request keywords, expected status, expecte
     "words-only mode for a picture": (
         "POST", "/v1/search", {"json": {"image": b64(jpeg()), "mode": "lexical"}}, 400,
         "invalid_mode"),
+    "words-only mode for a picture with words": (
+        "POST", "/v1/search", {"json": {"text": "a bag", "image": b64(jpeg()),
+                                        "mode": "lexical"}}, 400, "invalid_mode"),
     "weights out of range": (
         "POST", "/v1/search", {"json": {"text": "x", "weights": {"dense": 7, "lexical": 1}}},
+        422, "invalid_request"),
+    "k as true (JSON)": ("POST", "/v1/search", {"json": {"text": "x", "k": True}}, 422,
+                         "invalid_request"),
+    "k as a string (JSON)": ("POST", "/v1/search", {"json": {"text": "x", "k": "5"}}, 422,
+                             "invalid_request"),
+    "a weight as a boolean (JSON)": (
+        "POST", "/v1/search", {"json": {"text": "x", "weights": {"dense": True, "lexical": 1}}},
+        422, "invalid_request"),
+    "in_stock as 1 (PATCH)": ("PATCH", "/v1/items/SAMPLE00000", {
+        "headers": AUTH, "json": {"in_stock": 1}}, 422, "invalid_request"),
+    "every weight 0": (
+        "POST", "/v1/search", {"json": {"text": "x", "weights": {"dense": 0, "lexical": 0}}},
         422, "invalid_request"),
     "an unknown mode": ("POST", "/v1/search", {"json": {"text": "x", "mode": "magic"}}, 422,
                         "invalid_request"),
@@ -80,6 +98,12 @@ HOSTILE = {  # name -> (method, path, request keywords, expected status, expecte
         "POST", "/v1/search", {"json": {"image_url": "file:///etc/passwd"}}, 400, None),
     "an empty API key": ("DELETE", "/v1/items/SAMPLE00000", {"headers": {"X-API-Key": ""}},
                          401, "unauthorized"),
+    # byte 0xA0 (a no-break space in Latin-1): HTTP keeps it, and it is not the key
+    "an API key and a no-break space": ("DELETE", "/v1/items/never-existed", {
+        "headers": {"X-API-Key": API_KEY.encode() + b"\xa0"}}, 401, "unauthorized"),
+    "a bearer key and a no-break space": ("DELETE", "/v1/items/never-existed", {
+        "headers": {"Authorization": b"Bearer " + API_KEY.encode() + b"\xa0"}}, 401,
+        "unauthorized"),
 }
 
 
@@ -152,3 +176,33 @@ def test_items_nested_past_the_parser_s_limit_get_a_400(client):
     assert response.status_code == 400, response.text[:300]
     assert response.json()["error"]["code"] == "invalid_body"
     assert client.get("/healthz").status_code == 200
+
+
+SHORT_BODY = (b"POST /v1/search HTTP/1.1\r\nHost: pardus\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 1000\r\n\r\n" + b'{"text": "')  # 10 of the 1000 bytes
+
+
+def test_a_body_shorter_than_its_content_length_gets_a_400_in_time(client, service_url):
+    """uvicorn, the Ingress replica's server in direct ingress, would wait for the rest
+    forever: the body timeout (tests/support/service.py) answers 400 and closes."""
+    url = urlsplit(service_url)
+    with socket.create_connection((url.hostname, url.port), timeout=BODY_TIMEOUT_S + 10) as raw:
+        raw.sendall(SHORT_BODY)
+        start, received = time.monotonic(), b""
+        while chunk := raw.recv(65536):  # the socket stays open until the server closes it
+            received += chunk
+        waited = time.monotonic() - start
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), received[:300]
+    assert json.loads(body)["error"]["code"] == "incomplete_body"
+    assert BODY_TIMEOUT_S - 0.5 < waited < BODY_TIMEOUT_S + 5
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_client_that_leaves_mid_body_leaves_the_service_well(client, service_url):
+    url = urlsplit(service_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as raw:
+        raw.sendall(SHORT_BODY)
+        time.sleep(0.5)
+    after = client.post("/v1/search", json={"text": "a red mug", "k": 2, "rerank": False})
+    assert after.status_code == 200 and after.json()["results"]

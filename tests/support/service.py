@@ -13,6 +13,7 @@ SERVICE_PORT = 8127  # serve_local's port (tests/conftest.py)
 API_KEY = "test-key-1-0123456789"  # 16 characters or more
 # Above gRPC's default 4 MiB, which a picture must cross in Serve's throughput mode.
 REQUEST_LIMIT = 12_000_000
+BODY_TIMEOUT_S = 2  # short, so a test of a body that stops short is quick
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +44,8 @@ def service_settings(tmp_path_factory, embedder_settings, sample_catalogue, tiny
                      "num_crops": 1, "enforce_eager": True, "timeout_s": 60, "grid_cell": 96,
                      "max_tokens": 160, "max_candidates": 6},
         "serving": {"image_root": str(sample_catalogue), "api_keys": [API_KEY],
-                    "max_request_bytes": REQUEST_LIMIT, "retry_after_s": 2},
+                    "max_request_bytes": REQUEST_LIMIT, "retry_after_s": 2,
+                    "body_timeout_s": BODY_TIMEOUT_S},
         "ingest": {"report": str(work / "report.jsonl")},
     }
 
