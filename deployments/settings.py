@@ -234,8 +234,11 @@ class ServingSettings(BaseModel):
     result_cache_s: float = Field(0, ge=0, le=3600)
     result_cache_size: int = Field(4096, ge=1)  # answers kept per replica
     readiness_timeout_s: float = Field(5.0, gt=0)  # each /readyz probe (Milvus, models)
+    # How often each ingress replica asks Serve's controller which model deployments have a
+    # running replica: a call to one with none fails at once (503, or unreranked results).
+    replica_watch_s: float = Field(1.0, gt=0, le=60)
     decode_concurrency: int = Field(2, ge=1, le=64)  # thumbnails an ingress replica makes at once
-    retry_after_s: int = Field(5, ge=1)  # told to callers while Milvus is down
+    retry_after_s: int = Field(5, ge=1)  # told to callers while Milvus or a model is down
     web_page: bool = True  # serve the search page at /
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")  # ISO 4217: the catalogue's prices
     # Signs the cursors of result pages; the same on every replica. Empty: a key derived from

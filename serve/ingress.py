@@ -3,6 +3,8 @@ serves the HTTP API (serve/api.py) built for this replica."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -12,24 +14,42 @@ from pardus.deployments.reranker.policy import RerankRequest, RerankResult
 from pardus.deployments.settings import Settings
 from pardus.serve.api import create_api
 from pardus.serve.factory import build_search_service
+from pardus.serve.replicas import SERVING, Counts, ReplicaWatch
 from pardus.serve.search import Models
 
 
-def handle_models(embedder: DeploymentHandle, reranker: DeploymentHandle | None) -> Models:
-    """The deployments as the plain async callables SearchService takes."""
+def serving_replicas(app: str) -> Counts:
+    """The controller's count of serving replicas of each deployment of `app` (a blocking
+    call)."""
+    found = serve.status().applications.get(app)
+    if found is None:
+        return {}
+    return {name: sum(n for state, n in deployment.replica_states.items()
+                      if getattr(state, "value", state) in SERVING)
+            for name, deployment in found.deployments.items()}
+
+
+def handle_models(embedder: DeploymentHandle, reranker: DeploymentHandle | None,
+                  watch: ReplicaWatch) -> Models:
+    """The deployments as the plain async callables SearchService takes; a deployment with no
+    serving replica fails them at once (NoReplica), rather than holding them in Serve's queue
+    until its replacement has loaded."""
+    embedder_name = embedder.deployment_name
 
     async def embed(query: EmbedQuery) -> Embedding:
-        return await embedder.embed.remote(query)
+        return await watch.call(embedder_name, lambda: embedder.embed.remote(query))
 
     async def embed_pictures(pictures: list[PictureQuery]) -> list[PictureVectors]:
-        return await embedder.embed_pictures.remote(pictures)
+        return await watch.call(embedder_name, lambda: embedder.embed_pictures.remote(pictures))
 
     async def rerank(request: RerankRequest) -> RerankResult:
-        return await reranker.rerank.remote(request)
+        return await watch.call(reranker.deployment_name,
+                                lambda: reranker.rerank.remote(request))
 
-    probes = {"embedder": lambda: embedder.dim.remote()}
+    probes = {"embedder": lambda: watch.call(embedder_name, lambda: embedder.dim.remote())}
     if reranker is not None:
-        probes["reranker"] = lambda: reranker.stats.remote()
+        probes["reranker"] = lambda: watch.call(reranker.deployment_name,
+                                                lambda: reranker.stats.remote())
     return Models(embed=embed, embed_pictures=embed_pictures,
                   rerank=rerank if reranker is not None else None, probes=probes)
 
@@ -44,7 +64,10 @@ class Ingress:
         self.settings = Settings(**(settings or {}))
         if not self.settings.reranker.enabled:
             reranker = None
-        self.service = build_search_service(self.settings, handle_models(embedder, reranker))
+        watch = ReplicaWatch(partial(serving_replicas, embedder.app_name),
+                             self.settings.serving.replica_watch_s)
+        self.service = build_search_service(self.settings,
+                                            handle_models(embedder, reranker, watch))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Serve asks each replica for its app once it is constructed."""

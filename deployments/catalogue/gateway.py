@@ -26,6 +26,20 @@ from pardus.deployments.settings import MilvusSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# pymilvus logs every failed reconnection attempt and every call that found no server, each
+# with a traceback, to its own handler (five per outage, measured); the gateway says it once.
+NO_SERVER = ("Connection recovery failed", "Fail connecting to server", "server unavailable",
+             "StatusCode.UNAVAILABLE")
+
+
+class _NoServerNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in NO_SERVER)
+
+
+for _name in ("pymilvus.decorators", "pymilvus.client.connection_manager"):
+    logging.getLogger(_name).addFilter(_NoServerNoise())
 
 
 class NoAnswer(StoreUnavailable):
@@ -116,11 +130,12 @@ class StoreGateway:
         try:
             return await asyncio.wait_for(asyncio.to_thread(operation, store), timeout)
         except asyncio.TimeoutError:
-            await self._reset(store)
-            raise NoAnswer(f"Milvus at {self.settings.uri} did not answer {what} within "
-                           f"{timeout:g} s") from None
-        except StoreUnavailable:
-            await self._reset(store)
+            error = NoAnswer(f"Milvus at {self.settings.uri} did not answer {what} within "
+                             f"{timeout:g} s")
+            await self._reset(store, error)
+            raise error from None
+        except StoreUnavailable as exc:
+            await self._reset(store, exc)
             raise
 
     def _open(self) -> CatalogueStore:
@@ -147,10 +162,18 @@ class StoreGateway:
                                f"{self.settings.timeout_s:g} s") from None
             return self._store
 
-    async def _reset(self, store: CatalogueStore | None = None) -> None:
+    async def _reset(self, store: CatalogueStore | None = None,
+                     error: BaseException | None = None) -> None:
         async with self._lock:
             if self._store is not None and (store is None or store is self._store):
+                if error is not None:  # once per lost connection, however many calls saw it
+                    log.warning("lost Milvus at %s, reconnecting: %s", self.settings.uri,
+                                _first_line(error))
                 old, self._store = self._store, None
                 self._last_attempt = 0.0  # reconnect on the next call, not after a pause
                 # closing may block on a dead server: let it finish in the background
                 asyncio.get_running_loop().run_in_executor(None, old.close)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -153,6 +154,10 @@ def ensure(data_file: str | Path, timeout: float = 60.0) -> LiteServer:
                 start_new_session=True,  # outlives this process: other processes share it
             )
         _wait_ready(process, port, log, timeout)
+        # Its parent reaps it whenever it ends (killed, crashed): else it stays a zombie
+        # that `running` takes for alive until this process ends.
+        threading.Thread(target=process.wait, name=f"reap-milvus-{process.pid}",
+                         daemon=True).start()
         server = LiteServer(data_file, process.pid, port)
         _beside(data_file, ".server.json").write_text(
             json.dumps({"pid": server.pid, "port": server.port}))

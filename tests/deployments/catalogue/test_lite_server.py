@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +54,18 @@ def test_a_data_file_held_elsewhere_fails_with_a_reason(tmp_path):
     with foreign_holder(tmp_path / "held.db"):
         with pytest.raises(lite_server.LiteServerError, match="another process holds"):
             lite_server.ensure(tmp_path / "held.db", timeout=30)
+
+
+def test_a_killed_server_is_reaped_and_the_next_ensure_starts_another(tmp_path):
+    path = tmp_path / "killed.db"
+    try:
+        first = lite_server.ensure(path)
+        os.kill(first.pid, signal.SIGKILL)  # a crash, an OOM kill
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{first.pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{first.pid}").exists(), "left a zombie"
+        second = lite_server.ensure(path)
+        assert second.pid != first.pid and lite_server.running(path) == second
+    finally:
+        lite_server.stop(path)
