@@ -27,7 +27,10 @@ def serve_environment(haproxy: bool = False, local: bool = False) -> dict[str, s
     machine, where no load balancer has to take a stopping Ingress replica out of rotation:
     Ray's direct ingress otherwise holds each one open 30 s on every stop, Ctrl-C and
     redeploy (measured: two Serve test modules took 229 s with it, 141 s without)."""
-    env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    # A dead Serve proxy is replaced after 3 failed health checks, one per period: 10 s by
+    # default, so ~30 s of refused connections on its node (measured: 32 s); 2 s makes it ~6
+    # s. A proxy that is alive but slow still needs 3 checks past their 10 s timeout.
+    env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "2"}
     if haproxy:
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     if local:
