@@ -433,8 +433,8 @@ def _demo(workdir: Path, count: int, k: int, rerank: bool, port: int,
                 console.print("Try it yourself: `pardus demo --keep-running`, then open the "
                               "page, or `pardus search --text ... --image ...`.", soft_wrap=True)
         finally:
-            stop_service()
             with cleaning_up():
+                stop_service()
                 lite_server.stop(settings.milvus.uri)
     return log_path
 

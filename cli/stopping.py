@@ -79,10 +79,11 @@ def stops_cleanly(say: Callable[[str], None]) -> Iterator[Stopping]:
 def cleaning_up() -> Iterator[None]:
     """A command's clean-up: signals that come meanwhile are noted, not raised."""
     stopping = _current
-    if stopping is not None:
-        stopping.cleaning = True
+    if stopping is None:
+        yield
+        return
+    was, stopping.cleaning = stopping.cleaning, True
     try:
         yield
     finally:
-        if stopping is not None:
-            stopping.cleaning = False
+        stopping.cleaning = was  # nested clean-ups: the outer one goes on

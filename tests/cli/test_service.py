@@ -239,6 +239,37 @@ def test_serve_stops_cleanly_while_ray_starts(tmp_path, tiny_model, stop):
     assert "Pardus is serving" not in output and "stopped" in output
 
 
+@pytest.mark.parametrize(("stop", "when", "code"), [
+    (signal.SIGTERM, "Pardus is serving at", 0),  # --keep-running: how it ends
+    (signal.SIGINT, "gcs_server", 130),  # while Ray starts for the ingest: not finished
+], ids=["sigterm-serving", "ctrl-c-starting"])
+def test_demo_stops_cleanly(tmp_path, stop, when, code):
+    env = {**os.environ, "PARDUS_EMBEDDER__CHECKPOINT": str(tmp_path / "missing.pth"),
+           "PARDUS_LOG_DIR": str(tmp_path / "logs")}
+    command = Running([sys.executable, "-m", "pardus.cli.main", "demo", "--workdir",
+                       str(tmp_path / "demo"), "--count", "8", "--no-rerank", "--keep-running",
+                       "--port", str(free_port())], env)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and command.process.poll() is None and not (
+                when in command.output
+                or when in command_names(session_processes(command.pid))):
+            time.sleep(0.05)
+        assert command.process.poll() is None, command.output[-3000:]
+    finally:
+        exit_code = command.stop(stop)
+    output = command.output
+    assert exit_code == code, output[-3000:]
+    assert ("stopped before the demo finished" in output) == (code != 0)
+    assert not [line for line in output.splitlines() if any(s in line for s in LIBRARY_LINES)]
+    deadline = time.monotonic() + 30
+    while session_processes(command.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = session_processes(command.pid)
+    assert not left, f"processes left behind: {command_names(left)}"
+    assert not core_processes(tmp_path / "demo" / "pardus.db")  # the demo stops its own
+
+
 def test_search_against_the_service_and_in_process(service_url, service_settings, monkeypatch):
     result = runner.invoke(app, ["search", "--url", service_url, "--text", "a yellow bag",
                                  "--k", "3", "--no-rerank", "--category", "Clothing"])

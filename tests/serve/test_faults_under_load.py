@@ -32,6 +32,7 @@ BEFORE_S = 3.0  # load before the fault
 RERANK_TIMEOUT = 10.0
 EMBED_TIMEOUT = 10.0
 RETRY_AFTER = 2
+PROXY_RECOVERY_S = 20.0
 SLACK = 5.0  # on top of a deadline: embedding, retrieval and a busy 2-core machine
 FIGURES: list[tuple[str, str]] = []
 
@@ -191,6 +192,8 @@ def test_http_server_killed_comes_back(service, baseline):
     took = record("HTTP server killed", load.answers, fault_at, lambda a: a.ok)
     failed = [a for a in load.answers if not a.ok]
     assert all(a.status in (0, 503) for a in failed), Counter((a.status, a.code) for a in failed)
-    assert took < CAP_S
+    # Serve replaces a dead proxy after 3 failed health checks: 2 s apart here (serve/ray_env.py;
+    # ~7 s measured), where Ray's default 10 s made it ~32 s
+    assert took < PROXY_RECOVERY_S
     assert top_ids(url) == baseline
     assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
