@@ -185,6 +185,21 @@ def stopped_cleanly(command: Running, stop: signal.Signals, tmp_path: Path) -> s
     return output
 
 
+def test_a_command_starts_ray_on_loopback_unless_it_joins_a_cluster(monkeypatch):
+    """The variable that keeps a local Ray on loopback is set before any command imports Ray
+    (inside tests/run-isolated's namespace Ray sees only loopback anyway, so the listening
+    check below tells the difference only outside it)."""
+    name = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert runner.invoke(app, ["version"]).exit_code == 0
+    assert os.environ[name] == "0"
+    monkeypatch.delenv(name)
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # a RayJob's: Ray's own choice
+    assert runner.invoke(app, ["version"]).exit_code == 0
+    assert name not in os.environ
+
+
 def refused_without_token(port: int) -> bool:
     """Whether a gRPC server on this port refuses a call that carries no Ray auth token."""
     import grpc
