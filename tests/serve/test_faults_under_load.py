@@ -20,7 +20,13 @@ import httpx
 import pytest
 
 from tests.support.load import Answer, Load, recovery, top_ids
-from tests.support.processes import Running, free_port, listening_addresses, session_processes
+from tests.support.processes import (
+    Running,
+    command_names,
+    free_port,
+    listening_addresses,
+    session_processes,
+)
 
 pytestmark = pytest.mark.slow  # ~6 min on 2 cores: ingest, a service with vLLM, four faults
 
@@ -63,7 +69,10 @@ def service(tmp_path_factory, tiny_model, tiny_reranker_path, sample_catalogue, 
         yield url, served, work
     finally:
         code = served.stop(signal.SIGTERM)
+        time.sleep(5)  # what the stop ended is gone
         left = session_processes(served.pid)
+        FIGURES.append(("left after the stop", ", ".join(sorted(command_names(left)))
+                        or "nothing"))
         for pid in left:  # what a killed replica may leave (vLLM's engine): not ours to keep
             os.kill(pid, signal.SIGKILL)
         from pardus.deployments.catalogue import lite_server
