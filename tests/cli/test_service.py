@@ -238,6 +238,7 @@ def test_serve_answers_and_stops_cleanly(tmp_path, tiny_model, stop):
     assert len(started) > 3  # Ray's own processes were there
 
 
+@pytest.mark.slow  # ~50 s; `make test` stops a serving one (above)
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_stops_cleanly_while_ray_starts(tmp_path, tiny_model, stop):
     """Stopped as Ray's processes appear: inside ray.init, whose own SIGTERM handler exits
@@ -254,6 +255,7 @@ def test_serve_stops_cleanly_while_ray_starts(tmp_path, tiny_model, stop):
     assert "Pardus is serving" not in output and "stopped" in output
 
 
+@pytest.mark.slow  # ~100 s; `make test` runs the demo to its end
 @pytest.mark.parametrize(("stop", "when", "code"), [
     (signal.SIGTERM, "Pardus is serving at", 0),  # --keep-running: how it ends
     (signal.SIGINT, "gcs_server", 130),  # while Ray starts for the ingest: not finished

@@ -13,6 +13,15 @@ from pardus.cli import stopping
 from pardus.cli.stopping import cleaning_up, stops_cleanly
 
 
+@pytest.fixture(autouse=True)
+def sigint_as_python_sets_it():
+    """SIGINT raising KeyboardInterrupt, as in a terminal, whatever the runner inherited (a
+    runner started in the background ignores it, and stops_cleanly keeps it ignored then)."""
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, saved)
+
+
 def send(signum: signal.Signals) -> None:
     os.kill(os.getpid(), signum)  # handled before kill returns to Python code
 
