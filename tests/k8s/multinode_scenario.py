@@ -217,8 +217,10 @@ def phase_kill(cluster, client, victim, url, facts) -> float:
     facts["outage_readyz"] = wait_for("/readyz 503 after the kill", lambda: not_ready(url), 120)
     # A query not asked before: the Ingress caches query embeddings (serve/query_cache.py), so
     # a repeated one would not need the lost Embedder.
+    asked = time.monotonic()
     facts["search_during_outage"] = search(url, timeout=EMBED_TIMEOUT_S + 25,
                                            text="a shoe asked during the outage")
+    facts["search_during_outage_s"] = round(time.monotonic() - asked, 1)
     return killed
 
 
