@@ -51,7 +51,8 @@ class ReplicaWatch:
             try:
                 self._update(await asyncio.to_thread(self._read))
             except Exception as exc:  # the controller restarting: calls go on meanwhile
-                log.warning("cannot read the deployments' replicas: %r", exc)
+                if self._counts is not None:  # once per outage, not once a period
+                    log.warning("cannot read the deployments' replicas: %r", exc)
                 self._update(None)
             await asyncio.sleep(self.every_s)
 
