@@ -168,17 +168,23 @@ def start_serve(tmp_path: Path, env: dict[str, str], port: int) -> Running:
     return command
 
 
-def stopped_cleanly(command: Running, stop: signal.Signals, tmp_path: Path) -> str:
-    """Send `stop`; the command's output once it ended with 0 and left no process behind."""
-    code = command.stop(stop)  # Ctrl-C, or what Kubernetes and process managers send
-    output = command.output
-    assert code == 0, output[-3000:]
-    assert not [line for line in output.splitlines() if any(s in line for s in LIBRARY_LINES)]
+def ended_quietly(command: Running) -> None:
+    """Our lines only in its output, and none of its session's processes left within 30 s."""
+    assert not [line for line in command.output.splitlines()
+                if any(s in line for s in LIBRARY_LINES)]
     deadline = time.monotonic() + 30
     while session_processes(command.pid) and time.monotonic() < deadline:
         time.sleep(0.5)
     left = session_processes(command.pid)
     assert not left, f"processes left behind: {command_names(left)}"
+
+
+def stopped_cleanly(command: Running, stop: signal.Signals, tmp_path: Path) -> str:
+    """Send `stop`; the command's output once it ended with 0 and left no process behind."""
+    code = command.stop(stop)  # Ctrl-C, or what Kubernetes and process managers send
+    output = command.output
+    assert code == 0, output[-3000:]
+    ended_quietly(command)
     outlived = bool(core_processes(tmp_path / "store.db"))  # in a session of its own
     lite_server.stop(tmp_path / "store.db")
     assert outlived == documented_to_outlive("pardus serve")
@@ -245,10 +251,7 @@ def test_serve_stops_cleanly_while_ray_starts(tmp_path, tiny_model, stop):
     at once, or just after it, before the app is up."""
     command = start_serve(tmp_path, tiny_model, free_port())
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and command.process.poll() is None and not (
-                {"gcs_server", "raylet"} & command_names(session_processes(command.pid))):
-            time.sleep(0.05)
+        command.wait_until(lambda: command.started({"gcs_server", "raylet"}), 120)
         assert command.process.poll() is None, "serve ended before Ray started"
     finally:
         output = stopped_cleanly(command, stop, tmp_path)
@@ -267,23 +270,14 @@ def test_demo_stops_cleanly(tmp_path, stop, when, code):
                        str(tmp_path / "demo"), "--count", "8", "--no-rerank", "--keep-running",
                        "--port", str(free_port())], env)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and command.process.poll() is None and not (
-                when in command.output
-                or when in command_names(session_processes(command.pid))):
-            time.sleep(0.05)
+        command.wait_until(lambda: when in command.output or command.started({when}), 300)
         assert command.process.poll() is None, command.output[-3000:]
     finally:
         exit_code = command.stop(stop)
     output = command.output
     assert exit_code == code, output[-3000:]
     assert ("stopped before the demo finished" in output) == (code != 0)
-    assert not [line for line in output.splitlines() if any(s in line for s in LIBRARY_LINES)]
-    deadline = time.monotonic() + 30
-    while session_processes(command.pid) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    left = session_processes(command.pid)
-    assert not left, f"processes left behind: {command_names(left)}"
+    ended_quietly(command)
     assert not core_processes(tmp_path / "demo" / "pardus.db")  # the demo stops its own
 
 

@@ -13,12 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pardus.deployments.catalogue.lite_server import core_binary
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.processes import free_port
 
 
 def answers(uri: str, port: int, process: subprocess.Popen, timeout: float) -> bool:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
@@ -44,14 +45,23 @@ class Running:
     def output(self) -> str:
         return "".join(self._lines)
 
-    def wait_for(self, text: str, timeout: float) -> bool:
-        """Whether `text` appeared in the output before the command ended or time ran out."""
+    def wait_until(self, check: Callable[[], object], timeout: float,
+                   every: float = 0.05) -> bool:
+        """Whether check() came true before the command ended or time ran out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.process.poll() is None:
-            if text in self.output:
+            if check():
                 return True
-            time.sleep(0.2)
-        return text in self.output
+            time.sleep(every)
+        return bool(check())
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        """Whether `text` appeared in the output before the command ended or time ran out."""
+        return self.wait_until(lambda: text in self.output, timeout, every=0.2)
+
+    def started(self, names: set[str]) -> bool:
+        """Whether a process of one of these names runs in its session (Ray's gcs_server...)."""
+        return bool(names & command_names(session_processes(self.pid)))
 
     def stop(self, signum: signal.Signals, timeout: float = 120) -> int:
         """Send the signal; the exit code once the command has ended."""
