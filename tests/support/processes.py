@@ -110,11 +110,7 @@ def listening_addresses(pids: set[int]) -> dict[str, str]:
     inodes: dict[str, str] = {}
     for pid in pids:
         name = next(iter(command_names({pid})), "?")
-        try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-        except OSError:  # gone meanwhile
-            continue
-        for link in links:
+        for link in _links(pid):
             if link.startswith("socket:["):
                 inodes[link[8:-1]] = f"{name} ({pid})"
     found = {}
@@ -124,6 +120,22 @@ def listening_addresses(pids: set[int]) -> dict[str, str]:
             if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
                 found[_address(fields[1])] = inodes[fields[9]]
     return found
+
+
+def _links(pid: int) -> list[str]:
+    """What a process's descriptors point at; one closed while they are read is skipped, not
+    the whole process (a busy server opens and closes connections all the time)."""
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # the process is gone
+        return []
+    links = []
+    for descriptor in descriptors:
+        try:
+            links.append(os.readlink(descriptor))
+        except OSError:  # closed meanwhile
+            continue
+    return links
 
 
 def _address(hex_address: str) -> str:
