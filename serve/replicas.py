@@ -10,6 +10,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from pardus.serve.rerank_stage import abandon
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Replicas that take requests: RUNNING, and those draining to another node meanwhile.
@@ -77,8 +79,7 @@ class ReplicaWatch:
         finally:
             gone.cancel()
             if not task.done():
-                task.cancel()  # a handle call that waits for a replica: abandoned
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                abandon(task)  # a handle call that waits for a replica
         if task.done() and not task.cancelled():
             return task.result()
         raise NoReplica(deployment)

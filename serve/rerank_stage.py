@@ -32,10 +32,16 @@ async def within(call: Awaitable[T], timeout: float) -> T:
     task = asyncio.ensure_future(call)
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if not done:
-        task.cancel()
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # no "never retrieved"
+        abandon(task)
         raise asyncio.TimeoutError
     return task.result()
+
+
+def abandon(task: asyncio.Future) -> None:
+    """Cancel a call nobody waits for any more, and let its end go unread (no "exception was
+    never retrieved" in the log)."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class RerankStage:
