@@ -39,12 +39,13 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float =
     raise TimeoutError(f"{what}: not within {timeout:.0f} s")
 
 
-def app_settings(work: Path) -> dict[str, Any]:
-    """The app's `args.settings`: tiny random models, Milvus Lite under `work`."""
+def app_settings(work: Path, full_size_embedder: bool = False) -> dict[str, Any]:
+    """The app's `args.settings`: random models (a tiny embedder, or one of the real
+    architecture's size), Milvus Lite under `work`."""
     from pardus.deployments.tiny.embedder import write_tiny_model
     from pardus.deployments.tiny.phi3v import write_tiny_phi3v
 
-    model = write_tiny_model(work / "embedder", seed=0)
+    model = write_tiny_model(work / "embedder", seed=0, full_size=full_size_embedder)
     return {
         "embedder": {"checkpoint": model["PARDUS_EMBEDDER__CHECKPOINT"],
                      "text_model": model["PARDUS_EMBEDDER__TEXT_MODEL"], "batch_size": 4},

@@ -1,0 +1,141 @@
+"""Autoscaling, proven on one machine: a step of load makes Serve add Embedder (then Reranker)
+replicas and the Ray autoscaler (v2) start nodes of their worker group; when the load stops the
+replicas go after the downscale delay and the nodes after their idle timeout, while the other
+deployments keep theirs and no search fails.
+
+The scenario runs in its own process (tests/k8s/autoscaling_scenario.py), so it never meets the
+Ray instance other tests of the session may hold; this test reads what it reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pardus.cli.serve_config import K8S_DIR, REPO_ROOT
+from pardus.deployments.catalogue import lite_server
+from tests.k8s.autoscaling_cluster import stop_processes
+from tests.k8s.autoscaling_scenario import SCALED, STEPS, Timeline
+
+pytestmark = pytest.mark.slow  # ~8 min on 2 cores: five Ray nodes, two vLLM engines
+SCENARIO_TIMEOUT_S = 1500
+ALERTS = K8S_DIR / "components" / "monitoring" / "alerts.yaml"
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory) -> dict:
+    """Run the scenario once; its JSON report (with the error and log tail when it failed)."""
+    work = tmp_path_factory.mktemp("autoscaling")
+    out, log = work / "facts.json", work / "scenario.log"
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    ray_tmp = Path(tempfile.mkdtemp(prefix="pardus-as-", dir="/tmp"))  # short: socket paths
+    command = [sys.executable, "-m", "tests.k8s.autoscaling_scenario", "--work",
+               str(work / "run"), "--out", str(out), "--ray-tmp", str(ray_tmp)]
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=handle,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            process.wait(timeout=SCENARIO_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.terminate()  # the scenario stops its cluster on SIGTERM
+            try:
+                process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        finally:
+            left = stop_processes(ray_tmp)  # nothing, unless the scenario died hard
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+            lite_server.stop(work / "run" / "pardus.db")  # no-op when the scenario stopped it
+    report = json.loads(out.read_text()) if out.exists() else {}
+    report["left_after_the_scenario"] = sorted(left)
+    if process.returncode != 0:
+        tail = log.read_text(errors="replace")[-4000:]
+        pytest.fail(f"the scenario failed (rc {process.returncode}): "
+                    f"{report.get('error', '')}\n--- log tail ---\n{tail}")
+    print("\nautoscaling timeline:")
+    for row in report["timeline"]:
+        print(Timeline.format(row))
+    print("steps:", report["steps"], "answers:", report["answers"]["statuses"])
+    return report
+
+
+def rows(facts: dict, *phases: str) -> list[dict]:
+    return [row for row in facts["timeline"] if row["phase"] in phases]
+
+
+@pytest.mark.parametrize("name", list(STEPS))
+def test_load_adds_replicas_and_nodes_and_quiet_removes_them(facts, name):
+    """Times from the start of the step (up) and from its end (down), polled every 0.5 s."""
+    step = facts["steps"][name]
+    scaling = facts["autoscaling_config"][name]
+    # Serve adds a replica only after the load exceeded the targets for upscale_delay_s; the
+    # autoscaler starts a node for it, since no node of the group has room (one GPU each).
+    assert step["replica_added_s"] >= scaling["upscale_delay_s"]
+    assert step["node_added_s"] >= step["replica_added_s"] - 0.5
+    assert step["replica_running_s"] >= step["node_added_s"] - 0.5
+    # Quiet: the replica goes after downscale_delay_s, then its node after the idle timeout.
+    assert step["replica_removed_s"] >= scaling["downscale_delay_s"]
+    assert step["node_removed_s"] >= step["replica_removed_s"] + SCALED["idle_timeout_s"] - 1
+    grown = [row for row in rows(facts, f"{name[:3].lower()}-load")
+             if row["replicas"][name]["running"] == SCALED["replicas"][name][1]]
+    assert grown, f"no timeline row shows {name} at its max replicas"
+
+
+def test_the_other_deployments_keep_their_replicas(facts):
+    phases = {"Embedder": ("emb-load", "emb-quiet"), "Reranker": ("rer-load", "rer-quiet")}
+    for name, own in phases.items():
+        other = "Reranker" if name == "Embedder" else "Embedder"
+        for row in rows(facts, *own):
+            assert row["replicas"][other] == {"running": 1, "starting": 0}, (name, row)
+    for row in rows(facts, "emb-load", "emb-quiet", "rer-load", "rer-quiet", "end"):
+        assert row["replicas"]["Ingress"] == {"running": 1, "starting": 0}, row
+    assert facts["ingress_after"] == facts["ingress_before"]  # the same replica throughout
+
+
+def test_no_search_fails_except_counted_503s_with_retry_after(facts):
+    answers = facts["answers"]
+    assert answers["total"] > 500, answers["statuses"]
+    refused = [a for a in answers["non_200"] if a["status"] == 503 and a["retry_after"]]
+    assert answers["non_200"] == refused, answers["non_200"][:10]
+    print(f"\n{len(refused)} of {answers['total']} answers were 503 with Retry-After")
+
+
+def test_the_fixed_query_keeps_its_top_results(facts):
+    assert facts["top_before"] == facts["top_after"]
+    assert all(facts["top_before"].values()), facts["top_before"]
+
+
+def test_every_replica_runs_on_a_node_of_its_group(facts):
+    placements = facts["placements"]
+    assert {p["deployment"] for p in placements} == set(facts["deployment_groups"])
+    wrong = [p for p in placements if p["group"] != facts["deployment_groups"][p["deployment"]]]
+    assert not wrong, wrong[:10]
+    for name in STEPS:  # the added replica too, on the added node
+        assert len({p["replica"] for p in placements if p["deployment"] == name}) >= 2, name
+
+
+def test_the_scaling_metrics_exist_for_the_alert_rules(facts):
+    """Each metric the example alert rules (k8s/components/monitoring/alerts.yaml) read was
+    exported by the cluster during the scenario, with the labels the rules select on."""
+    rules = yaml.safe_load(ALERTS.read_text())["spec"]["groups"][0]["rules"]
+    exported = facts["metrics"]
+    for rule in rules:
+        for metric in re.findall(r"\bray_[a-z0-9_]+", rule["expr"]):
+            assert metric in exported, (rule["alert"], metric, sorted(exported))
+    assert {rule["labels"]["deployment"] for rule in rules} == set(facts["deployment_groups"])
+
+
+def test_the_cluster_leaves_nothing_behind(facts):
+    assert facts["left_behind"] == [] and facts["left_after_the_scenario"] == []
