@@ -32,8 +32,9 @@ CRD_FILES = {
 }
 KUBERNETES_VERSION = "1.32"
 RAY_KINDS = {"RayService", "RayJob"}
-# The Prometheus operator's CRD is not vendored: PodMonitors are checked against the subset of
-# its schema that our manifests use (unknown fields refused), not against the real CRD.
+# The Prometheus operator's CRDs are not vendored: PodMonitors and PrometheusRules are checked
+# against the subset of their schemas that our manifests use (unknown fields refused), not
+# against the real CRDs.
 _SELECTOR = {"type": "object", "additionalProperties": False, "properties": {
     "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
     "matchExpressions": {"type": "array", "items": {
@@ -54,6 +55,27 @@ PODMONITOR_SCHEMA = {
                              "port": {"type": "string"}, "targetPort": {"type": ["integer", "string"]},
                              "path": {"type": "string"}, "interval": {"type": "string"},
                              "relabelings": {"type": "array"}}}}}}}}
+PROMETHEUSRULE_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object"},
+        "spec": {"type": "object", "additionalProperties": False, "required": ["groups"],
+                 "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+                     "type": "object", "additionalProperties": False,
+                     "required": ["name", "rules"], "properties": {
+                         "name": {"type": "string"}, "interval": {"type": "string"},
+                         "rules": {"type": "array", "minItems": 1, "items": {
+                             "type": "object", "additionalProperties": False,
+                             "required": ["alert", "expr"], "properties": {
+                                 "alert": {"type": "string"}, "expr": {"type": "string"},
+                                 "for": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+                                 "labels": {"type": "object",
+                                            "additionalProperties": {"type": "string"}},
+                                 "annotations": {"type": "object",
+                                                 "additionalProperties": {"type": "string"}},
+                             }}}}}}}}}}
+OPERATOR_SCHEMAS = {"PodMonitor": PODMONITOR_SCHEMA, "PrometheusRule": PROMETHEUSRULE_SCHEMA}
 
 
 def kustomize_command() -> list[str] | None:
@@ -151,12 +173,13 @@ def crd_validator(group: str, kind: str, version: str):
 
 
 def validate_custom(doc: dict[str, Any]) -> list[str]:
-    """Errors of a KubeRay or Milvus object against its CRD's schema (a PodMonitor: our subset)."""
+    """Errors of a KubeRay or Milvus object against its CRD's schema (a Prometheus operator
+    object: our subset)."""
     import jsonschema
 
     group, version = doc["apiVersion"].split("/")
-    if doc["kind"] == "PodMonitor":
-        validator = jsonschema.Draft202012Validator(PODMONITOR_SCHEMA)
+    if doc["kind"] in OPERATOR_SCHEMAS:
+        validator = jsonschema.Draft202012Validator(OPERATOR_SCHEMAS[doc["kind"]])
     else:
         validator = crd_validator(group, doc["kind"], version)
     return [f"{doc['kind']} {doc['metadata'].get('name')}: "
@@ -165,7 +188,8 @@ def validate_custom(doc: dict[str, Any]) -> list[str]:
 
 
 def is_custom(doc: dict[str, Any]) -> bool:
-    return (doc["apiVersion"].split("/")[0], doc["kind"]) in CRD_FILES or doc["kind"] == "PodMonitor"
+    return ((doc["apiVersion"].split("/")[0], doc["kind"]) in CRD_FILES
+            or doc["kind"] in OPERATOR_SCHEMAS)
 
 
 # -- Ray worker groups and what fits on them -----------------------------------------------------
