@@ -5,7 +5,7 @@ back. Prints a timeline as it goes and writes what happened as JSON.
 The app and the cluster have the prod profile's shape (k8s/placement.yaml, k8s/base/
 rayservice.yaml: worker groups, node resources with one GPU each, replica resources, batch
 sizes, targets), scaled down to fit 2 cores and 24 GiB: at most two nodes per group and two
-replicas per deployment, times divided (see SCALED). GPUs are fake (a resource the nodes
+replicas per deployment, shorter delays and idle timeouts (SCALED). GPUs are fake (a resource the nodes
 advertise), so the models run on the CPU; the Embedder has the real architecture's size, so it,
 not the HTTP path, is what the load waits on, as on a real cluster.
 
@@ -42,10 +42,10 @@ SCALED = {
     "nodes": {"cpu-workers": (1, 1), "embedder-gpu": (1, 2), "reranker-gpu": (1, 2)},
     "replicas": {"Ingress": (1, 1), "Embedder": (1, 2), "Reranker": (1, 2)},
     # Serve: decide on a 10 s window, after 3 s of more load than the replicas' targets add,
-    # after 60 s of less remove (more than a Reranker replica takes to start here, 45 s: with
-    # 15 s, Serve cancelled starting replicas whenever the load dipped, over and over);
-    # the autoscaler: a node idle for 10 s goes.
-    "autoscaling": {"look_back_period_s": 10, "upscale_delay_s": 3, "downscale_delay_s": 60},
+    # after 90 s of less remove (more than a replica takes to start on a new node here, 30-76
+    # s: with 15 s, Serve cancelled starting Reranker replicas whenever the load dipped, over
+    # and over); the autoscaler: a node idle for 10 s goes.
+    "autoscaling": {"look_back_period_s": 10, "upscale_delay_s": 3, "downscale_delay_s": 90},
     "idle_timeout_s": 10,
 }
 # Replicas and handles report their load every second (Serve's default: 10 s).
