@@ -422,6 +422,7 @@ def scenario(cluster: FakeCluster, config: dict[str, Any], url: str,
                 step(name, facts["deployment_groups"][name], url, observer, timeline, loads,
                      facts)
         timeline.phase = "end"
+        time.sleep(facts["every_s"] + 0.5)  # a last row: the replicas and nodes at the end
         facts["top_after"] = top_ids(url, [FIXED_QUERY])
         facts["ingress_after"] = sorted(r["replica_id"] for r in observer.replicas()["Ingress"])
     finally:

@@ -27,7 +27,7 @@ from pardus.deployments.catalogue import lite_server
 from tests.k8s.autoscaling_cluster import stop_processes
 from tests.k8s.autoscaling_scenario import SCALED, STEPS, Timeline
 
-pytestmark = pytest.mark.slow  # ~8 min on 2 cores: five Ray nodes, two vLLM engines
+pytestmark = pytest.mark.slow  # ~8.5 min on 2 cores: up to six Ray nodes, two vLLM engines
 SCENARIO_TIMEOUT_S = 1500
 ALERTS = K8S_DIR / "components" / "monitoring" / "alerts.yaml"
 
