@@ -30,7 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.k8s.autoscaling_cluster import DRIVER_ENV, FakeCluster, NodeType, stop_processes
+from tests.k8s.autoscaling_cluster import DRIVER_ENV, FakeCluster, NodeType
+from tests.k8s.multinode_scenario import deployments_of, wait_for
+from tests.support.processes import stop_processes
 
 APP = "pardus"
 PROFILE = "prod"
@@ -61,16 +63,6 @@ PHASE_TIMEOUT_S = 300
 
 def stopped(*_) -> None:
     sys.exit(143)  # SIGTERM: the finally blocks still stop the cluster
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"{what}: not within {timeout:.0f} s")
 
 
 # -- the shape: prod, scaled down ----------------------------------------------------------------
@@ -114,10 +106,6 @@ def app_config(work: Path, port: int) -> dict[str, Any]:
                 **deployment["autoscaling_config"], **SCALED["autoscaling"],
                 "min_replicas": low, "max_replicas": high}
     return config
-
-
-def deployments_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {d["name"]: d for app in config["applications"] for d in app["deployments"]}
 
 
 # -- what the cluster and Serve say ---------------------------------------------------------------

@@ -9,23 +9,14 @@ Ray instance other tests of the session may hold; this test reads what it report
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
 
-from pardus.cli.serve_config import K8S_DIR, REPO_ROOT
-from pardus.deployments.catalogue import lite_server
-from tests.k8s.autoscaling_cluster import stop_processes
+from pardus.cli.serve_config import K8S_DIR
 from tests.k8s.autoscaling_scenario import SCALED, STEPS, Timeline
+from tests.k8s.scenario_run import run_scenario
 
 pytestmark = pytest.mark.slow  # ~8.5 min on 2 cores: up to six Ray nodes, two vLLM engines
 SCENARIO_TIMEOUT_S = 1500
@@ -35,35 +26,9 @@ ALERTS = K8S_DIR / "components" / "monitoring" / "alerts.yaml"
 @pytest.fixture(scope="module")
 def facts(tmp_path_factory) -> dict:
     """Run the scenario once; its JSON report (with the error and log tail when it failed)."""
-    work = tmp_path_factory.mktemp("autoscaling")
-    out, log = work / "facts.json", work / "scenario.log"
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    ray_tmp = Path(tempfile.mkdtemp(prefix="pardus-as-", dir="/tmp"))  # short: socket paths
-    command = [sys.executable, "-m", "tests.k8s.autoscaling_scenario", "--work",
-               str(work / "run"), "--out", str(out), "--ray-tmp", str(ray_tmp)]
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=handle,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            process.wait(timeout=SCENARIO_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.terminate()  # the scenario stops its cluster on SIGTERM
-            try:
-                process.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        finally:
-            left = stop_processes(ray_tmp)  # nothing, unless the scenario died hard
-            shutil.rmtree(ray_tmp, ignore_errors=True)
-            lite_server.stop(work / "run" / "pardus.db")  # no-op when the scenario stopped it
-    report = json.loads(out.read_text()) if out.exists() else {}
-    report["left_after_the_scenario"] = sorted(left)
-    if process.returncode != 0:
-        tail = log.read_text(errors="replace")[-4000:]
-        pytest.fail(f"the scenario failed (rc {process.returncode}): "
-                    f"{report.get('error', '')}\n--- log tail ---\n{tail}")
+    report = run_scenario("tests.k8s.autoscaling_scenario",
+                          tmp_path_factory.mktemp("autoscaling"), [], SCENARIO_TIMEOUT_S,
+                          grace_s=90)
     print("\nautoscaling timeline:")
     for row in report["timeline"]:
         print(Timeline.format(row))

@@ -8,20 +8,13 @@ Ray instance other tests of the session may hold; this test reads what it report
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 
 import pytest
 
-from pardus.cli.serve_config import REPO_ROOT, load_placement
-from pardus.deployments.catalogue import lite_server
+from pardus.cli.serve_config import load_placement
 from tests.k8s.multinode_scenario import EMBED_TIMEOUT_S
+from tests.k8s.scenario_run import run_scenario
 
 pytestmark = pytest.mark.slow  # ~2-3.5 min on 2 cores: a cluster of four nodes and a vLLM engine
 PORT = 8141  # Serve's HTTP port (loopback): outside Ray's worker ports and the session's 8127
@@ -37,43 +30,13 @@ def _free(port: int) -> bool:
             return False
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM (the scenario shuts its cluster down), then SIGKILL to its process group."""
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def facts(tmp_path_factory) -> dict:
     """Run the scenario once; its JSON report (with the error and log tail when it failed)."""
     if not _free(PORT):
         pytest.skip(f"127.0.0.1:{PORT} is taken: the scenario's Serve proxy needs it")
-    work = tmp_path_factory.mktemp("multinode")
-    out, log = work / "facts.json", work / "scenario.log"
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    ray_tmp = tempfile.mkdtemp(prefix="pardus-mn-", dir="/tmp")  # short: Ray's socket paths
-    command = [sys.executable, "-m", "tests.k8s.multinode_scenario", "--work", str(work / "run"),
-               "--port", str(PORT), "--out", str(out), "--ray-tmp", ray_tmp]
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=handle,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            process.wait(timeout=SCENARIO_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            stop(process)
-        finally:
-            shutil.rmtree(ray_tmp, ignore_errors=True)
-            lite_server.stop(work / "run" / "pardus.db")  # no-op when the scenario stopped it
-    report = json.loads(out.read_text()) if out.exists() else {}
-    if process.returncode != 0:
-        tail = log.read_text(errors="replace")[-3000:]
-        pytest.fail(f"the scenario failed (rc {process.returncode}): "
-                    f"{report.get('error', '')}\n--- log tail ---\n{tail}")
+    report = run_scenario("tests.k8s.multinode_scenario", tmp_path_factory.mktemp("multinode"),
+                          ["--port", str(PORT)], SCENARIO_TIMEOUT_S, grace_s=60)
     print("\nmulti-node figures:", {key: value for key, value in report.items()
                                     if key.endswith("_s")})
     return report

@@ -161,3 +161,54 @@ if __name__ == "__main__":
         signal.signal(number, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     os.execv(sys.argv[1], sys.argv[1:])
+
+
+def processes(temp_dir: Path) -> set[int]:
+    """Every process of a Ray cluster whose files are in temp_dir: those naming that dir, and
+    their descendants (a replica's own children, such as vLLM's engine process, name nothing)."""
+    parents: dict[int, int] = {}
+    mine: set[int] = set()
+    marker = str(temp_dir).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended while it was read
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        if marker in command:
+            mine.add(int(entry.name))
+    mine.discard(os.getpid())  # the scenario itself, when its arguments name the dir
+    while children := {pid for pid, parent in parents.items() if parent in mine} - mine:
+        mine |= children
+    return mine
+
+
+def stop_processes(temp_dir: Path, grace_s: float = 10) -> set[int]:
+    """SIGTERM every process of the Ray cluster in temp_dir (processes()), SIGKILL what is left
+    after grace_s; returns the processes still there afterwards (none, normally). Never
+    `ray stop`: that kills every Ray process on the machine."""
+    for signum, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
+        pids = processes(temp_dir)
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pids = {pid for pid in pids if alive(pid)}
+        if not pids:
+            break
+    return {pid for pid in processes(temp_dir) if alive(pid)}
+
+
+def alive(pid: int) -> bool:
+    """Whether pid runs (a zombie waiting for its parent counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
