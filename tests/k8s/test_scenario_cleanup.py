@@ -10,9 +10,10 @@ from tests.support.processes import alive, processes, stop_processes
 
 def test_stop_processes_takes_the_named_ones_and_their_children_only(tmp_path):
     marker = tmp_path / "ray-tmp"
-    # A parent that names the dir (as raylet and workers do) and a child that does not (as
-    # vLLM's engine process), which ignores SIGTERM; and a bystander.
-    named = subprocess.Popen(["bash", "-c", f": {marker}; trap '' TERM; sleep 300 & wait"])
+    # A parent that names the dir (as raylet and workers do) and ends on SIGTERM, and a child
+    # that does not name it (as vLLM's engine process) and ignores SIGTERM: once its parent
+    # has ended it is nobody's descendant; and a bystander.
+    named = subprocess.Popen(["bash", "-c", f": {marker}; (trap '' TERM; exec sleep 300) & wait"])
     bystander = subprocess.Popen(["sleep", "300"])
     try:
         for _ in range(50):
@@ -25,7 +26,7 @@ def test_stop_processes_takes_the_named_ones_and_their_children_only(tmp_path):
         assert stop_processes(marker, grace_s=1) == set()
         assert named.wait(timeout=10) is not None
         assert processes(marker) == set()
-        assert not any(alive(pid) for pid in found)  # the child too, past its ignored SIGTERM
+        assert not any(alive(pid) for pid in found)  # the orphaned child too
         assert bystander.poll() is None
     finally:
         for process in (named, bystander):

@@ -190,8 +190,11 @@ def stop_processes(temp_dir: Path, grace_s: float = 10) -> set[int]:
     """SIGTERM every process of the Ray cluster in temp_dir (processes()), SIGKILL what is left
     after grace_s; returns the processes still there afterwards (none, normally). Never
     `ray stop`: that kills every Ray process on the machine."""
+    pids: set[int] = set()
     for signum, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
-        pids = processes(temp_dir)
+        # Those found before count too: a child whose parent ended on SIGTERM is no longer
+        # anyone's descendant (it moved to init) and names nothing.
+        pids = {pid for pid in pids | processes(temp_dir) if alive(pid)}
         for pid in pids:
             try:
                 os.kill(pid, signum)
